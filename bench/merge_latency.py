@@ -1,0 +1,82 @@
+"""Latency of a network before and after linearising and merging every block, in ONNX Runtime.
+
+trace → chain space → masks (all activations removed, one segment per block) → apply → merge →
+check merged vs unmerged → ONNX export of both → ORT check → median latency side by side.
+
+    python bench/merge_latency.py --model mobilenet_v2 --resolution 224   # the README's figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+import depthshrink
+from depthshrink.models import build_model
+from depthshrink.profiler.onnxruntime import time_onnx
+from depthshrink.profiler.timing import TimingProtocol
+from depthshrink.shrink.export import export_onnx, onnx_relative_error
+from depthshrink.shrink.masks import per_block_masks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mobilenet_v2")
+    parser.add_argument("--width-mult", type=float, default=1.0)
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--min-time-ms", type=float, default=3000.0)
+    parser.add_argument("--out", default="out/bench_merge")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+
+    model = build_model(args.model, width_mult=args.width_mult, in_channels=args.in_channels).eval()
+    example = torch.zeros(1, args.in_channels, args.resolution, args.resolution)
+    space = depthshrink.trace(model, example, model_info={"name": args.model, "width_mult": args.width_mult})
+    space.to_json(out / "space.json")
+    masks = per_block_masks(space)
+    masks.to_json(out / "masks.json")
+    shrunk = depthshrink.apply_masks(model, space, masks).eval()
+    merged = depthshrink.merge(shrunk)
+    inputs = torch.randn(args.batch_size, args.in_channels, args.resolution, args.resolution)
+    with torch.no_grad():
+        reference = shrunk(inputs)
+        merge_error = float((merged(inputs) - reference).abs().max() / reference.abs().max())
+
+    protocol = TimingProtocol(warmup_ms=500, min_runs=20, min_time_ms=args.min_time_ms)
+    rows = []
+    for label, net in (("original", model), ("merged", merged)):
+        path = out / f"{label}.onnx"
+        export_onnx(net, inputs, path)
+        timing = time_onnx(path, tuple(inputs.shape), threads=args.threads, protocol=protocol)
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+        rows.append({"network": label, "convs": convs, "latency_ms": timing.latency_ms,
+                     "latency_p10_ms": timing.latency_p10_ms, "latency_p90_ms": timing.latency_p90_ms,
+                     "runs": timing.runs, "onnx_rel_error": onnx_relative_error(net, path, inputs)})
+    summary = {"model": args.model, "width_mult": args.width_mult, "resolution": args.resolution,
+               "batch_size": args.batch_size, "threads": args.threads, "host": platform.node(),
+               "cpu": platform.processor() or platform.machine(), "onnxruntime_threads": args.threads,
+               "segments": len(masks.segments), "merge_rel_error": merge_error, "rows": rows,
+               "speedup": rows[0]["latency_ms"] / rows[1]["latency_ms"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{args.model} x{args.width_mult} @{args.resolution} batch {args.batch_size}, ONNX Runtime CPU, "
+          f"{args.threads} thread(s); {space.num_layers} layers -> {len(masks.segments)} merged segments")
+    print(f"merged vs activation-removed: max|diff|/max|ref| = {merge_error:.2e}")
+    print(f"{'network':<10}{'convs':>7}{'median ms':>12}{'p10 ms':>10}{'p90 ms':>10}{'runs':>7}{'ORT rel err':>13}")
+    for r in rows:
+        print(f"{r['network']:<10}{r['convs']:>7}{r['latency_ms']:>12.3f}{r['latency_p10_ms']:>10.3f}"
+              f"{r['latency_p90_ms']:>10.3f}{r['runs']:>7}{r['onnx_rel_error']:>13.1e}")
+    print(f"speed-up: {summary['speedup']:.2f}x  (written to {out})")
+
+
+if __name__ == "__main__":
+    main()

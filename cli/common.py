@@ -1,0 +1,80 @@
+"""Option groups shared by several subcommands, and what they build."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import DepthshrinkError
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=True,
+                       help="zoo name (see --list in 'space') or package.module:factory")
+    group.add_argument("--width-mult", type=float, help="width multiplier (zoo default 1.0)")
+    group.add_argument("--resolution", type=int, required=True, help="input height and width, pixels")
+    group.add_argument("--in-channels", type=int, help="input channels (default 3)")
+    group.add_argument("--num-classes", type=int, help="classifier outputs (zoo default 1000)")
+    group.add_argument("--weights", help="state_dict file to load (torch.load with weights_only=True)")
+    group.add_argument("--strided-merge", choices=("pointwise", "any"), default="pointwise",
+                       help="after a strided conv, allow only 1x1 convs inside a span (pointwise, "
+                            "default) or any kernel (grows by stride*(k-1))")
+    group.add_argument("--stem-convs", type=int, default=1,
+                       help="main-path convs at the start kept out of the chain (default 1)")
+    group.add_argument("--head-convs", type=int, default=1,
+                       help="main-path convs at the end kept out of the chain (default 1)")
+
+
+def load_weights(model, path: str) -> None:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DepthshrinkError(f"weights file not found: {path}") from None
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise DepthshrinkError(f"cannot read weights {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise DepthshrinkError(f"weights {path} do not fit this model: {first}") from None
+
+
+def build_space(args: argparse.Namespace):
+    """(model in eval mode, chain space) from the model options."""
+    import torch
+
+    from ..models import build_model, min_resolution
+    from ..models.trace import trace
+
+    smallest = min_resolution(args.model)
+    if smallest is not None and args.resolution < smallest:
+        raise DepthshrinkError(f"resolution {args.resolution} is too small for {args.model} "
+                               f"(total stride {smallest}): use at least {smallest}")
+    if args.resolution < 1:
+        raise DepthshrinkError("resolution must be positive")
+    model = build_model(args.model, width_mult=args.width_mult, in_channels=args.in_channels,
+                        num_classes=args.num_classes)
+    if args.weights:
+        load_weights(model, args.weights)
+    model.eval()
+    in_channels = args.in_channels or _first_conv_in_channels(model)
+    info = {"name": args.model, "width_mult": args.width_mult if args.width_mult is not None else 1.0,
+            "resolution": args.resolution}
+    example = torch.zeros(1, in_channels, args.resolution, args.resolution)
+    space = trace(model, example, model_info=info, stem_convs=args.stem_convs,
+                  head_convs=args.head_convs, strided_merge=args.strided_merge)
+    return model, space
+
+
+def _first_conv_in_channels(model) -> int:
+    from torch import nn
+
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise DepthshrinkError("the model has no Conv2d")
+    return conv.in_channels

@@ -1,0 +1,65 @@
+"""The ``depthshrink`` command: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. User errors
+(:class:`DepthshrinkError`) print one line and exit 1; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import DepthshrinkError
+
+# name -> (module under depthshrink.cli, one-line help)
+SUBCOMMANDS = {
+    "space": ("space", "trace a model's searchable chain and write its chain space (JSON)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="depthshrink",
+        description="Remove activations of compact CNNs and merge the convolutions around them, "
+                    "chosen against latency measured on the target device.")
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        try:
+            module = importlib.import_module(f"depthshrink.cli.{module_name}")
+        except ImportError as exc:  # one broken subcommand must not break the others
+            sub.set_defaults(handler=_broken(name, exc))
+            continue
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _broken(name: str, exc: ImportError):
+    def run(_args: argparse.Namespace) -> int:
+        raise DepthshrinkError(f"subcommand '{name}' is unavailable: {exc}")
+    return run
+
+
+def _version() -> str:
+    from .. import __version__
+    return f"depthshrink {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except DepthshrinkError as exc:
+        print(f"depthshrink {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"depthshrink {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Latency lookup tables (CSV) and the latency predictor that fills them."""

@@ -1,0 +1,106 @@
+"""A strict, listable registry of model builders, plus ``package.module:factory`` references."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from ..errors import DepthshrinkError
+from .efficientnet_lite import EfficientNetLite
+from .mobilenetv2 import MobileNetV2, StageSpec
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A registered network: its builder, total stride and a one-line description."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    total_stride: int
+    description: str
+    defaults: dict = field(default_factory=dict)
+
+
+_TINY_STAGES = (StageSpec(1, 8, 1, 1), StageSpec(4, 16, 2, 2), StageSpec(4, 24, 2, 1))
+
+
+def _entries() -> dict[str, ZooEntry]:
+    entries = [
+        ZooEntry("mobilenet_v2", MobileNetV2, 32, "MobileNetV2, torchvision keys (ImageNet-size input)"),
+        ZooEntry("mobilenet_v2_small", MobileNetV2, 8,
+                 "MobileNetV2 for 28-64 px input: stem and stage 2 at stride 1",
+                 {"small_input": True}),
+        ZooEntry("efficientnet_lite0", EfficientNetLite, 32, "EfficientNet-Lite0, timm keys"),
+        ZooEntry("efficientnet_lite0_small", EfficientNetLite, 8,
+                 "EfficientNet-Lite0 for 28-64 px input", {"small_input": True}),
+        ZooEntry("tiny_mobilenet", MobileNetV2, 2,
+                 "5-block MobileNetV2-style test network (fast)", {"stages": _TINY_STAGES}),
+    ]
+    return {entry.name: entry for entry in entries}
+
+
+ZOO = _entries()
+
+
+def list_models() -> list[str]:
+    """Names of the registered networks, sorted."""
+    return sorted(ZOO)
+
+
+def _load_factory(reference: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DepthshrinkError(f"cannot import '{module_name}' for --model {reference}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise DepthshrinkError(f"'{attr}' in module '{module_name}' is not a callable factory")
+    return factory
+
+
+def _accepted(builder: Callable[..., nn.Module], kwargs: dict) -> dict:
+    """Keep the given keyword arguments, refusing those the builder cannot take."""
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return given
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return given
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise DepthshrinkError(f"{getattr(builder, '__name__', builder)} takes no {', '.join(unknown)}")
+    return given
+
+
+def build_model(name: str, *, width_mult: float | None = None, in_channels: int | None = None,
+                num_classes: int | None = None) -> nn.Module:
+    """Build a zoo network by name, or call ``package.module:factory``.
+
+    Options left ``None`` keep the builder's defaults; an option the builder does not take is
+    refused rather than silently ignored.
+    """
+    options = {"width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes}
+    if ":" in name:
+        factory = _load_factory(name)
+        model = factory(**_accepted(factory, options))
+    else:
+        entry = ZOO.get(name)
+        if entry is None:
+            raise DepthshrinkError(f"unknown model '{name}'; known models: {', '.join(list_models())} "
+                                   "(or give package.module:factory)")
+        model = entry.builder(**entry.defaults, **_accepted(entry.builder, options))
+    if not isinstance(model, nn.Module):
+        raise DepthshrinkError(f"--model {name} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def min_resolution(name: str) -> int | None:
+    """Smallest input size whose final feature map is at least 1×1 (zoo models only)."""
+    entry = ZOO.get(name)
+    return entry.total_stride if entry else None

@@ -1,0 +1,236 @@
+"""Find the searchable conv chain of any torch.fx-traceable network.
+
+The *main path* runs backwards from the output: at a node with several tensor inputs it follows
+the input of the output's shape with the most convolutions behind it (the residual branch of
+``x + f(x)``, the trunk of an SE ``x * gate``). The convolutions on that path, minus the stem
+and the head, are the chain. Between two chain convs the tracer accepts BN (right after the
+conv), one activation, one residual add and pass-through modules; anything else, or a value with
+a user off the chain, makes that site a *barrier* that no merge span may cross.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from ..errors import DepthshrinkError
+from .ops import Kind, activation_name, classify, describe, module_of
+from .space import ChainSpace, ConvShape, Layer, ResidualBlock, Site
+
+
+@dataclass
+class SiteNodes:
+    """The main-path nodes after layer ``position-1``'s conv, up to the next conv."""
+
+    position: int
+    nodes: list[fx.Node]
+    batchnorm: fx.Node | None = None
+    activation: fx.Node | None = None
+    add: fx.Node | None = None
+    barrier: str | None = None
+
+
+@dataclass
+class TracedChain:
+    """A chain space plus the fx nodes it came from (for graph surgery on ``graph_module``)."""
+
+    graph_module: fx.GraphModule
+    space: ChainSpace
+    convs: list[fx.Node]
+    sites: dict[int, SiteNodes]  # positions 1..L (L: what follows the last layer)
+    skips: dict[fx.Node, fx.Node]  # residual add -> its skip input
+
+
+def trace(model: nn.Module, example_input: torch.Tensor, *, model_info: dict | None = None,
+          stem_convs: int = 1, head_convs: int = 1, strided_merge: str = "pointwise") -> ChainSpace:
+    """The chain space of ``model`` for inputs shaped like ``example_input``.
+
+    ``stem_convs``/``head_convs`` main-path convolutions at either end stay in the fixed part.
+    ``strided_merge='pointwise'`` allows only 1×1 convs after a strided conv inside a span;
+    ``'any'`` allows every kernel (the kernel then grows by ``stride·(k-1)``).
+    """
+    return trace_chain(model, example_input, model_info=model_info, stem_convs=stem_convs,
+                       head_convs=head_convs, strided_merge=strided_merge).space
+
+
+def trace_chain(model: nn.Module, example_input: torch.Tensor, *, model_info: dict | None = None,
+                stem_convs: int = 1, head_convs: int = 1,
+                strided_merge: str = "pointwise") -> TracedChain:
+    """Like :func:`trace`, keeping the fx graph (its modules are ``model``'s own, not copies)."""
+    gm = _symbolic_trace(model)
+    _propagate_shapes(gm, example_input)
+    kinds = {node: classify(node, gm) for node in gm.graph.nodes}
+    path = _main_path(gm, kinds)
+    on_path = [n for n in path if kinds[n] is Kind.CONV]
+    if len(on_path) < stem_convs + head_convs + 2:
+        raise DepthshrinkError(
+            f"{type(model).__name__} has {len(on_path)} convolutions on its main path; a chain needs "
+            f"at least 2 besides {stem_convs} stem and {head_convs} head convolution(s)")
+    convs = on_path[stem_convs:len(on_path) - head_convs]
+    pos = {node: i for i, node in enumerate(path)}
+    chain_end = pos[on_path[len(on_path) - head_convs]] if head_convs else len(path)
+    sites: dict[int, SiteNodes] = {}
+    skips: dict[fx.Node, fx.Node] = {}
+    blocks: list[ResidualBlock] = []
+    for p in range(1, len(convs) + 1):
+        stop = pos[convs[p]] if p < len(convs) else chain_end
+        site = SiteNodes(p, path[pos[convs[p - 1]] + 1:stop])
+        _parse_site(site, path, pos, kinds, gm)
+        if site.add is not None and site.barrier is None:
+            skip, block = _residual_block(site, path, pos, convs, kinds)
+            if block is None:
+                site.barrier = skip
+            else:
+                skips[site.add] = skip
+                blocks.append(block)
+        sites[p] = site
+    layers = _layers(gm, convs, sites)
+    info = {"class": type(model).__name__, "in_channels": int(example_input.shape[1]),
+            "height": int(example_input.shape[2]), "width": int(example_input.shape[3]),
+            **(model_info or {}), "stem_convs": stem_convs, "head_convs": head_convs}
+    chain_modules = {layer.module for layer in layers} | {l.batchnorm for l in layers if l.batchnorm}
+    fixed = [n.target for n in gm.graph.nodes if n.op == "call_module" and n.target not in chain_modules
+             and any(True for _ in gm.get_submodule(n.target).parameters(recurse=False))]
+    space_sites = [Site(p, activation_name(s.activation, gm) if s.activation else None,
+                        s.activation is not None, s.barrier) for p, s in sorted(sites.items()) if p < len(convs)]
+    space = ChainSpace(info, layers, space_sites, blocks, fixed, strided_merge)
+    return TracedChain(gm, space, convs, sites, skips)
+
+
+def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types; all mean "not traceable"
+        raise DepthshrinkError(f"torch.fx cannot trace {type(model).__name__}: {exc} "
+                               "(avoid data-dependent control flow in forward)") from exc
+
+
+def _propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor) -> None:
+    modes = {module: module.training for module in gm.modules()}
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example_input)
+    except RuntimeError as exc:
+        raise DepthshrinkError(f"the model fails on an input of shape {tuple(example_input.shape)}: "
+                               f"{str(exc).splitlines()[-1]}") from exc
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+
+
+def _shape(node: fx.Node) -> tuple | None:
+    meta = node.meta.get("tensor_meta")
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+def _main_path(gm: fx.GraphModule, kinds: dict[fx.Node, Kind]) -> list[fx.Node]:
+    convs_behind: dict[fx.Node, frozenset] = {}
+    for node in gm.graph.nodes:
+        behind = frozenset().union(*(convs_behind[a] for a in node.all_input_nodes))
+        convs_behind[node] = behind | {node} if kinds[node] is Kind.CONV else behind
+
+    def tensor_inputs(node: fx.Node) -> list[fx.Node]:
+        return [a for a in node.all_input_nodes if a.op != "get_attr" and _shape(a) is not None]
+
+    def main_input(node: fx.Node, inputs: list[fx.Node]) -> fx.Node:
+        same = [a for a in inputs if _shape(a) == _shape(node)] or inputs
+        return max(same, key=lambda a: len(convs_behind[a]))
+
+    output = next(n for n in reversed(gm.graph.nodes) if n.op == "output")
+    outputs = tensor_inputs(output)
+    if not outputs:
+        raise DepthshrinkError("the model returns no tensor")
+    node: fx.Node | None = max(outputs, key=lambda a: len(convs_behind[a]))
+    path = []
+    while node is not None:
+        path.append(node)
+        inputs = tensor_inputs(node)
+        node = main_input(node, inputs) if inputs else None
+    return path[::-1]
+
+
+def _parse_site(site: SiteNodes, path: list[fx.Node], pos: dict, kinds: dict, gm: fx.GraphModule) -> None:
+    def block(reason: str) -> None:
+        site.barrier = site.barrier or reason
+
+    first = path[pos[site.nodes[0]] - 1] if site.nodes else None
+    for node in ([first] if first is not None else []) + site.nodes:
+        successor = path[pos[node] + 1] if pos[node] + 1 < len(path) else None
+        extra = [u for u in node.users if u is not successor
+                 and not (u in pos and kinds[u] is Kind.ADD and path[pos[u] - 1] is not node)]
+        if extra:
+            block(f"the output of {describe(node, gm)} has {len(node.users)} users")
+    for index, node in enumerate(site.nodes):
+        kind = kinds[node]
+        if kind is Kind.BN and index == 0:
+            site.batchnorm = node
+        elif kind is Kind.PASS:
+            continue
+        elif kind is Kind.ACT:
+            if site.activation is not None:
+                block("two activations in a row")
+            site.activation = node
+        elif kind is Kind.ADD:
+            if site.add is not None or site.activation is not None:
+                block("an activation or second add before a residual add")
+            site.add = node
+        else:
+            reason = f"{describe(node, gm)} is not a conv, BatchNorm, activation or residual add"
+            warnings.warn(f"treating {describe(node, gm)} as a merge barrier at site {site.position}",
+                          stacklevel=3)
+            block(reason)
+
+
+def _residual_block(site: SiteNodes, path: list[fx.Node], pos: dict, convs: list[fx.Node],
+                    kinds: dict) -> tuple:
+    """(skip node, block) for the site's residual add, or (reason, None) when it is no plain skip."""
+    add = site.add
+    skip = next(a for a in add.args if a is not path[pos[add] - 1])
+    if skip not in pos:
+        return "the residual add's shortcut has layers of its own", None
+    if _shape(skip) != _shape(add):
+        return "the residual add broadcasts", None
+    between = [n for n in path[pos[skip] + 1:pos[add]] if kinds[n] is Kind.CONV]
+    chain_index = {node: i for i, node in enumerate(convs)}
+    if not between or any(n not in chain_index for n in between):
+        return "the residual add skips over layers outside the chain", None
+    return skip, ResidualBlock(chain_index[between[0]], chain_index[between[-1]] + 1)
+
+
+def _layer_problem(conv: nn.Conv2d, calls: int) -> str | None:
+    if calls > 1:
+        return "the module is called more than once"
+    if conv.kernel_size[0] != conv.kernel_size[1] or conv.stride[0] != conv.stride[1]:
+        return "non-square kernel or stride"
+    if conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+        return "dilation or non-zero padding mode"
+    if isinstance(conv.padding, str) or conv.padding[0] != conv.padding[1]:
+        return "asymmetric or string padding"
+    return None
+
+
+def _layers(gm: fx.GraphModule, convs: list[fx.Node], sites: dict[int, SiteNodes]) -> list[Layer]:
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    layers = []
+    for index, node in enumerate(convs):
+        conv = module_of(node, gm)
+        problem = _layer_problem(conv, calls[node.target])
+        if problem:
+            for p in (index, index + 1):
+                if p in sites:
+                    sites[p].barrier = sites[p].barrier or f"layer {index} ({node.target}): {problem}"
+        _, _, height, width = _shape(node.args[0])
+        padding = conv.padding[0] if not isinstance(conv.padding, str) else 0
+        shape = ConvShape(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
+                          conv.groups, height, width, padding)
+        bn = sites[index + 1].batchnorm
+        layers.append(Layer(index, node.target, shape, bn.target if bn is not None else None))
+    return layers

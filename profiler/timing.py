@@ -1,0 +1,51 @@
+"""The timing protocol shared by every backend: warm-up by time, then runs until both a minimum
+count and a minimum measuring time are reached; median with p10/p90 (trtexec's defaults are
+200 ms warm-up, ≥ 10 runs and ≥ 3 s).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    warmup_ms: float = 200.0
+    min_runs: int = 10
+    min_time_ms: float = 1000.0
+    max_runs: int = 100_000
+
+
+@dataclass(frozen=True)
+class Timing:
+    latency_ms: float      # median
+    latency_p10_ms: float
+    latency_p90_ms: float
+    runs: int
+    warmup_ms: float
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p10) / median: above ~0.1 the entry is noisy."""
+        return (self.latency_p90_ms - self.latency_p10_ms) / self.latency_ms
+
+
+def measure(run_once: Callable[[], object], protocol: TimingProtocol = TimingProtocol()) -> Timing:
+    """Time ``run_once`` (which must finish its work before returning) under ``protocol``."""
+    start = time.perf_counter()
+    while (time.perf_counter() - start) * 1e3 < protocol.warmup_ms:
+        run_once()
+    warmup_ms = (time.perf_counter() - start) * 1e3
+    samples: list[float] = []
+    began = time.perf_counter()
+    while len(samples) < protocol.max_runs and (
+            len(samples) < protocol.min_runs or (time.perf_counter() - began) * 1e3 < protocol.min_time_ms):
+        t0 = time.perf_counter_ns()
+        run_once()
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+    p10, median, p90 = np.percentile(samples, [10, 50, 90])
+    return Timing(float(median), float(p10), float(p90), len(samples), warmup_ms)

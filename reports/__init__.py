@@ -1,0 +1,1 @@
+"""Accuracy–throughput reports: pandas tables and matplotlib figures (imported lazily)."""

@@ -1,0 +1,1 @@
+"""Exact search: which activations to drop under a latency budget (two-stage dynamic program)."""

@@ -1,0 +1,119 @@
+"""Masks files (format ``depthshrink.masks/1``): which activations stay, and the merge segments.
+
+A file written by hand needs only ``format``, ``kept_activations`` and ``segments``; every
+other removable activation is then removed. Checked against a chain space before any use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..errors import DepthshrinkError
+from ..models.space import ChainSpace, read_json, write_json_atomic
+
+MASKS_FORMAT = "depthshrink.masks/1"
+# keys of ``model`` that must agree between a masks file and the chain space it is used with
+MODEL_KEYS = ("name", "class", "width_mult", "in_channels", "height", "width", "resolution")
+
+
+@dataclass
+class Masks:
+    kept_activations: list[int]
+    segments: list[tuple[int, int]]
+    removed_activations: list[int] | None = None
+    model: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # every other field of the file, kept as is
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Masks":
+        if data.get("format") != MASKS_FORMAT:
+            raise DepthshrinkError(f"not a masks file: format is {data.get('format')!r}, "
+                                   f"expected {MASKS_FORMAT!r}")
+        for key in ("kept_activations", "segments"):
+            if key not in data:
+                raise DepthshrinkError(f"masks file has no '{key}'")
+        try:
+            segments = [(int(s), int(e)) for s, e in data["segments"]]
+            kept = sorted(int(p) for p in data["kept_activations"])
+            removed = data.get("removed_activations")
+            removed = None if removed is None else sorted(int(p) for p in removed)
+        except (TypeError, ValueError) as exc:
+            raise DepthshrinkError(f"masks file: segments must be [start, end] pairs and "
+                                   f"activations integers ({exc})") from None
+        known = {"format", "kept_activations", "removed_activations", "segments", "model"}
+        return cls(kept, segments, removed, dict(data.get("model") or {}),
+                   {k: v for k, v in data.items() if k not in known})
+
+    def to_dict(self) -> dict:
+        return {"format": MASKS_FORMAT, "model": self.model, **self.extra,
+                "kept_activations": self.kept_activations,
+                "removed_activations": self.removed_activations,
+                "segments": [list(s) for s in self.segments]}
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    def resolve(self, space: ChainSpace) -> "Masks":
+        """Check against ``space`` and fill in ``removed_activations``; raises on any mismatch."""
+        _check_model(self.model, space.model)
+        _check_segments(self.segments, space)
+        with_activation = {s.position for s in space.sites if s.activation is not None}
+        kept = set(self.kept_activations)
+        removed = with_activation - kept if self.removed_activations is None else set(self.removed_activations)
+        for position in sorted(kept | removed):
+            if position not in with_activation:
+                raise DepthshrinkError(f"masks name site {position}, which has no activation in this "
+                                       f"space (sites with one: {sorted(with_activation)})")
+        if kept & removed:
+            raise DepthshrinkError(f"sites {sorted(kept & removed)} are both kept and removed")
+        if kept | removed != with_activation:
+            raise DepthshrinkError(f"masks say nothing of sites {sorted(with_activation - kept - removed)}")
+        for start, end in self.segments:
+            inside = sorted(p for p in kept if start < p < end)
+            if inside:
+                raise DepthshrinkError(f"segment [{start}, {end}) keeps the activation at site(s) "
+                                       f"{inside}: a merged segment must be linear")
+        return Masks(sorted(kept), list(self.segments), sorted(removed), dict(self.model), dict(self.extra))
+
+
+def _check_model(masks_model: dict, space_model: dict) -> None:
+    for key in MODEL_KEYS:
+        if key in masks_model and key in space_model and masks_model[key] != space_model[key]:
+            raise DepthshrinkError(f"masks are for another model: {key} is {masks_model[key]!r} in the "
+                                   f"masks but {space_model[key]!r} in the space")
+
+
+def _check_segments(segments: list[tuple[int, int]], space: ChainSpace) -> None:
+    expected = 0
+    for start, end in segments:
+        if start != expected or end <= start:
+            raise DepthshrinkError(f"segments must cover layers 0..{space.num_layers - 1} in order: "
+                                   f"[{start}, {end}) follows a segment ending at {expected}")
+        expected = end
+    if expected != space.num_layers:
+        raise DepthshrinkError(f"segments cover {expected} layers but the space has {space.num_layers}: "
+                               "are the masks for another model or resolution?")
+    for start, end in segments:
+        problem = space.span_problem(start, end)
+        if problem:
+            raise DepthshrinkError(problem)
+
+
+def load_masks(path: str | os.PathLike) -> Masks:
+    """Read a masks file (it is checked against a space when applied)."""
+    return Masks.from_dict(read_json(path, "masks"))
+
+
+def per_block_masks(space: ChainSpace) -> Masks:
+    """Every activation removed, one segment per block of the original network.
+
+    Blocks end where the original network has no activation (after a linear projection, as in
+    inverted-residual networks); this is DepthShrinker's fully linearised variant.
+    """
+    cuts = [s.position for s in space.sites if s.activation is None] + [space.num_layers]
+    segments, start = [], 0
+    for cut in cuts:
+        segments.append((start, cut))
+        start = cut
+    return Masks([], segments, model=dict(space.model))

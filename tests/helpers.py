@@ -1,0 +1,100 @@
+"""Test helpers: random BN statistics, a hand-written network in another coding style, masks builders."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depthshrink.models.space import ChainSpace
+from depthshrink.shrink.masks import Masks, per_block_masks
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights and random BN statistics/affine, eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / fan_in ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+            elif isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                if module.running_mean is not None:
+                    module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+                    module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                if module.affine:
+                    module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                    module.bias.copy_(torch.randn(n, generator=generator) * 0.5)
+    return model.eval()
+
+
+class HandBlock(nn.Module):
+    """Inverted residual written differently: nested Sequentials, functional activations."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int, kernel_size: int, stride: int):
+        super().__init__()
+        self.residual = stride == 1 and in_channels == out_channels
+        self.expand = nn.Sequential(nn.Conv2d(in_channels, hidden, 1, bias=True), nn.BatchNorm2d(hidden))
+        self.body = nn.Sequential(nn.Sequential(
+            nn.Conv2d(hidden, hidden, kernel_size, stride, kernel_size // 2, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden)))
+        self.project = nn.Sequential(nn.Conv2d(hidden, out_channels, 1, bias=False),
+                                     nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        h = F.relu6(self.expand(x))
+        h = torch.relu(self.body(h))
+        if self.residual:
+            return x + self.project(h)
+        return self.project(h)
+
+
+class HandNet(nn.Module):
+    def __init__(self, in_channels: int = 3, num_classes: int = 7, bn_running_stats: bool = True):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8))
+        specs = [(8, 8, 16, 3, 1), (8, 8, 24, 5, 1), (8, 12, 24, 3, 2), (12, 12, 36, 3, 1),
+                 (12, 12, 36, 5, 1)]
+        self.blocks = nn.ModuleList(HandBlock(*spec) for spec in specs)
+        if not bn_running_stats:
+            self.blocks[1].body[0][1] = nn.BatchNorm2d(24, track_running_stats=False)
+        self.head = nn.Conv2d(12, 32, 1)
+        self.act = nn.Hardswish()
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = F.relu6(self.stem(x))
+        for block in self.blocks:
+            x = block(x)
+        x = self.act(self.head(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def maximal_segments(space: ChainSpace) -> list[tuple[int, int]]:
+    """Greedy longest legal spans from layer 0: the most that can collapse."""
+    segments, start = [], 0
+    while start < space.num_layers:
+        end = max(e for (s, e) in space.spans if s == start)
+        segments.append((start, end))
+        start = end
+    return segments
+
+
+def masks_for(space: ChainSpace, merged: list[tuple[int, int]], remove_all: bool = False) -> Masks:
+    """Merge the given segments (single layers elsewhere); keep every activation not inside one."""
+    segments, position = [], 0
+    for start, end in sorted(merged):
+        segments += [(p, p + 1) for p in range(position, start)] + [(start, end)]
+        position = end
+    segments += [(p, p + 1) for p in range(position, space.num_layers)]
+    inside = {p for s, e in merged for p in range(s + 1, e)}
+    kept = [] if remove_all else [site.position for site in space.sites
+                                  if site.activation and site.position not in inside]
+    return Masks(kept, segments, model=dict(space.model))
+
+
+def block_segments(space: ChainSpace) -> list[tuple[int, int]]:
+    return per_block_masks(space).segments

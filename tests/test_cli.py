@@ -1,0 +1,70 @@
+"""The command line: help without extras, the space subcommand, one-line errors, nothing written on failure."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from depthshrink.cli.main import SUBCOMMANDS, main
+
+BLOCK_EXTRAS = ("import sys\n"
+                "for name in ('onnxruntime', 'matplotlib', 'sklearn', 'tensorrt', 'pycuda'):\n"
+                "    sys.modules[name] = None\n")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-c", BLOCK_EXTRAS + "from depthshrink.cli.main import main\n"
+                           "sys.exit(main(sys.argv[1:]))", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in SUBCOMMANDS])
+def test_help_works_without_optional_extras(command):
+    result = _run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: depthshrink" in result.stdout
+
+
+def test_space_writes_the_contract(tmp_path, capsys):
+    out = tmp_path / "space.json"
+    assert main(["space", "--model", "mobilenet_v2_small", "--width-mult", "0.5", "--resolution", "28",
+                 "--in-channels", "1", "--num-classes", "10", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["format"] == "depthshrink.space/1"
+    assert data["model"]["name"] == "mobilenet_v2_small" and data["model"]["in_channels"] == 1
+    assert len(data["layers"]) == 50 and len(data["sites"]) == 49
+    assert "50 layers" in capsys.readouterr().out
+
+
+def test_space_takes_a_factory_and_weights(tmp_path):
+    from depthshrink.models import build_model
+
+    model = build_model("tiny_mobilenet")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "space.json"
+    assert main(["space", "--model", "depthshrink.models.mobilenetv2:MobileNetV2", "--width-mult", "0.35",
+                 "--resolution", "64", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["model"]["class"] == "MobileNetV2"
+    assert main(["space", "--model", "tiny_mobilenet", "--weights", str(tmp_path / "w.pt"),
+                 "--resolution", "16", "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "resnet50", "--resolution", "224"], "unknown model 'resnet50'; known models: "),
+    (["--model", "mobilenet_v2", "--resolution", "16"], "use at least 32"),
+    (["--model", "mobilenet_v2_small", "--resolution", "4"], "use at least 8"),
+    (["--model", "tiny_mobilenet", "--resolution", "16", "--weights", "missing.pt"], "weights file not found"),
+])
+def test_user_errors_are_one_line_and_write_nothing(tmp_path, args, message):
+    out = tmp_path / "space.json"
+    result = _run("space", *args, "--out", str(out))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_unwritable_output_is_a_user_error(tmp_path):
+    result = _run("space", "--model", "tiny_mobilenet", "--resolution", "16",
+                  "--out", str(tmp_path / "no" / "such" / "space.json"))
+    assert result.returncode == 1 and "does not exist" in result.stderr

@@ -1,0 +1,134 @@
+"""Merged model vs activation-removed (shrunk) model: exact to float tolerance, on random weights
+and random BN statistics, for several networks, resolutions and segmentations."""
+
+import pytest
+import torch
+from helpers import HandNet, block_segments, masks_for, maximal_segments, randomize
+from torch import nn
+
+import depthshrink
+from depthshrink.models import build_model
+
+CASES = [  # (model name or "hand", width, resolution)
+    ("mobilenet_v2", 0.35, 45),
+    ("mobilenet_v2", 1.0, 33),
+    ("mobilenet_v2", 1.4, 64),
+    ("mobilenet_v2_small", 0.5, 28),
+    ("efficientnet_lite0", 1.0, 37),
+    ("hand", None, 19),
+    ("hand", None, 24),
+]
+
+
+def _model(name, width):
+    model = HandNet() if name == "hand" else build_model(name, width_mult=width)
+    return randomize(model, seed=1)
+
+
+def _relative_error(a, b):
+    return float((a - b).abs().max() / a.abs().max())
+
+
+def _check(model, space, masks, tolerance):
+    shrunk = depthshrink.apply_masks(model, space, masks).eval()
+    merged = depthshrink.merge(shrunk)
+    x = torch.randn(2, *[space.model[k] for k in ("in_channels", "height", "width")],
+                    generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        error = _relative_error(shrunk(x), merged(x))
+    assert error <= tolerance, f"merged differs from shrunk by {error:.2e}"
+    convs = sum(isinstance(m, nn.Conv2d) for m in merged.modules())
+    fixed_convs = space.model["stem_convs"] + space.model["head_convs"]
+    assert convs == len(masks.segments) + fixed_convs
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in merged.modules())
+    return shrunk, merged
+
+
+def _space(model, resolution):
+    return depthshrink.trace(model, torch.zeros(1, 3, resolution, resolution))
+
+
+def _several(space):
+    """The longest legal run of whole blocks (several consecutive blocks in one conv)."""
+    blocks = block_segments(space)
+    best = blocks[0]
+    for i in range(len(blocks)):
+        for j in range(i + 1, len(blocks)):
+            if space.span_problem(blocks[i][0], blocks[j][1]) is None and \
+                    blocks[j][1] - blocks[i][0] > best[1] - best[0]:
+                best = (blocks[i][0], blocks[j][1])
+    return best
+
+
+@pytest.mark.parametrize("name,width,resolution", CASES)
+def test_single_block_merge_is_exact(name, width, resolution):
+    model = _model(name, width)
+    space = _space(model, resolution)
+    blocks = [b for b in block_segments(space) if b[1] - b[0] > 1]
+    for block in (blocks[0], blocks[len(blocks) // 2], blocks[-1]):
+        _check(model, space, masks_for(space, [block]), 1e-5)
+
+
+@pytest.mark.parametrize("name,width,resolution", CASES)
+def test_several_consecutive_blocks_merge_is_exact(name, width, resolution):
+    model = _model(name, width)
+    space = _space(model, resolution)
+    span = _several(space)
+    assert space.merged_shape(*span).kernel_size >= 5
+    _check(model, space, masks_for(space, [span]), 1e-4)
+
+
+@pytest.mark.parametrize("name,width,resolution", CASES)
+def test_all_blocks_merge_is_exact(name, width, resolution):
+    model = _model(name, width)
+    space = _space(model, resolution)
+    _check(model, space, masks_for(space, block_segments(space), remove_all=True), 1e-5)
+    _check(model, space, masks_for(space, maximal_segments(space), remove_all=True), 1e-4)
+
+
+def test_whole_chain_into_one_conv_with_strided_merge_any():
+    model = randomize(build_model("tiny_mobilenet"), seed=2)
+    space = depthshrink.trace(model, torch.zeros(1, 3, 15, 15), strided_merge="any")
+    assert (0, space.num_layers) in space.spans
+    masks = masks_for(space, [(0, space.num_layers)], remove_all=True)
+    _, merged = _check(model, space, masks, 1e-4)
+    conv = merged.get_submodule(f"merged_0_{space.num_layers}")
+    assert conv.kernel_size[0] == space.merged_shape(0, space.num_layers).kernel_size > 9
+
+
+def test_removed_activation_at_a_boundary_stays_unmerged():
+    model = _model("mobilenet_v2", 0.35)
+    space = _space(model, 32)
+    masks = masks_for(space, [(5, 8)])
+    masks.kept_activations.remove(3)  # linear but not merged
+    shrunk, merged = _check(model, space, masks, 1e-5)
+    assert not any(isinstance(m, nn.ReLU6) for name, m in shrunk.named_modules() if name == "features.2.conv.0.2")
+
+
+def test_apply_masks_leaves_the_model_untouched_and_keeps_state_dict_keys():
+    model = _model("mobilenet_v2", 0.35)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    space = _space(model, 32)
+    shrunk = depthshrink.apply_masks(model, space, masks_for(space, maximal_segments(space), True))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.features[2].conv[1][0].padding == (1, 1)
+    assert set(shrunk.state_dict()) == set(before)
+    shrunk.load_state_dict(model.state_dict())  # base weights load into the trainable model as is
+
+
+def test_shrunk_model_trains():
+    model = _model("tiny_mobilenet", None)
+    space = _space(model, 12)
+    shrunk = depthshrink.apply_masks(model, space, masks_for(space, maximal_segments(space), True))
+    shrunk.train()
+    optimizer = torch.optim.SGD(shrunk.parameters(), lr=0.1)
+    x, y = torch.randn(8, 3, 12, 12), torch.randint(0, 10, (8,))
+    losses = []
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(shrunk(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    _check(model, space, masks_for(space, maximal_segments(space), True), 1e-4)

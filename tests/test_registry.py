@@ -1,0 +1,49 @@
+"""The model zoo: key compatibility with torchvision/timm, the registry's refusals."""
+
+import pytest
+import torch
+
+from depthshrink import DepthshrinkError
+from depthshrink.models import build_model, list_models
+
+
+def test_mobilenet_v2_matches_torchvision_layout():
+    model = build_model("mobilenet_v2")
+    state = model.state_dict()
+    # torchvision.models.mobilenet_v2(): 314 state_dict entries, 3,504,872 parameters
+    assert len(state) == 314
+    assert sum(p.numel() for p in model.parameters()) == 3_504_872
+    for key in ("features.0.0.weight", "features.0.1.running_var", "features.1.conv.0.0.weight",
+                "features.1.conv.1.weight", "features.1.conv.2.num_batches_tracked",
+                "features.2.conv.0.0.weight", "features.2.conv.1.0.weight", "features.2.conv.2.weight",
+                "features.2.conv.3.bias", "features.18.0.weight", "classifier.1.weight"):
+        assert key in state
+    assert state["features.18.0.weight"].shape == (1280, 320, 1, 1)
+
+
+def test_efficientnet_lite0_matches_timm_layout():
+    model = build_model("efficientnet_lite0")
+    state = model.state_dict()
+    assert sum(p.numel() for p in model.parameters()) == 4_652_008  # timm efficientnet_lite0
+    for key in ("conv_stem.weight", "bn1.running_mean", "blocks.0.0.conv_dw.weight", "blocks.0.0.conv_pw.weight",
+                "blocks.1.0.conv_pw.weight", "blocks.1.0.conv_dw.weight", "blocks.1.0.conv_pwl.weight",
+                "blocks.5.3.bn3.bias", "conv_head.weight", "bn2.weight", "classifier.weight"):
+        assert key in state
+
+
+def test_options_and_small_input_variant():
+    model = build_model("mobilenet_v2_small", width_mult=0.5, in_channels=1, num_classes=10)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert model.features[0][0].stride == (1, 1) and model.features[2].conv[1][0].stride == (1, 1)
+    assert model.features[4].conv[1][0].stride == (2, 2)
+
+
+def test_registry_refusals():
+    assert "tiny_mobilenet" in list_models() and list_models() == sorted(list_models())
+    with pytest.raises(DepthshrinkError, match="known models: efficientnet_lite0, .*mobilenet_v2"):
+        build_model("resnet50")
+    with pytest.raises(DepthshrinkError, match="takes no width_mult"):
+        build_model("torch.nn:ReLU", width_mult=0.5)
+    with pytest.raises(DepthshrinkError, match="cannot import 'no_such_module'"):
+        build_model("no_such_module:factory")
+    assert type(build_model("depthshrink.models.mobilenetv2:MobileNetV2", width_mult=0.35)).__name__ == "MobileNetV2"

@@ -1,0 +1,189 @@
+"""Chain tracing: structure of the zoo networks and of a hand-written one, barriers, refusals."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import HandNet, masks_for, randomize
+from torch import nn
+
+import depthshrink
+from depthshrink import DepthshrinkError
+from depthshrink.models import build_model
+from depthshrink.models.space import ChainSpace
+from depthshrink.shrink.masks import Masks
+
+
+def _trace(model, resolution=32, **kwargs):
+    return depthshrink.trace(model.eval(), torch.zeros(1, 3, resolution, resolution), **kwargs)
+
+
+def test_mobilenet_v2_chain_matches_kim_et_al_positions():
+    space = _trace(build_model("mobilenet_v2"), 224)
+    assert space.num_layers == 50  # 17 inverted-residual blocks without stem and head
+    assert space.layers[0].module == "features.1.conv.0.0"
+    assert space.layers[-1].module == "features.17.conv.2"
+    assert space.layers[0].batchnorm == "features.1.conv.0.1"
+    assert [(b.start, b.end) for b in space.residual_blocks] == [
+        (5, 8), (11, 14), (14, 17), (20, 23), (23, 26), (26, 29), (32, 35), (35, 38), (41, 44), (44, 47)]
+    activations = [s.position for s in space.sites if s.activation == "relu6"]
+    assert len(activations) == 1 + 2 * 16 and all(s.barrier is None for s in space.sites)
+    no_activation = [s.position for s in space.sites if s.activation is None]
+    assert no_activation == list(range(2, 50, 3))  # after every linear projection
+    assert space.fixed_modules == ["features.0.0", "features.0.1", "features.18.0", "features.18.1",
+                                   "classifier.1"]
+    layer = space.layers[3]  # block 1's stride-2 depthwise conv
+    assert (layer.shape.kernel_size, layer.shape.stride, layer.shape.groups, layer.shape.height) == (3, 2, 96, 112)
+
+
+def test_mobilenet_v2_spans_follow_the_rules():
+    space = _trace(build_model("mobilenet_v2"), 224)
+    assert len(space.spans) == 196
+    assert all((p, p + 1) in space.spans for p in range(50))
+    whole_block = space.span(5, 8)
+    assert whole_block.residual and whole_block.shape.kernel_size == 3
+    assert (whole_block.shape.in_channels, whole_block.shape.out_channels, whole_block.shape.groups) == (24, 24, 1)
+    assert "cuts the residual block [5, 8)" in space.span_problem(6, 9)
+    assert "follows the stride-2 conv at layer 3" in space.span_problem(3, 8)
+    assert space.span(3, 5).shape.stride == 2  # dw s2 → project 1x1 → next expand 1x1 is fine
+    widest = max(space.spans.values(), key=lambda s: s.shape.kernel_size)
+    assert widest.shape.kernel_size == 1 + 2 * 7 == space.span(20, 41).shape.kernel_size
+    assert space.merged_shape(0, 2).groups == 1 and space.span(0, 1).shape.groups == 32
+    any_stride = _trace(build_model("mobilenet_v2"), 224, strided_merge="any")
+    assert any_stride.span(0, 50).shape.stride == 16 and len(any_stride.spans) > len(space.spans)
+
+
+def test_efficientnet_lite0_and_hand_written_chains():
+    lite = _trace(build_model("efficientnet_lite0"), 224)
+    assert lite.num_layers == 47 and len(lite.residual_blocks) == 9
+    assert {l.shape.kernel_size for l in lite.layers} == {1, 3, 5}
+    assert lite.layers[0].module == "blocks.0.0.conv_dw" and lite.layers[0].batchnorm == "blocks.0.0.bn1"
+    hand = _trace(HandNet(), 24)
+    assert hand.num_layers == 15 and len(hand.residual_blocks) == 4
+    assert [s.activation for s in hand.sites[:3]] == ["relu6", "relu", None]
+    assert hand.layers[0].module == "blocks.0.expand.0" and hand.layers[1].batchnorm == "blocks.0.body.0.1"
+    assert hand.fixed_modules[:2] == ["stem.0", "stem.1"]
+
+
+def test_space_json_round_trip(tmp_path):
+    space = _trace(build_model("efficientnet_lite0"), 64)
+    space.to_json(tmp_path / "space.json")
+    again = ChainSpace.from_json(tmp_path / "space.json")
+    assert again.to_dict() == space.to_dict()
+    data = again.to_dict()
+    assert data["format"] == "depthshrink.space/1"
+    assert set(data["spans"][0]) >= {"start", "end", "in_channels", "out_channels", "kernel_size", "stride",
+                                     "groups", "height", "width", "residual"}
+    assert set(data["layers"][0]) >= {"module", "in_channels", "out_channels", "kernel_size", "stride",
+                                      "groups", "height", "width"}
+    assert set(data["sites"][0]) >= {"position", "activation", "removable"}
+
+
+class TwoUsers(HandNet):
+    """The first block's depthwise conv output also feeds the classifier."""
+
+    def forward(self, x):
+        x = F.relu6(self.stem(x))
+        block = self.blocks[0]
+        h = F.relu6(block.expand(x))
+        dw = block.body[0][0](h)
+        x = x + block.project(torch.relu(block.body[0][1](dw)))
+        for block in self.blocks[1:]:
+            x = block(x)
+        x = self.act(self.head(x))
+        return self.fc(x.mean((2, 3))) + dw.mean()
+
+
+class WithPool(HandNet):
+    """A max-pool in the middle of the chain: an op the tracer does not know."""
+
+    def forward(self, x):
+        x = F.relu6(self.stem(x))
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index == 1:
+                x = F.max_pool2d(x, 3, 1, 1)
+        return self.fc(self.act(self.head(x)).mean((2, 3)))
+
+
+def test_conv_output_with_two_users_is_a_barrier_and_refused():
+    model = randomize(TwoUsers())
+    space = _trace(model, 16)
+    assert "has 2 users" in space.site(2).barrier
+    with pytest.raises(DepthshrinkError, match="has 2 users"):
+        depthshrink.apply_masks(model, space, masks_for(space, [(0, 3)]))
+
+
+def test_unknown_op_is_a_barrier_with_a_warning():
+    with pytest.warns(UserWarning, match="max_pool2d"):
+        space = _trace(WithPool(), 16)
+    barrier = space.site(6)
+    assert "max_pool2d" in barrier.barrier
+    with pytest.raises(DepthshrinkError, match="crosses a barrier at site 6"):
+        depthshrink.apply_masks(WithPool(), space, masks_for(space, [(3, 9)]))
+
+
+def test_span_cutting_a_residual_block_is_refused():
+    model = randomize(build_model("mobilenet_v2", width_mult=0.35))
+    space = _trace(model, 32)
+    with pytest.raises(DepthshrinkError, match=r"cuts the residual block \[5, 8\)"):
+        depthshrink.apply_masks(model, space, masks_for(space, [(6, 9)]))
+
+
+def test_batchnorm_in_training_mode_or_without_running_stats_is_refused():
+    model = randomize(HandNet())
+    space = _trace(model, 16)
+    shrunk = depthshrink.apply_masks(model, space, masks_for(space, [(0, 3)]))
+    with pytest.raises(DepthshrinkError, match="training mode"):
+        depthshrink.merge(shrunk.train())
+    stats_free = randomize(HandNet(bn_running_stats=False))
+    space = _trace(stats_free, 16)
+    shrunk = depthshrink.apply_masks(stats_free, space, masks_for(space, [(3, 6)])).eval()
+    with pytest.raises(DepthshrinkError, match="no running statistics"):
+        depthshrink.merge(shrunk)
+
+
+def test_masks_for_another_model_are_refused():
+    small = _trace(build_model("mobilenet_v2", width_mult=0.35), 32)
+    lite = _trace(build_model("efficientnet_lite0"), 32)
+    with pytest.raises(DepthshrinkError, match="class is 'MobileNetV2' in the masks but 'EfficientNetLite'"):
+        masks_for(small, [(5, 8)]).resolve(lite)
+    handwritten = masks_for(small, [(5, 8)])
+    handwritten.model = {}  # a hand-written file names no model: the layer count still must fit
+    with pytest.raises(DepthshrinkError, match="segments cover 50 layers but the space has 47"):
+        handwritten.resolve(lite)
+    masks = masks_for(small, [(5, 8)])
+    masks.model["class"] = "EfficientNetLite"
+    with pytest.raises(DepthshrinkError, match="class is 'EfficientNetLite' in the masks"):
+        masks.resolve(small)
+    every_activation = [s.position for s in small.sites if s.activation]
+    linear_inside = Masks(every_activation, [(p, p + 1) for p in range(5)] + [(5, 8)]
+                          + [(p, p + 1) for p in range(8, 50)])
+    with pytest.raises(DepthshrinkError, match=r"keeps the activation at site\(s\) \[6, 7\]"):
+        linear_inside.resolve(small)
+    with pytest.raises(DepthshrinkError, match="site 2, which has no activation"):
+        Masks([2], [(p, p + 1) for p in range(50)]).resolve(small)
+
+
+def test_model_is_not_modified_by_tracing():
+    model = build_model("tiny_mobilenet").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        depthshrink.trace(model, torch.randn(4, 3, 16, 16))
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_untraceable_model_is_refused():
+    class Dynamic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() > 0 else x
+
+    with pytest.raises(DepthshrinkError, match="torch.fx cannot trace Dynamic"):
+        _trace(Dynamic(), 8)
