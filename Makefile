@@ -20,6 +20,9 @@ demo: install
 	mkdir -p out/demo
 	$(VENV)/bin/depthshrink space --model mobilenet_v2_small --width-mult 0.5 --resolution 28 \
 	    --in-channels 1 --num-classes 10 --out out/demo/space.json
+	$(VENV)/bin/depthshrink profile-device --cpu --model mobilenet_v2_small --width-mult 0.5 \
+	    --resolution 28 --in-channels 1 --num-classes 10 --batch-size 1 --lut out/demo/lut.csv \
+	    --validate --min-time-ms 200
 	$(PY) bench/merge_latency.py --model mobilenet_v2_small --width-mult 0.5 --resolution 28 \
 	    --in-channels 1 --min-time-ms 1000 --out out/demo
 
@@ -28,6 +31,8 @@ test: install
 
 bench: install
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge
+	rm -f out/bench_lut_mobilenet_v2_224.csv out/bench_lut_mobilenet_v2_224.validation.json
+	$(PY) bench/lut_table.py --model mobilenet_v2 --resolution 224 --out out/bench_lut_mobilenet_v2_224.csv
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -18,7 +18,8 @@ import torch
 
 import depthshrink
 from depthshrink.models import build_model
-from depthshrink.profiler.onnxruntime import time_onnx
+from depthshrink.profiler.base import Workload
+from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 from depthshrink.profiler.timing import TimingProtocol
 from depthshrink.shrink.export import export_onnx, onnx_relative_error
 from depthshrink.shrink.masks import per_block_masks
@@ -53,15 +54,8 @@ def main() -> None:
         merge_error = float((merged(inputs) - reference).abs().max() / reference.abs().max())
 
     protocol = TimingProtocol(warmup_ms=500, min_runs=20, min_time_ms=args.min_time_ms)
-    rows = []
-    for label, net in (("original", model), ("merged", merged)):
-        path = out / f"{label}.onnx"
-        export_onnx(net, inputs, path)
-        timing = time_onnx(path, tuple(inputs.shape), threads=args.threads, protocol=protocol)
-        convs = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
-        rows.append({"network": label, "convs": convs, "latency_ms": timing.latency_ms,
-                     "latency_p10_ms": timing.latency_p10_ms, "latency_p90_ms": timing.latency_p90_ms,
-                     "runs": timing.runs, "onnx_rel_error": onnx_relative_error(net, path, inputs)})
+    rows = [_time(label, net, inputs, out, OnnxRuntimeBackend(args.threads), protocol)
+            for label, net in (("original", model), ("merged", merged))]
     summary = {"model": args.model, "width_mult": args.width_mult, "resolution": args.resolution,
                "batch_size": args.batch_size, "threads": args.threads, "host": platform.node(),
                "cpu": platform.processor() or platform.machine(), "onnxruntime_threads": args.threads,
@@ -76,6 +70,16 @@ def main() -> None:
         print(f"{r['network']:<10}{r['convs']:>7}{r['latency_ms']:>12.3f}{r['latency_p10_ms']:>10.3f}"
               f"{r['latency_p90_ms']:>10.3f}{r['runs']:>7}{r['onnx_rel_error']:>13.1e}")
     print(f"speed-up: {summary['speedup']:.2f}x  (written to {out})")
+
+
+def _time(label, net, inputs, out, backend, protocol) -> dict:
+    path = out / f"{label}.onnx"
+    export_onnx(net, inputs, path)
+    timing = backend.time(Workload(label, {"input": list(inputs.shape)}, path), protocol)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    return {"network": label, "convs": convs, "latency_ms": timing.latency_ms,
+            "latency_p10_ms": timing.latency_p10_ms, "latency_p90_ms": timing.latency_p90_ms,
+            "runs": timing.runs, "onnx_rel_error": onnx_relative_error(net, path, inputs)}
 
 
 if __name__ == "__main__":

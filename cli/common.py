@@ -7,12 +7,12 @@ import argparse
 from ..errors import DepthshrinkError
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True,
-                       help="zoo name (see --list in 'space') or package.module:factory")
+    group.add_argument("--model", required=required,
+                       help="zoo name (an unknown name lists them) or package.module:factory")
     group.add_argument("--width-mult", type=float, help="width multiplier (zoo default 1.0)")
-    group.add_argument("--resolution", type=int, required=True, help="input height and width, pixels")
+    group.add_argument("--resolution", type=int, required=required, help="input height and width, pixels")
     group.add_argument("--in-channels", type=int, help="input channels (default 3)")
     group.add_argument("--num-classes", type=int, help="classifier outputs (zoo default 1000)")
     group.add_argument("--weights", help="state_dict file to load (torch.load with weights_only=True)")
@@ -78,3 +78,10 @@ def _first_conv_in_channels(model) -> int:
     if conv is None:
         raise DepthshrinkError("the model has no Conv2d")
     return conv.in_channels
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value

@@ -16,6 +16,9 @@ from ..errors import DepthshrinkError
 # name -> (module under depthshrink.cli, one-line help)
 SUBCOMMANDS = {
     "space": ("space", "trace a model's searchable chain and write its chain space (JSON)"),
+    "export-bundle": ("export_bundle", "write the ONNX files a device needs to build a latency LUT"),
+    "profile-device": ("profile_device", "measure a latency LUT on this machine's CPU or GPU"),
+    "lut": ("lut", "work with latency LUT files (merge)"),
 }
 
 

@@ -35,6 +35,7 @@ ACTIVATION_FUNCTIONS: dict[object, str] = {
     F.elu: "elu", F.mish: "mish", F.hardtanh: "hardtanh",
 }
 ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu"}
+ACTIVATION_BY_NAME: dict[str, type] = {name: module for module, name in ACTIVATION_MODULES.items()}
 PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d)
 ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 

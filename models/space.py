@@ -78,13 +78,23 @@ class ResidualBlock:
 
 @dataclass(frozen=True)
 class Span:
+    """One legal merge: layers ``start..end-1`` as one conv.
+
+    ``residual``: a whole residual block is folded in. ``residual_add``: a block ends at ``end``
+    but starts before ``start``, so its add still runs after this conv. ``activation``: what the
+    original network applies after layer ``end-1`` (timed with the conv; ``None`` for none).
+    """
+
     start: int
     end: int
     shape: ConvShape
     residual: bool
+    residual_add: bool = False
+    activation: str | None = None
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, **asdict(self.shape), "residual": self.residual}
+        return {"start": self.start, "end": self.end, **asdict(self.shape), "residual": self.residual,
+                "residual_add": self.residual_add, "activation": self.activation}
 
 
 @dataclass
@@ -97,6 +107,7 @@ class ChainSpace:
     residual_blocks: list[ResidualBlock] = field(default_factory=list)
     fixed_modules: list[str] = field(default_factory=list)
     strided_merge: str = "pointwise"
+    output_activation: str | None = None  # applied after the last layer, inside the chain
 
     def __post_init__(self) -> None:
         if self.strided_merge not in STRIDED_MERGE_MODES:
@@ -156,12 +167,19 @@ class ChainSpace:
     def folds_residual(self, start: int, end: int) -> bool:
         return any(start <= b.start and b.end <= end for b in self.residual_blocks)
 
+    def adds_residual_after(self, start: int, end: int) -> bool:
+        return any(b.end == end and b.start < start for b in self.residual_blocks)
+
+    def activation_after(self, end: int) -> str | None:
+        return self.output_activation if end == self.num_layers else self.sites[end - 1].activation
+
     @property
     def spans(self) -> dict[tuple[int, int], Span]:
         """Every legal span (single layers included), keyed by ``(start, end)``."""
         if self._spans is None:
             self._spans = {
-                (s, e): Span(s, e, self.merged_shape(s, e), self.folds_residual(s, e))
+                (s, e): Span(s, e, self.merged_shape(s, e), self.folds_residual(s, e),
+                             self.adds_residual_after(s, e), self.activation_after(e))
                 for s in range(self.num_layers) for e in range(s + 1, self.num_layers + 1)
                 if self.span_problem(s, e) is None
             }
@@ -184,6 +202,7 @@ class ChainSpace:
             "residual_blocks": [[b.start, b.end] for b in self.residual_blocks],
             "spans": [span.to_dict() for span in self.spans.values()],
             "fixed_modules": self.fixed_modules,
+            "output_activation": self.output_activation,
         }
 
     def to_json(self, path: str | os.PathLike) -> None:
@@ -201,7 +220,7 @@ class ChainSpace:
                  for d in data["sites"]]
         blocks = [ResidualBlock(a, b) for a, b in data.get("residual_blocks", [])]
         return cls(data["model"], layers, sites, blocks, data.get("fixed_modules", []),
-                   data.get("strided_merge", "pointwise"))
+                   data.get("strided_merge", "pointwise"), data.get("output_activation"))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "ChainSpace":
@@ -221,7 +240,7 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
     return data
 
 
-def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+def write_json_atomic(path: str | os.PathLike, data: dict | list) -> None:
     """Write JSON next to ``path`` and rename it into place, so a crash never leaves half a file."""
     target = Path(path)
     text = json.dumps(data, indent=1) + "\n"

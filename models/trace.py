@@ -71,13 +71,34 @@ def trace_chain(model: nn.Module, example_input: torch.Tensor, *, model_info: di
             f"{type(model).__name__} has {len(on_path)} convolutions on its main path; a chain needs "
             f"at least 2 besides {stem_convs} stem and {head_convs} head convolution(s)")
     convs = on_path[stem_convs:len(on_path) - head_convs]
+    end = path.index(on_path[len(on_path) - head_convs]) if head_convs else len(path)
+    sites, skips, blocks = _chain_sites(gm, path, convs, kinds, end)
+    layers = _layers(gm, convs, sites)
+    info = {"class": type(model).__name__, **_num_classes(gm), "in_channels": int(example_input.shape[1]),
+            "height": int(example_input.shape[2]), "width": int(example_input.shape[3]),
+            **(model_info or {}), "stem_convs": stem_convs, "head_convs": head_convs}
+    chain_modules = {layer.module for layer in layers} | {l.batchnorm for l in layers if l.batchnorm}
+    fixed = [n.target for n in gm.graph.nodes if n.op == "call_module" and n.target not in chain_modules
+             and any(True for _ in gm.get_submodule(n.target).parameters(recurse=False))]
+
+    def activation(site: SiteNodes) -> str | None:
+        return activation_name(site.activation, gm) if site.activation is not None else None
+
+    space_sites = [Site(p, activation(s), s.activation is not None, s.barrier)
+                   for p, s in sorted(sites.items()) if p < len(convs)]
+    space = ChainSpace(info, layers, space_sites, blocks, fixed, strided_merge, activation(sites[len(convs)]))
+    return TracedChain(gm, space, convs, sites, skips)
+
+
+def _chain_sites(gm: fx.GraphModule, path: list[fx.Node], convs: list[fx.Node], kinds: dict,
+                 end: int) -> tuple[dict[int, SiteNodes], dict[fx.Node, fx.Node], list[ResidualBlock]]:
+    """Parse what lies between consecutive chain convs (and after the last, up to ``end``)."""
     pos = {node: i for i, node in enumerate(path)}
-    chain_end = pos[on_path[len(on_path) - head_convs]] if head_convs else len(path)
     sites: dict[int, SiteNodes] = {}
     skips: dict[fx.Node, fx.Node] = {}
     blocks: list[ResidualBlock] = []
     for p in range(1, len(convs) + 1):
-        stop = pos[convs[p]] if p < len(convs) else chain_end
+        stop = pos[convs[p]] if p < len(convs) else end
         site = SiteNodes(p, path[pos[convs[p - 1]] + 1:stop])
         _parse_site(site, path, pos, kinds, gm)
         if site.add is not None and site.barrier is None:
@@ -88,17 +109,13 @@ def trace_chain(model: nn.Module, example_input: torch.Tensor, *, model_info: di
                 skips[site.add] = skip
                 blocks.append(block)
         sites[p] = site
-    layers = _layers(gm, convs, sites)
-    info = {"class": type(model).__name__, "in_channels": int(example_input.shape[1]),
-            "height": int(example_input.shape[2]), "width": int(example_input.shape[3]),
-            **(model_info or {}), "stem_convs": stem_convs, "head_convs": head_convs}
-    chain_modules = {layer.module for layer in layers} | {l.batchnorm for l in layers if l.batchnorm}
-    fixed = [n.target for n in gm.graph.nodes if n.op == "call_module" and n.target not in chain_modules
-             and any(True for _ in gm.get_submodule(n.target).parameters(recurse=False))]
-    space_sites = [Site(p, activation_name(s.activation, gm) if s.activation else None,
-                        s.activation is not None, s.barrier) for p, s in sorted(sites.items()) if p < len(convs)]
-    space = ChainSpace(info, layers, space_sites, blocks, fixed, strided_merge)
-    return TracedChain(gm, space, convs, sites, skips)
+    return sites, skips, blocks
+
+
+def _num_classes(gm: fx.GraphModule) -> dict:
+    outputs = next(n for n in reversed(gm.graph.nodes) if n.op == "output").all_input_nodes
+    shape = _shape(outputs[0]) if len(outputs) == 1 else None
+    return {"num_classes": int(shape[1])} if shape is not None and len(shape) == 2 else {}
 
 
 def _symbolic_trace(model: nn.Module) -> fx.GraphModule:

@@ -33,19 +33,41 @@ class Timing:
         """(p90 - p10) / median: above ~0.1 the entry is noisy."""
         return (self.latency_p90_ms - self.latency_p10_ms) / self.latency_ms
 
+    def minus(self, overhead_ms: float) -> "Timing":
+        """The same timing less a fixed overhead (never below 1% of what was measured)."""
+        def net(value: float) -> float:
+            return max(value - overhead_ms, 0.01 * value)
+        return Timing(net(self.latency_ms), net(self.latency_p10_ms), net(self.latency_p90_ms),
+                      self.runs, self.warmup_ms)
 
-def measure(run_once: Callable[[], object], protocol: TimingProtocol = TimingProtocol()) -> Timing:
-    """Time ``run_once`` (which must finish its work before returning) under ``protocol``."""
+    def scaled(self, factor: float) -> "Timing":
+        return Timing(self.latency_ms * factor, self.latency_p10_ms * factor, self.latency_p90_ms * factor,
+                      self.runs, self.warmup_ms)
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], warmup_ms: float) -> "Timing":
+        p10, median, p90 = np.percentile(samples_ms, [10, 50, 90])
+        return cls(float(median), float(p10), float(p90), len(samples_ms), warmup_ms)
+
+
+def measure(run_timed: Callable[[], float], protocol: TimingProtocol = TimingProtocol()) -> Timing:
+    """Time repeated runs under ``protocol``; ``run_timed`` runs once and returns its milliseconds."""
     start = time.perf_counter()
     while (time.perf_counter() - start) * 1e3 < protocol.warmup_ms:
-        run_once()
+        run_timed()
     warmup_ms = (time.perf_counter() - start) * 1e3
     samples: list[float] = []
     began = time.perf_counter()
     while len(samples) < protocol.max_runs and (
             len(samples) < protocol.min_runs or (time.perf_counter() - began) * 1e3 < protocol.min_time_ms):
+        samples.append(run_timed())
+    return Timing.from_samples(samples, warmup_ms)
+
+
+def host_timed(run_once: Callable[[], object]) -> Callable[[], float]:
+    """Wrap a call that finishes its work before returning, timing it with the host clock."""
+    def run_timed() -> float:
         t0 = time.perf_counter_ns()
         run_once()
-        samples.append((time.perf_counter_ns() - t0) / 1e6)
-    p10, median, p90 = np.percentile(samples, [10, 50, 90])
-    return Timing(float(median), float(p10), float(p90), len(samples), warmup_ms)
+        return (time.perf_counter_ns() - t0) / 1e6
+    return run_timed

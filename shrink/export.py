@@ -11,16 +11,18 @@ from torch import nn
 from ..errors import DepthshrinkError
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike,
-                opset: int = 17) -> None:
+def export_onnx(model: nn.Module, example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
+                path: str | os.PathLike, input_names: list[str] | None = None, opset: int = 17) -> None:
     """Write ``model`` (eval mode) as ONNX with the TorchScript exporter (no onnxscript needed)."""
     model = model.eval()
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    names = input_names or (["input"] if len(inputs) == 1 else [f"input{i}" for i in range(len(inputs))])
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # the TorchScript exporter is chosen on purpose: the dynamo one needs onnxscript
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, (example_input,), str(path), input_names=["input"],
-                              output_names=["output"], opset_version=opset, dynamo=False)
+            torch.onnx.export(model, inputs, str(path), input_names=names, opset_version=opset,
+                              dynamo=False)
     except OSError as exc:
         raise DepthshrinkError(f"cannot write {path}: {exc}") from None
 

@@ -1,0 +1,34 @@
+"""``depthshrink lut merge A.csv B.csv --out C.csv``: one table from several devices or runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import DepthshrinkError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
+    merge = sub.add_parser("merge", help="union of LUT files (the first row of a configuration wins)")
+    merge.add_argument("tables", nargs="+", help="LUT CSV files")
+    merge.add_argument("--out", required=True, help="merged LUT CSV to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..lut.table import merge_luts
+
+    frame, duplicates = merge_luts(args.tables)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise DepthshrinkError(f"cannot write {out}: folder {out.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    settings = frame.groupby(["device", "backend", "precision", "batch_size"], dropna=False).size()
+    print(f"{len(frame)} rows from {len(args.tables)} tables ({duplicates} duplicates dropped) -> {out}")
+    print(settings.rename("rows").to_string())
+    return 0

@@ -1,0 +1,131 @@
+"""``depthshrink profile-device``: build or extend a latency LUT on this machine's CPU or GPU."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+from ..errors import DepthshrinkError
+from .common import add_model_arguments, build_space, positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--cpu", action="store_true", help="profile on this machine's CPU")
+    target.add_argument("--gpu", metavar="NAME_OR_INDEX",
+                        help="GPU by index (0) or by the name it must have (v100, a100, orin)")
+    parser.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"),
+                        help="default: onnxruntime with --cpu, tensorrt with --gpu")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    parser.add_argument("--bundle", help="profile a bundle from 'depthshrink export-bundle' (no torch needed)")
+    add_model_arguments(parser, required=False)
+    parser.add_argument("--batch-size", type=positive_int, required=True)
+    parser.add_argument("--lut", required=True, help="LUT CSV to create or extend (rows are appended)")
+    parser.add_argument("--validate", action="store_true",
+                        help="also time whole networks and report the sum-of-LUT error")
+    parser.add_argument("--device-label", help="the LUT's device column (default: from the hardware)")
+    timing = parser.add_argument_group("timing protocol")
+    timing.add_argument("--threads", type=positive_int, default=1, help="CPU threads (recorded; default 1)")
+    timing.add_argument("--warmup-ms", type=float, default=200.0)
+    timing.add_argument("--min-runs", type=positive_int, default=10)
+    timing.add_argument("--min-time-ms", type=float, default=1000.0, help="minimum measuring time per entry")
+    timing.add_argument("--noisy-spread", type=float, default=0.25,
+                        help="re-measure once when (p90-p10)/median exceeds this")
+    gpu = parser.add_argument_group("TensorRT")
+    gpu.add_argument("--engine-cache", help="folder for built engines (default ~/.cache/depthshrink/engines)")
+    gpu.add_argument("--workspace-mb", type=positive_int, default=1024)
+    gpu.add_argument("--no-cuda-graph", action="store_true", help="time without CUDA-graph replay")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _backend(args: argparse.Namespace):
+    from ..profiler.devices import cpu_label, resolve_gpu
+
+    name = args.backend or ("onnxruntime" if args.cpu else "tensorrt")
+    if args.cpu:
+        if name == "tensorrt":
+            raise DepthshrinkError("the tensorrt backend needs --gpu")
+        if args.precision != "fp32":
+            raise DepthshrinkError("--precision fp16 needs --gpu")
+        label = args.device_label or cpu_label()
+        if name == "onnxruntime":
+            from ..profiler.onnxruntime import OnnxRuntimeBackend
+            return OnnxRuntimeBackend(args.threads), label
+        from ..profiler.pytorch import TorchBackend
+        return TorchBackend("cpu", args.threads), label
+    if name == "onnxruntime":
+        raise DepthshrinkError("the onnxruntime backend profiles the CPU: use --cpu, or "
+                               "--backend tensorrt/torch with --gpu")
+    if name == "tensorrt":
+        from .._imports import lazy_import
+        lazy_import("tensorrt")  # name the missing extra before looking for GPUs
+        lazy_import("pycuda.driver")
+    gpu = resolve_gpu(args.gpu)
+    label = args.device_label or gpu.label
+    if name == "torch":
+        from ..profiler.pytorch import TorchBackend
+        return TorchBackend(f"cuda:{gpu.index}", precision=args.precision), label
+    from ..profiler.tensorrt import TensorRTBackend
+    return TensorRTBackend(gpu, args.precision, args.workspace_mb, args.engine_cache,
+                           not args.no_cuda_graph), label
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..profiler.bundle import load_bundle
+    from ..profiler.session import Settings, profile, validate
+    from ..profiler.timing import TimingProtocol
+
+    if bool(args.bundle) == bool(args.model):
+        raise DepthshrinkError("give either --model (with --resolution) or --bundle")
+    if args.model and args.resolution is None:
+        raise DepthshrinkError("--model needs --resolution")
+    backend, label = _backend(args)
+    protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms)
+    settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
+    with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
+        modules = None
+        if args.bundle:
+            bundle = load_bundle(args.bundle)
+            if bundle.batch_size != args.batch_size:
+                raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
+                                       f"not --batch-size {args.batch_size}")
+        else:
+            from ..profiler.export import export_bundle, module_builder
+
+            model, space = build_space(args)
+            bundle = export_bundle(model, space, args.batch_size, scratch, networks=args.validate,
+                                   progress=not args.no_progress)
+            modules = module_builder(model, space)
+        try:
+            report = profile(bundle, backend, args.lut, settings, modules)
+            _print_report(report, bundle, label, backend, args.lut)
+            if args.validate:
+                _print_validation(validate(bundle, backend, args.lut, settings, modules))
+        finally:
+            backend.close()
+    return 0
+
+
+def _print_report(report, bundle, label, backend, lut) -> None:
+    measured = report.measured
+    print(f"{bundle.model_label} on {label} ({backend.name}, {backend.precision}, batch {bundle.batch_size}): "
+          f"measured {len(measured)}, already in the LUT {report.skipped}, {report.seconds:.1f} s -> {lut}")
+    if measured.empty:
+        return
+    noisy = int(measured["noisy"].sum())
+    print(f"median call overhead {measured['call_overhead_ms'].median() * 1e3:.1f} us (subtracted); "
+          f"re-measured {int(measured['remeasured'].sum())}, still noisy {noisy}")
+    columns = ["op", "in_channels", "out_channels", "kernel_size", "stride", "groups", "height",
+               "activation", "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs"]
+    slowest = measured.nlargest(5, "latency_ms")[columns].copy()
+    for column in columns[1:7]:
+        slowest[column] = slowest[column].astype("Int64")
+    print("slowest configurations:")
+    print(slowest.to_string(index=False, float_format="%.4f"))
+
+
+def _print_validation(results: list[dict]) -> None:
+    print("sum of LUT entries vs measured whole network:")
+    for r in results:
+        print(f"  {r['network']:<14} {r['segments']:>3} segments  measured {r['measured_ms']:.3f} ms  "
+              f"predicted {r['predicted_ms']:.3f} ms  error {r['error_pct']:+.1f}%")

@@ -1,0 +1,235 @@
+"""The latency lookup table: a CSV file, one row per measured configuration.
+
+Rows are appended one at a time (one ``write`` of a whole line, then ``fsync``), so a crash or
+Ctrl-C loses at most the row being measured; a torn last line is dropped with a warning when
+the file is next opened. pandas reads the file as is.
+
+Example::
+
+    >>> table = LatencyTable.read("lut.csv").select(device="cpu-xeon", backend="onnxruntime")
+    >>> table.conv_latency_ms(shape, activation="relu6", residual_add=False)
+    0.153
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DepthshrinkError
+from ..models.space import ChainSpace, ConvShape
+
+# what identifies a configuration: one row per key and table
+KEY_COLUMNS = ["device", "backend", "precision", "batch_size", "threads", "op", "model", "in_channels",
+               "out_channels", "kernel_size", "stride", "groups", "height", "width", "padding",
+               "activation", "residual_add"]
+COLUMNS = KEY_COLUMNS + [
+    "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs", "warmup_ms", "call_overhead_ms",
+    "remeasured", "noisy", "source", "tool", "tool_version", "host", "measured_at"]
+REQUIRED = ["device", "backend", "precision", "batch_size", "op", "in_channels", "out_channels",
+            "kernel_size", "stride", "groups", "height", "width", "activation", "latency_ms"]
+SHAPE_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width",
+                 "padding"]
+SETTING_COLUMNS = ["device", "backend", "precision", "batch_size", "threads"]
+NONE = "none"  # the activation column for "no activation"
+
+
+def row_key(row: dict) -> tuple:
+    """The identity of a row, with every value as its CSV text."""
+    return tuple("" if row.get(c) is None or (isinstance(row.get(c), float) and pd.isna(row.get(c)))
+                 else _text(row[c]) for c in KEY_COLUMNS)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class LutWriter:
+    """Appends rows to a LUT file, creating it with the header when new.
+
+    On opening, an existing file is checked (header) and repaired (a torn last line is cut).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise DepthshrinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self.columns = _repair_and_read_header(self.path)
+        else:
+            try:
+                self.path.write_text(",".join(COLUMNS) + "\n")
+            except OSError as exc:
+                raise DepthshrinkError(f"cannot write {self.path}: {exc.strerror}") from None
+            self.columns = list(COLUMNS)
+        missing = [c for c in COLUMNS if c not in self.columns]
+        if missing:
+            raise DepthshrinkError(f"{self.path} is a LUT of an older layout (no {', '.join(missing)}): "
+                                   "write to a new file and merge them with 'depthshrink lut merge'")
+
+    def existing_keys(self) -> set[tuple]:
+        frame = read_lut(self.path)
+        return {row_key(r) for r in frame.to_dict("records")}
+
+    def append(self, row: dict) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(
+            ["" if row.get(c) is None else _text(row[c]) for c in self.columns])
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, buffer.getvalue().encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _repair_and_read_header(path: Path) -> list[str]:
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            raise DepthshrinkError(f"{path} is not a LUT: it has no complete header line")
+        warnings.warn(f"{path}: dropped a torn last line (an interrupted write): {data[cut:][:60]!r}",
+                      stacklevel=3)
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+    header = data.split(b"\n", 1)[0].decode(errors="replace").strip().split(",")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DepthshrinkError(f"{path} is not a depthshrink LUT: its header lacks {', '.join(missing)}")
+    return header
+
+
+def read_lut(path: str | os.PathLike) -> pd.DataFrame:
+    """Every row of a LUT file, typed; a torn last line is ignored with a warning."""
+    path = Path(path)
+    if not path.exists():
+        raise DepthshrinkError(f"LUT file not found: {path}")
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        warnings.warn(f"{path}: ignoring a torn last line (an interrupted write)", stacklevel=2)
+        data = data[:data.rfind(b"\n") + 1]
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype={"activation": str, "model": str},
+                            keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in
+                                                              ("activation", "model")})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DepthshrinkError(f"{path} is not a readable CSV: {exc}") from None
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DepthshrinkError(f"{path} is not a depthshrink LUT: no column {', '.join(missing)}")
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    bad = pd.to_numeric(frame["latency_ms"], errors="coerce")
+    if bad.isna().any() or (bad <= 0).any():
+        raise DepthshrinkError(f"{path}: latency_ms must be a positive number in every row")
+    return frame
+
+
+def merge_luts(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
+    """Union of several LUT files; for a key present more than once, the first row wins."""
+    frames = [read_lut(p) for p in paths]
+    union = pd.concat(frames, ignore_index=True)
+    keys = [row_key(r) for r in union.to_dict("records")]
+    duplicated = pd.Series(keys).duplicated().to_numpy()
+    return union.loc[~duplicated, COLUMNS + [c for c in union.columns if c not in COLUMNS]], int(duplicated.sum())
+
+
+@dataclass
+class LatencyTable:
+    """The rows of one device/backend/precision/batch/threads setting, for lookups."""
+
+    frame: pd.DataFrame
+    setting: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        conv = self.frame[self.frame["op"] == "conv"]
+        padding = pd.to_numeric(conv["padding"], errors="coerce")
+        # a table without padding: assume the usual "same" padding of odd kernels
+        padding = padding.fillna((conv["kernel_size"].astype(int) - 1) // 2)
+        columns = [conv[c].astype(int) if c != "padding" else padding.astype(int) for c in SHAPE_COLUMNS]
+        keys = zip(*columns, conv["activation"].replace("", NONE).fillna(NONE),
+                   pd.to_numeric(conv["residual_add"], errors="coerce").fillna(0).astype(int))
+        self._conv_index = dict(zip(keys, conv["latency_ms"].astype(float)))
+
+    @classmethod
+    def read(cls, *paths: str | os.PathLike) -> "LatencyTable":
+        frame = pd.concat([read_lut(p) for p in paths], ignore_index=True)
+        return cls(frame)
+
+    def select(self, **wanted) -> "LatencyTable":
+        """Keep one setting; a filter left ``None`` must have a single value in the table."""
+        frame = self.frame
+        setting = {}
+        for column in SETTING_COLUMNS:
+            value = wanted.get(column)
+            present = sorted({_text(v) for v in frame[column].dropna()})
+            if value is not None:
+                frame = frame[frame[column].astype(str).map(_normalise) == _normalise(_text(value))]
+                if frame.empty:
+                    raise DepthshrinkError(f"the LUT has no rows for {column}={value} "
+                                           f"(it has: {', '.join(present) or 'none'})")
+            elif len(present) > 1:
+                raise DepthshrinkError(f"the LUT mixes {column} values {', '.join(present)}: "
+                                       f"choose one with --{column.replace('_', '-')}")
+            setting[column] = value if value is not None else (present[0] if present else None)
+        return LatencyTable(frame, setting)
+
+    def conv_latency_ms(self, shape: ConvShape, activation: str | None, residual_add: bool) -> float | None:
+        """The measured latency of one conv configuration, or ``None`` when absent."""
+        key = (*(getattr(shape, c) for c in SHAPE_COLUMNS), activation or NONE, int(residual_add))
+        return self._conv_index.get(key)
+
+    def fixed_latency_ms(self, model: str) -> float | None:
+        rows = self.frame[(self.frame["op"] == "fixed") & (self.frame["model"] == model)]
+        return None if rows.empty else float(rows["latency_ms"].iloc[0])
+
+    @property
+    def call_overhead_ms(self) -> float:
+        values = pd.to_numeric(self.frame["call_overhead_ms"], errors="coerce").dropna()
+        return float(values.median()) if not values.empty else 0.0
+
+
+def _normalise(text: str) -> str:
+    return text.strip().lower()
+
+
+def missing_configurations(table: LatencyTable, space: ChainSpace) -> list[str]:
+    """Keys of the span configurations of ``space`` that ``table`` has no row for."""
+    from ..profiler.candidates import span_candidates
+
+    return sorted({c.key for c in span_candidates(space).values()
+                   if table.conv_latency_ms(c.shape, c.activation, c.residual_add) is None})
+
+
+def check_covers(table: LatencyTable, space: ChainSpace, model: str) -> None:
+    """Raise, naming the mismatch, unless ``table`` has every configuration of ``space``."""
+    missing = missing_configurations(table, space)
+    fixed = table.fixed_latency_ms(model)
+    if not missing and fixed is not None:
+        return
+    first = space.layers[0].shape
+    sizes = sorted({int(h) for h in table.frame.loc[table.frame["op"] == "conv", "height"].dropna()},
+                   reverse=True)
+    where = ", ".join(f"{k}={v}" for k, v in table.setting.items() if v is not None)
+    if missing and first.height not in sizes:
+        raise DepthshrinkError(f"the LUT ({where}) was not measured for this input size: the chain starts "
+                               f"at {first.height}x{first.width}, the LUT has feature maps of "
+                               f"{', '.join(map(str, sizes[:6])) or 'none'}; profile this resolution")
+    if missing:
+        raise DepthshrinkError(f"the LUT ({where}) lacks {len(missing)} of this space's configurations, "
+                               f"e.g. {', '.join(missing[:3])}; run profile-device for {model}")
+    models = sorted(set(table.frame.loc[table.frame["op"] == "fixed", "model"].dropna()))
+    raise DepthshrinkError(f"the LUT ({where}) has no fixed-part row for {model} "
+                           f"(it has: {', '.join(models) or 'none'})")

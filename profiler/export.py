@@ -1,0 +1,134 @@
+"""Write a profiling bundle from a PyTorch model (the only part of profiling that needs torch)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import fx, nn
+from tqdm import tqdm
+
+from ..errors import DepthshrinkError
+from ..models.ops import ACTIVATION_BY_NAME, Kind, classify
+from ..models.space import ChainSpace, write_json_atomic
+from ..shrink.apply import apply_masks, retrace
+from ..shrink.export import export_onnx
+from ..shrink.masks import per_block_masks
+from ..shrink.merge import merge
+from .bundle import MANIFEST, Bundle, Entry
+from .candidates import Candidate, distinct_candidates, model_label
+
+
+class CandidateBlock(nn.Module):
+    """conv (+bias) → optional residual add → optional activation: one LUT configuration."""
+
+    def __init__(self, candidate: Candidate) -> None:
+        super().__init__()
+        s = candidate.shape
+        self.conv = nn.Conv2d(s.in_channels, s.out_channels, s.kernel_size, s.stride, s.padding,
+                              groups=s.groups, bias=True)
+        self.residual_add = candidate.residual_add
+        self.act = ACTIVATION_BY_NAME[candidate.activation]() if candidate.activation else nn.Identity()
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.conv(x)
+        if self.residual_add:
+            y = y + skip
+        return self.act(y)
+
+
+def fixed_part(model: nn.Module, space: ChainSpace) -> fx.GraphModule:
+    """The network without its chain: ``(image, chain output) -> (chain input, network output)``."""
+    traced = retrace(model, space)
+    gm = traced.graph_module
+    start = traced.convs[0].args[0]
+    end = traced.convs[-1]
+    for node in traced.sites[space.num_layers].nodes:
+        if classify(node, gm) not in (Kind.BN, Kind.ACT, Kind.ADD, Kind.PASS):
+            break
+        end = node
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    graph = fx.Graph()
+    image, chain_output = graph.placeholder("input"), graph.placeholder("chain_output")
+    env: dict[fx.Node, fx.Node] = {}
+
+    def lookup(node: fx.Node) -> fx.Node:
+        if node not in env:
+            raise DepthshrinkError(f"the fixed part reads {node.name} from inside the chain; "
+                                   "it cannot be timed apart")
+        return env[node]
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = image
+        elif order[node] <= order[start] or node.op == "get_attr":
+            env[node] = graph.node_copy(node, lookup)
+        elif node is end:
+            env[node] = chain_output
+        elif order[node] > order[end] and node.op != "output":
+            env[node] = graph.node_copy(node, lookup)
+    result = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    graph.output((env[start], lookup(result)))
+    return fx.GraphModule(gm, graph)
+
+
+def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: str | os.PathLike,
+                  networks: bool = True, progress: bool = True) -> Bundle:
+    """Export every configuration (and the fixed part, and whole networks) as ONNX files."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DepthshrinkError(f"cannot create bundle folder {folder}: {exc.strerror}") from None
+    model = model.eval()
+    entries = []
+    for candidate in tqdm(distinct_candidates(space), desc="export", unit="onnx", disable=not progress):
+        inputs = candidate.input_shapes(batch_size)
+        file = f"{candidate.key}.onnx"
+        if not (folder / file).exists():
+            examples = tuple(torch.randn(*shape) for shape in inputs.values())
+            export_onnx(CandidateBlock(candidate), examples, folder / file, list(inputs))
+        entries.append(Entry(candidate.key, "conv", file, inputs, candidate.lut_fields()))
+    label = model_label(space.model)
+    info = space.model
+    image = [batch_size, info["in_channels"], info["height"], info["width"]]
+    last = space.layers[-1].shape
+    chain_out = [batch_size, last.out_channels, *_chain_output_size(model, space)]
+    export_onnx(fixed_part(model, space), (torch.randn(*image), torch.randn(*chain_out)),
+                folder / "fixed.onnx", ["input", "chain_output"])
+    entries.append(Entry("fixed", "fixed", "fixed.onnx", {"input": image, "chain_output": chain_out},
+                         {"model": label}))
+    if networks:
+        masks = per_block_masks(space)
+        variants = {"original": (model, [[p, p + 1] for p in range(space.num_layers)]),
+                    "merged_blocks": (merge(apply_masks(model, space, masks).eval()),
+                                      [list(s) for s in masks.segments])}
+        for name, (net, segments) in variants.items():
+            export_onnx(net, torch.randn(*image), folder / f"network_{name}.onnx")
+            entries.append(Entry(f"network_{name}", "network", f"network_{name}.onnx", {"input": image},
+                                 {"model": label, "segments": segments}))
+    space.to_json(folder / "space.json")
+    bundle = Bundle(folder, info, label, batch_size, entries, space)
+    write_json_atomic(folder / MANIFEST, bundle.to_manifest())  # last: a bundle is whole or absent
+    return bundle
+
+
+def _chain_output_size(model: nn.Module, space: ChainSpace) -> tuple[int, int]:
+    last = space.layers[-1].shape
+    return ((last.height + 2 * last.padding - last.kernel_size) // last.stride + 1,
+            (last.width + 2 * last.padding - last.kernel_size) // last.stride + 1)
+
+
+def module_builder(model: nn.Module, space: ChainSpace):
+    """PyTorch modules for the entries of a bundle exported from ``model`` (the torch backend)."""
+    def build(entry: Entry) -> nn.Module:
+        if entry.op == "conv":
+            return CandidateBlock(Candidate.from_fields(entry.fields))
+        if entry.op == "fixed":
+            return fixed_part(model, space)
+        if entry.key == "network_original":
+            return model
+        return merge(apply_masks(model, space, per_block_masks(space)).eval())
+    return build
+

@@ -1,0 +1,136 @@
+"""One profiling session: time every configuration of a bundle that the LUT lacks, append each
+row as soon as it is measured, re-measure noisy entries once, then (optionally) check that the
+sum of LUT entries predicts whole-network latency."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from tqdm import tqdm
+
+from ..lut.table import LatencyTable, LutWriter, row_key
+from ..models.space import write_json_atomic
+from .base import Backend, Workload
+from .bundle import Bundle, Entry
+from .candidates import Candidate
+from .timing import Timing, TimingProtocol
+
+
+@dataclass
+class Settings:
+    device: str
+    batch_size: int
+    protocol: TimingProtocol = field(default_factory=TimingProtocol)
+    noisy_spread: float = 0.25   # (p90 - p10) / median above this: re-measure once
+    progress: bool = True
+
+
+@dataclass
+class Report:
+    measured: pd.DataFrame
+    skipped: int
+    seconds: float
+    validation: list[dict] = field(default_factory=list)
+
+
+def _timed(measure_once: Callable[[], Timing], settings: Settings) -> tuple[Timing, bool]:
+    """Measure; when the spread is high, measure once more and keep the steadier of the two."""
+    timing = measure_once()
+    if timing.spread <= settings.noisy_spread:
+        return timing, False
+    return min(timing, measure_once(), key=lambda t: t.spread), True
+
+
+def _row(entry: Entry, bundle: Bundle, backend: Backend, settings: Settings) -> dict:
+    base = {"device": settings.device, "backend": backend.name, "precision": backend.precision,
+            "batch_size": settings.batch_size, "threads": backend.metadata().get("threads")}
+    if entry.op == "conv":
+        return {**base, **entry.fields, "model": None}
+    blank = {k: None for k in ("in_channels", "out_channels", "kernel_size", "stride", "groups",
+                               "padding", "activation", "residual_add")}
+    image = entry.inputs["input"]
+    return {**base, **blank, "op": "fixed", "model": bundle.model_label, "in_channels": image[1],
+            "height": image[2], "width": image[3]}
+
+
+def _timing_columns(timing: Timing, overhead_ms: float) -> dict:
+    return {"latency_ms": round(timing.latency_ms, 6), "latency_p10_ms": round(timing.latency_p10_ms, 6),
+            "latency_p90_ms": round(timing.latency_p90_ms, 6), "runs": timing.runs,
+            "warmup_ms": round(timing.warmup_ms, 1), "call_overhead_ms": round(overhead_ms, 6)}
+
+
+def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
+            modules: Callable[[Entry], object] | None = None) -> Report:
+    """Measure what ``lut_path`` lacks for this bundle; rows are appended as they are measured."""
+    writer = LutWriter(lut_path)
+    done = writer.existing_keys()
+    todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
+    pending = [e for e in todo if row_key(_row(e, bundle, backend, settings)) not in done]
+    began = time.perf_counter()
+    rows = []
+    if pending:
+        overhead_ms = backend.call_overhead_ms(settings.protocol)
+        meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
+        bar = tqdm(pending, desc=f"profile {backend.name}", unit="cfg", disable=not settings.progress)
+        for entry in bar:
+            bar.set_postfix_str(entry.key[:48])
+            workload = _workload(bundle, entry, modules)
+            timing, remeasured = _timed(lambda: backend.time_in_network(workload, settings.protocol), settings)
+            row = {**_row(entry, bundle, backend, settings), **_timing_columns(timing, overhead_ms), **meta,
+                   "remeasured": int(remeasured), "noisy": int(timing.spread > settings.noisy_spread),
+                   "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            writer.append(row)
+            rows.append(row)
+    return Report(pd.DataFrame(rows), len(todo) - len(pending), time.perf_counter() - began)
+
+
+def _workload(bundle: Bundle, entry: Entry, modules: Callable[[Entry], object] | None) -> Workload:
+    build = (lambda: modules(entry)) if modules is not None else None
+    return Workload(entry.key, entry.inputs, bundle.path(entry), build)
+
+
+def predict_network_ms(table: LatencyTable, bundle: Bundle, segments: list[list[int]]) -> float:
+    """fixed part + Σ LUT(segment) + one call overhead: the LUT's estimate of a whole network."""
+    fixed = table.fixed_latency_ms(bundle.model_label)
+    if fixed is None:
+        raise KeyError(f"the LUT has no fixed-part row for {bundle.model_label}")
+    total = fixed + table.call_overhead_ms
+    for start, end in segments:
+        span = bundle.space.spans[(start, end)]
+        latency = table.conv_latency_ms(span.shape, span.activation, span.residual_add)
+        if latency is None:
+            raise KeyError(f"the LUT has no row for {Candidate(span.shape, span.activation, span.residual_add).key}")
+        total += latency
+    return total
+
+
+def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
+             modules: Callable[[Entry], object] | None = None) -> list[dict]:
+    """Time each whole network of the bundle and compare it with the sum of its LUT entries."""
+    table = LatencyTable.read(lut_path).select(device=settings.device, backend=backend.name,
+                                               precision=backend.precision, batch_size=settings.batch_size,
+                                               threads=backend.metadata().get("threads"))
+    results = []
+    for entry in bundle.of_op("network"):
+        workload = _workload(bundle, entry, modules)
+        timing, _ = _timed(lambda: backend.time(workload, settings.protocol), settings)
+        predicted = predict_network_ms(table, bundle, entry.fields["segments"])
+        results.append({"model": bundle.model_label, "network": entry.key.removeprefix("network_"),
+                        "segments": len(entry.fields["segments"]), "measured_ms": timing.latency_ms,
+                        "measured_p10_ms": timing.latency_p10_ms, "measured_p90_ms": timing.latency_p90_ms,
+                        "predicted_ms": predicted,
+                        "error_pct": 100 * (predicted - timing.latency_ms) / timing.latency_ms,
+                        **{k: v for k, v in table.setting.items()}})
+    out = Path(lut_path).with_suffix(".validation.json")
+    previous = json.loads(out.read_text()) if out.exists() else []
+    keep = [r for r in previous if (r.get("model"), r.get("device"), r.get("backend")) !=
+            (bundle.model_label, settings.device, backend.name)]
+    write_json_atomic(out, keep + results)
+    return results

@@ -1,0 +1,117 @@
+"""The LUT file: append-only writes, torn lines, foreign files, merging, lookups."""
+
+import pandas as pd
+import pytest
+
+from depthshrink import DepthshrinkError
+from depthshrink.lut.table import COLUMNS, LatencyTable, LutWriter, merge_luts, read_lut, row_key
+from depthshrink.models.space import ConvShape
+
+
+def _row(device="cpu-x", kernel=3, latency=0.5, **extra):
+    row = {"device": device, "backend": "onnxruntime", "precision": "fp32", "batch_size": 1, "threads": 1,
+           "op": "conv", "model": None, "in_channels": 8, "out_channels": 16, "kernel_size": kernel,
+           "stride": 1, "groups": 1, "height": 14, "width": 14, "padding": kernel // 2,
+           "activation": "relu6", "residual_add": 0, "latency_ms": latency, "latency_p10_ms": latency * 0.9,
+           "latency_p90_ms": latency * 1.1, "runs": 10, "source": "measured"}
+    row.update(extra)
+    return row
+
+
+def test_writer_appends_rows_pandas_reads_them(tmp_path):
+    path = tmp_path / "lut.csv"
+    writer = LutWriter(path)
+    writer.append(_row(kernel=3))
+    writer.append(_row(kernel=5, latency=1.5))
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == COLUMNS and len(frame) == 2
+    assert frame["latency_ms"].tolist() == [0.5, 1.5]
+    assert LutWriter(path).existing_keys() == {row_key(_row(kernel=3)), row_key(_row(kernel=5))}
+
+
+def test_torn_last_line_is_dropped_with_a_warning(tmp_path):
+    path = tmp_path / "lut.csv"
+    LutWriter(path).append(_row())
+    intact = path.read_bytes()
+    with open(path, "ab") as handle:
+        handle.write(b"cpu-x,onnxruntime,fp32,1,1,conv,,8,16,7")  # killed mid-write
+    with pytest.warns(UserWarning, match="torn"):
+        assert len(read_lut(path)) == 1
+    with pytest.warns(UserWarning, match="dropped a torn last line"):
+        writer = LutWriter(path)
+    assert path.read_bytes() == intact
+    writer.append(_row(kernel=7))
+    assert len(read_lut(path)) == 2
+
+
+@pytest.mark.parametrize("content,message", [
+    ("a,b,c\n1,2,3\n", "not a depthshrink LUT"),
+    ("\x00\x01garbage", "no complete header line"),
+])
+def test_foreign_or_corrupt_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "lut.csv"
+    path.write_text(content)
+    with pytest.raises(DepthshrinkError, match=message):
+        LutWriter(path)
+
+
+def test_bad_latency_and_missing_file_are_refused(tmp_path):
+    path = tmp_path / "lut.csv"
+    LutWriter(path).append(_row(latency=-1))
+    with pytest.raises(DepthshrinkError, match="latency_ms must be a positive number"):
+        read_lut(path)
+    with pytest.raises(DepthshrinkError, match="LUT file not found"):
+        read_lut(tmp_path / "none.csv")
+    with pytest.raises(DepthshrinkError, match="folder .* does not exist"):
+        LutWriter(tmp_path / "no" / "lut.csv")
+
+
+def test_merge_unions_devices_and_drops_duplicates(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    LutWriter(a).append(_row(device="cpu-a"))
+    LutWriter(b).append(_row(device="cpu-b"))
+    LutWriter(b).append(_row(device="cpu-a", latency=9.0))  # same configuration as in a
+    merged, duplicates = merge_luts([a, b])
+    assert duplicates == 1 and len(merged) == 2
+    assert merged.loc[merged["device"] == "cpu-a", "latency_ms"].item() == 0.5  # the first one wins
+
+
+def test_select_and_lookup(tmp_path):
+    path = tmp_path / "lut.csv"
+    writer = LutWriter(path)
+    writer.append(_row(device="cpu-a", latency=0.5))
+    writer.append(_row(device="cpu-b", latency=0.7))
+    table = LatencyTable.read(path)
+    with pytest.raises(DepthshrinkError, match="mixes device values cpu-a, cpu-b"):
+        table.select()
+    with pytest.raises(DepthshrinkError, match="no rows for device=v100 .it has: cpu-a, cpu-b"):
+        table.select(device="v100")
+    chosen = table.select(device="cpu-b")
+    shape = ConvShape(8, 16, 3, 1, 1, 14, 14, 1)
+    assert chosen.conv_latency_ms(shape, "relu6", False) == 0.7
+    assert chosen.conv_latency_ms(shape, None, False) is None
+    assert chosen.setting["device"] == "cpu-b" and chosen.setting["batch_size"] == "1"
+
+
+@pytest.mark.parametrize("name,width,resolution,in_channels,classes,table", [
+    ("mobilenet_v2", 1.0, 224, 3, 1000, "mobilenet_v2_224_b1_onnxruntime_cpu.csv"),
+    ("mobilenet_v2_small", 0.5, 28, 1, 10, "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"),
+])
+def test_shipped_tables_cover_their_networks(name, width, resolution, in_channels, classes, table):
+    from pathlib import Path
+
+    import torch
+
+    import depthshrink
+    from depthshrink.lut.table import check_covers
+    from depthshrink.models import build_model
+    from depthshrink.profiler.candidates import model_label
+
+    path = Path(depthshrink.__file__).parent / "lut" / table
+    lut = LatencyTable.read(path).select()
+    assert lut.setting["backend"] == "onnxruntime" and lut.setting["threads"] == "1"
+    model = build_model(name, width_mult=width, in_channels=in_channels, num_classes=classes)
+    space = depthshrink.trace(model.eval(), torch.zeros(1, in_channels, resolution, resolution),
+                              model_info={"name": name, "width_mult": width})
+    check_covers(lut, space, model_label(space.model))
+    assert lut.call_overhead_ms > 0
