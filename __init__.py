@@ -6,14 +6,24 @@ The stable Python API::
     masks = depthshrink.load_masks("masks.json")
     shrunk = depthshrink.apply_masks(model, space, masks)  # trainable, computes what merge will
     merged = depthshrink.merge(shrunk.eval())              # dense, eval mode
+
+Names that need PyTorch are imported on first use, so the device side of profiling (a bundle,
+ONNX Runtime or TensorRT, pandas) runs where torch is not installed.
 """
+
+from importlib import import_module
 
 from .errors import DepthshrinkError
 from .models.space import ChainSpace
-from .models.trace import trace
-from .shrink.apply import apply_masks
 from .shrink.masks import Masks, load_masks
-from .shrink.merge import merge
+
+_LAZY = {"trace": "models.trace", "apply_masks": "shrink.apply", "merge": "shrink.merge"}
 
 __all__ = ["ChainSpace", "DepthshrinkError", "Masks", "apply_masks", "load_masks", "merge", "trace"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'depthshrink' has no attribute {name!r}")

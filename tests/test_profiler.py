@@ -197,3 +197,19 @@ def test_a_lut_for_another_resolution_or_model_is_named(tmp_path):
         check_covers(table, other, bundle.model_label)
     with pytest.raises(DepthshrinkError, match="no fixed-part row for mobilenet_v2@1x"):
         check_covers(table, space, "mobilenet_v2@1x,1000cls")
+
+
+def test_the_device_side_runs_without_torch(tmp_path):
+    """A box with ONNX Runtime (or TensorRT), numpy and pandas but no PyTorch profiles a bundle."""
+    model, space = _tiny_space()
+    export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    script = ("import sys\n"
+              "sys.modules['torch'] = None\n"
+              "from depthshrink.cli.main import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", script, "profile-device", "--cpu", "--bundle",
+                             str(tmp_path / "bundle"), "--batch-size", "1", "--lut", str(tmp_path / "lut.csv"),
+                             "--warmup-ms", "5", "--min-time-ms", "5", "--no-progress"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(read_lut(tmp_path / "lut.csv")) == len(distinct_candidates(space)) + 1
