@@ -1,0 +1,76 @@
+"""What the search works on: span latencies from a LUT, importance scores, the fixed part.
+
+No torch: a chain space, LUT CSVs and an importance CSV are enough.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..errors import DepthshrinkError
+from ..lut.table import LatencyTable, check_covers
+from ..models.space import ChainSpace
+from ..profiler.candidates import model_label
+
+IMPORTANCE_COLUMNS = ["start", "end", "importance"]
+
+
+@dataclass
+class SearchProblem:
+    space: ChainSpace
+    span_ms: dict[tuple[int, int], float]
+    fixed_ms: float                 # stem, head, classifier
+    overhead_ms: float              # one runtime call per network
+    importance: dict[tuple[int, int], float]
+    setting: dict = field(default_factory=dict)  # device, backend, precision, batch_size, threads
+    span_source: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    @property
+    def cut_positions(self) -> list[int]:
+        """Inner positions where a kept activation can end a linear segment."""
+        return [s.position for s in self.space.sites if s.activation is not None]
+
+    @property
+    def original_ms(self) -> float:
+        """The network as it is: every activation kept, every layer its own conv."""
+        layers = sum(self.span_ms[(p, p + 1)] for p in range(self.space.num_layers))
+        return self.fixed_ms + self.overhead_ms + layers
+
+
+def read_importance(path: str | os.PathLike, space: ChainSpace) -> dict[tuple[int, int], float]:
+    """``(start, end) -> importance`` from an importance CSV, checked against ``space``."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DepthshrinkError(f"importance file not found: {path}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DepthshrinkError(f"{path} is not a readable CSV: {exc}") from None
+    missing = [c for c in IMPORTANCE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DepthshrinkError(f"{path} is not an importance table: no column {', '.join(missing)}")
+    if "model" in frame.columns:
+        models = set(frame["model"].dropna()) - {model_label(space.model)}
+        if models:
+            raise DepthshrinkError(f"{path} scores {', '.join(sorted(models))}, but the space is "
+                                   f"{model_label(space.model)}")
+    cuts = {0, space.num_layers} | {s.position for s in space.sites if s.activation is not None}
+    bad = [(int(s), int(e)) for s, e in zip(frame["start"], frame["end"])
+           if not (0 <= s < e <= space.num_layers and s in cuts and e in cuts)]
+    if bad:
+        shown = ", ".join(f"[{s}, {e})" for s, e in bad[:5])
+        raise DepthshrinkError(f"{path} scores {len(bad)} segment(s) that do not exist in this space "
+                               f"({space.num_layers} layers; a segment runs between activations): {shown}")
+    return {(int(s), int(e)): float(v) for s, e, v in zip(frame["start"], frame["end"], frame["importance"])}
+
+
+def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple[int, int], float]) -> SearchProblem:
+    """Look every legal span up in ``table`` (one setting, see :meth:`LatencyTable.select`)."""
+    label = model_label(space.model)
+    check_covers(table, space, label)
+    span_ms = {key: table.conv_latency_ms(span.shape, span.activation, span.residual_add)
+               for key, span in space.spans.items()}
+    return SearchProblem(space, span_ms, table.fixed_latency_ms(label), table.call_overhead_ms, importance,
+                         dict(table.setting), {key: "measured" for key in span_ms})

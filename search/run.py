@@ -1,0 +1,117 @@
+"""Run the search: the exact DP (default) or DepthShrinker's top-k baseline, to a masks file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import DepthshrinkError
+from ..shrink.masks import Masks, per_block_masks
+from .budget import Budget
+from .dp import Segment, Solution, TwoStageDP
+from .problem import SearchProblem
+
+ROUNDING_SHARE = 0.005  # rounding may cost at most this share of the budget
+
+
+@dataclass
+class SearchResult:
+    masks: Masks
+    solution: Solution
+    frontier: list[Solution]
+    budget_ms: float
+    step_ms: float
+    note: str = ""
+
+
+def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
+    original = problem.original_ms
+    budget_ms = budget.resolve_ms(original)
+    outside = problem.fixed_ms + problem.overhead_ms
+    cuts = problem.cut_positions
+    # each segment's latency is rounded up by less than one step: keep the sum under 0.5% of the budget
+    step_ms = ROUNDING_SHARE * budget_ms / (len(cuts) + 1)
+    dp = TwoStageDP(problem.space.num_layers, problem.span_ms, cuts, problem.importance, step_ms,
+                    max(budget_ms, original) - outside)
+    if budget_ms >= original:
+        note = (f"the budget {budget_ms:.3f} ms is at or above the original network's predicted "
+                f"{original:.3f} ms: the original network is returned, every activation kept")
+        return SearchResult(_masks(problem, _original(problem), budget_ms, "dp", step_ms), _original(problem),
+                            dp.frontier(), budget_ms, step_ms, note)
+    solution, note = dp.best_within(budget_ms - outside), ""
+    if solution is None:
+        fastest = dp.fastest_ms()
+        reach = f"{fastest + outside:.3f} ms" if fastest is not None else "nothing (no scored segments)"
+        raise DepthshrinkError(f"no network fits {budget_ms:.3f} ms: the fastest achievable with these "
+                               f"importance scores is {reach} (fixed part {outside:.3f} ms)")
+    return SearchResult(_masks(problem, solution, budget_ms, "dp", step_ms), solution, dp.frontier(),
+                        budget_ms, step_ms, note)
+
+
+def _original(problem: SearchProblem) -> Solution:
+    segments = tuple(Segment(p, p + 1, ((p, p + 1),), problem.span_ms[(p, p + 1)], 0.0)
+                     for p in range(problem.space.num_layers))
+    return Solution(segments, sum(s.latency_ms for s in segments), 0.0)
+
+
+def solve_depthshrinker(problem: SearchProblem, budget: Budget) -> SearchResult:
+    """DepthShrinker's choice: linearise whole blocks in order of score, each merged alone, until
+    the predicted latency fits (the order ignores latency; only the stopping point uses it)."""
+    space = problem.space
+    blocks = [b for b in per_block_masks(space).segments if b[1] - b[0] > 1]
+    scored = []
+    for start, end in blocks:
+        inside = [p for p in problem.cut_positions if start < p < end]
+        if not inside:
+            continue
+        before = max([0] + [p for p in problem.cut_positions if p <= start])
+        after = min([space.num_layers] + [p for p in problem.cut_positions if p >= end])
+        score = problem.importance.get((before, after))
+        if score is not None:
+            scored.append((score, start, end))
+    scored.sort(key=lambda item: -item[0])  # least harmful first
+    budget_ms = budget.resolve_ms(problem.original_ms)
+    chosen: list[tuple[float, int, int]] = []
+    for item in [None] + scored:
+        if item is not None:
+            chosen.append(item)
+        solution = _blocks_solution(problem, chosen)
+        if solution.latency_ms + problem.fixed_ms + problem.overhead_ms <= budget_ms:
+            return SearchResult(_masks(problem, solution, budget_ms, "depthshrinker", 0.0), solution, [],
+                                budget_ms, 0.0)
+    fastest = solution.latency_ms + problem.fixed_ms + problem.overhead_ms
+    raise DepthshrinkError(f"no network fits {budget_ms:.3f} ms with DepthShrinker's per-block merging: "
+                           f"linearising every scored block reaches {fastest:.3f} ms")
+
+
+def _blocks_solution(problem: SearchProblem, chosen: list[tuple[float, int, int]]) -> Solution:
+    merged = {(s, e) for _, s, e in chosen}
+    spans, position = [], 0
+    for start, end in sorted(merged):
+        spans += [(p, p + 1) for p in range(position, start)] + [(start, end)]
+        position = end
+    spans += [(p, p + 1) for p in range(position, problem.space.num_layers)]
+    segments = tuple(Segment(s, e, ((s, e),), problem.span_ms[(s, e)], 0.0) for s, e in spans)
+    return Solution(segments, sum(problem.span_ms[s] for s in spans), sum(score for score, _, _ in chosen))
+
+
+def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method: str, step_ms: float) -> Masks:
+    space = problem.space
+    spans = solution.spans
+    if method == "dp":
+        kept = [p for p in solution.cuts if p in set(problem.cut_positions)]
+    else:
+        linear = {p for seg in solution.segments for p in range(seg.start + 1, seg.end)}
+        kept = [p for p in problem.cut_positions if p not in linear]
+    removed = sorted(set(problem.cut_positions) - set(kept))
+    latency = problem.fixed_ms + problem.overhead_ms + sum(problem.span_ms[s] for s in spans)
+    predicted = sorted({s for s in spans if problem.span_source.get(s) == "predicted"})
+    extra = {
+        **{k: problem.setting.get(k) for k in ("device", "backend", "precision", "batch_size", "threads")},
+        "method": method, "latency_budget_ms": round(budget_ms, 6), "predicted_latency_ms": round(latency, 6),
+        "original_latency_ms": round(problem.original_ms, 6), "objective": solution.importance,
+        "latency_discretisation": {"step_ms": step_ms, "rounding": "each segment rounded up to the grid"}
+        if method == "dp" else None,
+        "predicted_spans": [list(s) for s in predicted],
+        "segment_latency_ms": [round(problem.span_ms[s], 6) for s in spans],
+    }
+    return Masks(kept, [tuple(s) for s in spans], removed, dict(space.model), extra)

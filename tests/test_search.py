@@ -1,0 +1,166 @@
+"""The exact search: DP against brute force, budgets, the baseline, the CLI's refusals."""
+
+import itertools
+import json
+import math
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+import depthshrink
+from depthshrink import DepthshrinkError
+from depthshrink.cli.main import main
+from depthshrink.models import build_model
+from depthshrink.search.budget import Budget, parse_budget
+from depthshrink.search.dp import TwoStageDP, fastest_splits
+
+
+def _random_chain(seed: int, layers: int):
+    rng = random.Random(seed)
+    spans = {}
+    for s in range(layers):
+        for e in range(s + 1, min(layers, s + 4) + 1):
+            if e - s == 1 or rng.random() < 0.6:
+                # merged spans are sometimes slower than their parts (kernel growth)
+                spans[(s, e)] = round(rng.uniform(0.1, 1.0) * (e - s) * rng.choice([0.5, 0.8, 1.3]), 4)
+    cuts = sorted(rng.sample(range(1, layers), rng.randint(2, layers - 1)))
+    bounds = [0, *cuts, layers]
+    importance = {(a, b): -round(rng.uniform(0, 2) * sum(1 for c in cuts if a < c < b), 4)
+                  for i, a in enumerate(bounds) for b in bounds[i + 1:] if rng.random() < 0.8}
+    return spans, cuts, importance
+
+
+def _brute_force(layers, spans, cuts, importance, budget_bins, step):
+    """Every kept set; every split of every segment into spans; costs rounded up as the DP does."""
+    def best_split(a, b):
+        if a == b:
+            return 0.0
+        options = [best_split(a, s) + latency for (s, e), latency in spans.items() if e == b and s >= a]
+        return min(options, default=math.inf)
+
+    best = None
+    for r in range(len(cuts) + 1):
+        for kept in itertools.combinations(cuts, r):
+            bounds = [0, *kept, layers]
+            pairs = list(zip(bounds, bounds[1:]))
+            inner = {(a, b): 0.0 for a, b in zip([0, *cuts], [*cuts, layers])}
+            if any((p not in importance and p not in inner) for p in pairs):
+                continue
+            latencies = [best_split(a, b) for a, b in pairs]
+            if any(math.isinf(t) for t in latencies):
+                continue
+            cost = sum(math.ceil(t / step - 1e-9) for t in latencies)
+            if cost <= budget_bins:
+                value = sum(importance.get(p, inner.get(p)) for p in pairs)
+                best = value if best is None else max(best, value)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dp_equals_brute_force_and_never_exceeds_the_budget(seed):
+    layers = 7 + seed % 3
+    spans, cuts, importance = _random_chain(seed, layers)
+    step = 0.01
+    total = sum(latency for (s, e), latency in spans.items() if e - s == 1)
+    dp = TwoStageDP(layers, spans, cuts, importance, step, total)
+    for fraction in (0.35, 0.5, 0.7, 0.9, 1.0):
+        budget = fraction * total
+        expected = _brute_force(layers, spans, cuts, importance, math.floor(budget / step + 1e-9), step)
+        solution = dp.best_within(budget)
+        if expected is None:
+            assert solution is None
+            continue
+        assert solution is not None and solution.importance == pytest.approx(expected, abs=1e-9)
+        assert solution.latency_ms <= budget + 1e-9
+        assert solution.latency_ms == pytest.approx(sum(spans[s] for s in solution.spans))
+        covered = [p for s, e in solution.spans for p in range(s, e)]
+        assert covered == list(range(layers))
+        assert all(not (s < c < e) for s, e in solution.spans for c in solution.cuts)
+
+
+def test_stage_one_prefers_a_split_when_the_merged_span_is_slower():
+    best, previous = fastest_splits(3, {(0, 1): 1.0, (1, 2): 1.0, (2, 3): 1.0, (0, 3): 5.0, (0, 2): 1.5})
+    assert best[0, 3] == pytest.approx(2.5) and previous[0, 3] == 2
+
+
+def test_frontier_is_monotone():
+    spans, cuts, importance = _random_chain(3, 8)
+    dp = TwoStageDP(8, spans, cuts, importance, 0.01, 10.0)
+    frontier = dp.frontier()
+    assert len(frontier) >= 2
+    assert all(a.latency_ms <= b.latency_ms + 0.01 * 9 and a.importance < b.importance
+               for a, b in zip(frontier, frontier[1:]))
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("5ms", Budget(latency_ms=5.0)), ("5 ms", Budget(latency_ms=5.0)), ("4500us", Budget(latency_ms=4.5)),
+    ("0.005s", Budget(latency_ms=5.0)), ("1.6x", Budget(speedup=1.6)),
+])
+def test_budget_forms(text, expected):
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("text", ["5", "fast", "5 min", "-1ms", "1.6"])
+def test_bad_budgets_list_the_accepted_forms(text):
+    with pytest.raises(DepthshrinkError, match="5ms, 5 ms, 4500us, 0.005s"):
+        parse_budget(text)
+    with pytest.raises(DepthshrinkError, match="must be positive"):
+        parse_budget("0ms")
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """The shipped MobileNetV2-1.0 @224 CPU table, its space, and importance = -1 per removed activation."""
+    folder = tmp_path_factory.mktemp("search")
+    model = build_model("mobilenet_v2").eval()
+    space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})
+    space.to_json(folder / "space.json")
+    cuts = [0] + [s.position for s in space.sites if s.activation] + [space.num_layers]
+    rows = [(a, b, -float(sum(1 for c in cuts if a < c < b)), "count") for i, a in enumerate(cuts) for b in cuts[i + 1:]]
+    pd.DataFrame(rows, columns=["start", "end", "importance", "method"]).to_csv(folder / "imp.csv", index=False)
+    lut = str(depthshrink.__path__[0]) + "/lut/mobilenet_v2_224_b1_onnxruntime_cpu.csv"
+    return folder, lut
+
+
+def _search(folder, lut, budget, *extra):
+    return main(["search", "--space", str(folder / "space.json"), "--lut", lut, "--importance",
+                 str(folder / "imp.csv"), "--latency-budget", budget, "--out", str(folder / "masks.json"), *extra])
+
+
+def test_search_writes_masks_that_apply(shipped, capsys):
+    folder, lut = shipped
+    assert _search(folder, lut, "1.3x") == 0
+    masks = json.loads((folder / "masks.json").read_text())
+    assert masks["format"] == "depthshrink.masks/1" and masks["method"] == "dp"
+    assert masks["predicted_latency_ms"] <= masks["latency_budget_ms"] == pytest.approx(masks["original_latency_ms"] / 1.3)
+    assert masks["latency_discretisation"]["step_ms"] < 0.005 * masks["latency_budget_ms"]
+    space = depthshrink.ChainSpace.from_json(folder / "space.json")
+    depthshrink.load_masks(folder / "masks.json").resolve(space)  # consistent with the space
+    frontier = pd.read_csv(folder / "masks.frontier.csv")
+    assert frontier["chosen"].sum() == 1 and frontier["latency_ms"].is_monotonic_increasing
+    assert "kept activations" in capsys.readouterr().out
+    assert _search(folder, lut, "1.3x", "--method", "depthshrinker") == 0
+    baseline = json.loads((folder / "masks.json").read_text())
+    assert baseline["method"] == "depthshrinker" and baseline["predicted_latency_ms"] <= baseline["latency_budget_ms"]
+
+
+def test_search_refusals(shipped, capsys, tmp_path):
+    folder, lut = shipped
+    assert _search(folder, lut, "0.5ms") == 1
+    assert "the fastest achievable with these importance scores is" in capsys.readouterr().err
+    assert _search(folder, lut, "100ms") == 0
+    assert "the original network is returned" in capsys.readouterr().out
+    bad = tmp_path / "imp.csv"
+    pd.DataFrame([(2, 5, -1.0)], columns=["start", "end", "importance"]).to_csv(bad, index=False)
+    assert main(["search", "--space", str(folder / "space.json"), "--lut", lut, "--importance", str(bad),
+                 "--latency-budget", "3ms", "--out", str(tmp_path / "m.json")]) == 1
+    assert "segment(s) that do not exist in this space" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+    small = tmp_path / "space.json"
+    model = build_model("mobilenet_v2").eval()
+    depthshrink.trace(model, torch.zeros(1, 3, 192, 192), model_info={"name": "mobilenet_v2"}).to_json(small)
+    assert main(["search", "--space", str(small), "--lut", lut, "--importance", str(folder / "imp.csv"),
+                 "--latency-budget", "3ms", "--out", str(tmp_path / "m.json")]) == 1
+    assert "not measured for this input size" in capsys.readouterr().err
