@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "export-bundle": ("export_bundle", "write the ONNX files a device needs to build a latency LUT"),
     "profile-device": ("profile_device", "measure a latency LUT on this machine's CPU or GPU"),
     "lut": ("lut", "work with latency LUT files (merge)"),
+    "predictor": ("predictor", "evaluate the latency predictor on a LUT (grouped cross-validation)"),
     "search": ("search", "choose which activations to drop under a latency budget (exact DP)"),
 }
 

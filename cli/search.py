@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exact DP (default) or DepthShrinker's top-k blocks baseline")
     parser.add_argument("--out", required=True, help="masks JSON to write")
     parser.add_argument("--frontier", help="frontier CSV to write (default: next to --out)")
+    parser.add_argument("--no-predictor", action="store_true",
+                        help="refuse (naming them) configurations the LUT lacks instead of predicting them")
     group = parser.add_argument_group("which LUT rows (default: the only value present)")
     group.add_argument("--device")
     group.add_argument("--backend")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     table = LatencyTable.read(*args.lut).select(device=args.device, backend=args.backend,
                                                 precision=args.precision, batch_size=args.batch_size,
                                                 threads=args.threads)
-    problem = build_problem(space, table, read_importance(args.importance, space))
+    problem = build_problem(space, table, read_importance(args.importance, space), not args.no_predictor)
     result = (solve_dp if args.method == "dp" else solve_depthshrinker)(problem, budget)
     frontier_path = Path(args.frontier) if args.frontier else Path(args.out).with_suffix(".frontier.csv")
     if result.frontier:

@@ -6,11 +6,12 @@ No torch: a chain space, LUT CSVs and an importance CSV are enough.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
 from ..errors import DepthshrinkError
+from ..lut.predictor import LatencyPredictor
 from ..lut.table import LatencyTable, check_covers
 from ..models.space import ChainSpace
 from ..profiler.candidates import model_label
@@ -66,11 +67,27 @@ def read_importance(path: str | os.PathLike, space: ChainSpace) -> dict[tuple[in
     return {(int(s), int(e)): float(v) for s, e, v in zip(frame["start"], frame["end"], frame["importance"])}
 
 
-def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple[int, int], float]) -> SearchProblem:
-    """Look every legal span up in ``table`` (one setting, see :meth:`LatencyTable.select`)."""
+def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple[int, int], float],
+                  use_predictor: bool = True) -> SearchProblem:
+    """Look every legal span up in ``table`` (one setting, see :meth:`LatencyTable.select`); a
+    configuration the table lacks is predicted (and marked so) when ``use_predictor``."""
     label = model_label(space.model)
-    check_covers(table, space, label)
-    span_ms = {key: table.conv_latency_ms(span.shape, span.activation, span.residual_add)
-               for key, span in space.spans.items()}
+    spans = space.spans
+    span_ms = {key: table.conv_latency_ms(s.shape, s.activation, s.residual_add) for key, s in spans.items()}
+    missing = [key for key, value in span_ms.items() if value is None]
+    measured_sizes = set(table.frame.loc[table.frame["op"] == "conv", "height"].dropna().astype(int))
+    if (missing and not use_predictor) or table.fixed_latency_ms(label) is None or \
+            space.layers[0].shape.height not in measured_sizes:
+        check_covers(table, space, label)  # raises, naming what does not match
+    source = {key: "measured" for key in span_ms}
+    if missing:
+        predictor = LatencyPredictor(table.frame)
+        rows = pd.DataFrame([{**asdict(spans[k].shape), "activation": spans[k].activation or "none",
+                              "residual_add": int(spans[k].residual_add),
+                              "batch_size": table.setting.get("batch_size") or 1} for k in missing])
+        predicted, extrapolated = predictor.predict(rows)
+        for key, value, outside in zip(missing, predicted, extrapolated):
+            span_ms[key] = float(value)
+            source[key] = "predicted (extrapolated)" if outside else "predicted"
     return SearchProblem(space, span_ms, table.fixed_latency_ms(label), table.call_overhead_ms, importance,
-                         dict(table.setting), {key: "measured" for key in span_ms})
+                         dict(table.setting), source)

@@ -104,7 +104,7 @@ def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method:
         kept = [p for p in problem.cut_positions if p not in linear]
     removed = sorted(set(problem.cut_positions) - set(kept))
     latency = problem.fixed_ms + problem.overhead_ms + sum(problem.span_ms[s] for s in spans)
-    predicted = sorted({s for s in spans if problem.span_source.get(s) == "predicted"})
+    predicted = sorted({s for s in spans if problem.span_source.get(s, "").startswith("predicted")})
     extra = {
         **{k: problem.setting.get(k) for k in ("device", "backend", "precision", "batch_size", "threads")},
         "method": method, "latency_budget_ms": round(budget_ms, 6), "predicted_latency_ms": round(latency, 6),

@@ -164,3 +164,22 @@ def test_search_refusals(shipped, capsys, tmp_path):
     assert main(["search", "--space", str(small), "--lut", lut, "--importance", str(folder / "imp.csv"),
                  "--latency-budget", "3ms", "--out", str(tmp_path / "m.json")]) == 1
     assert "not measured for this input size" in capsys.readouterr().err
+
+
+def test_missing_rows_are_predicted_and_marked_or_refused(shipped, capsys, tmp_path):
+    from depthshrink.lut.table import LatencyTable
+    from depthshrink.search.problem import build_problem, read_importance
+
+    folder, lut = shipped
+    frame = pd.read_csv(lut)
+    big = frame.index[(frame["op"] == "conv") & (frame["kernel_size"] >= 9)]
+    thinned = tmp_path / "thinned.csv"
+    frame.drop(index=big).to_csv(thinned, index=False)
+    assert _search(folder, str(thinned), "2.2ms", "--no-predictor") == 1
+    assert "lacks" in capsys.readouterr().err
+    space = depthshrink.ChainSpace.from_json(folder / "space.json")
+    problem = build_problem(space, LatencyTable.read(thinned).select(), read_importance(folder / "imp.csv", space))
+    predicted = {k for k, v in problem.span_source.items() if v.startswith("predicted")}
+    assert predicted == {k for k, span in space.spans.items() if span.shape.kernel_size >= 9}
+    assert all(problem.span_ms[k] > 0 for k in predicted)
+    assert _search(folder, str(thinned), "2.2ms") == 0

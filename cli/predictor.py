@@ -1,0 +1,63 @@
+"""``depthshrink predictor evaluate``: how well the latency predictor does on a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="predictor_command", metavar="ACTION", required=True)
+    evaluate = sub.add_parser("evaluate", help="grouped cross-validation of every model on a LUT")
+    evaluate.add_argument("--lut", nargs="+", required=True, help="LUT CSV file(s)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object (the best model)")
+    evaluate.add_argument("--plot", help="parity plot to write (PNG; predicted vs measured, log axes)")
+    evaluate.add_argument("--folds", type=positive_int, default=5)
+    for name in ("--device", "--backend", "--precision"):
+        evaluate.add_argument(name)
+    evaluate.add_argument("--batch-size", type=positive_int)
+    evaluate.add_argument("--threads", type=positive_int)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..lut.predictor import cross_validate
+    from ..lut.table import LatencyTable
+
+    table = LatencyTable.read(*args.lut).select(device=args.device, backend=args.backend, precision=args.precision,
+                                                batch_size=args.batch_size, threads=args.threads)
+    results = cross_validate(table.frame, args.folds)
+    if args.plot:
+        _parity_plot(results[0], table.setting, args.plot)
+    if args.json:
+        print(json.dumps({**results[0].to_dict(), **{k: v for k, v in table.setting.items()}}))
+        return 0
+    print(f"grouped {args.folds}-fold cross-validation on {results[0].rows} conv rows "
+          f"({', '.join(f'{k}={v}' for k, v in table.setting.items())}):")
+    print(f"  {'model':<22}{'RMSPE':>8}{'±5%':>8}{'±10%':>8}{'±20%':>8}")
+    for r in results:
+        print(f"  {r.model:<22}{r.rmspe:>8.3f}{r.within_5pct:>8.1%}{r.within_10pct:>8.1%}{r.within_20pct:>8.1%}")
+    print(f"best: {results[0].model}" + (f"; parity plot -> {args.plot}" if args.plot else ""))
+    return 0
+
+
+def _parity_plot(best, setting: dict, path: str) -> None:
+    from .._imports import lazy_import
+
+    matplotlib = lazy_import("matplotlib")
+    matplotlib.use("Agg")
+    pyplot = lazy_import("matplotlib.pyplot")
+    figure, axes = pyplot.subplots(figsize=(5, 5))
+    low = min(best.measured_ms.min(), best.predicted_ms.min()) * 0.8
+    high = max(best.measured_ms.max(), best.predicted_ms.max()) * 1.25
+    axes.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="0.9", label="±10%")
+    axes.plot([low, high], [low, high], color="0.5", linewidth=1)
+    axes.scatter(best.measured_ms, best.predicted_ms, s=14, alpha=0.8)
+    axes.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel="measured latency (ms)",
+             ylabel="predicted latency (ms, held out)",
+             title=f"{best.model}: {best.within_10pct:.0%} within ±10%\n{setting.get('device')}, {setting.get('backend')}")
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)

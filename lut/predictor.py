@@ -1,0 +1,173 @@
+"""A latency predictor for conv configurations the table never measured (nn-Meter's idea,
+without pickles: it is refit from the LUT CSV in seconds whenever it is needed).
+
+Features per configuration: FLOPs, parameters, input/output/weight bytes, arithmetic intensity,
+channels, kernel, stride, groups (depthwise or dense), spatial size, batch, activation and
+residual add; the target is log latency. Random forest, gradient boosting and a linear model on
+log features are compared by grouped cross-validation (near-duplicate shapes share a fold) and
+the best is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .._imports import lazy_import
+from ..errors import DepthshrinkError
+
+MIN_ROWS = 20
+GROUP_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height"]
+
+
+def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
+    """A numeric column, ``default`` where it is missing or empty."""
+    fallback = default if isinstance(default, pd.Series) else pd.Series(default, index=frame.index, dtype=float)
+    if name not in frame.columns:
+        return fallback.astype(float)
+    return pd.to_numeric(frame[name], errors="coerce").fillna(fallback).astype(float)
+
+
+def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Model inputs for LUT-shaped rows (shape columns, ``batch_size``, activation, residual_add)."""
+    c_in, c_out = frame["in_channels"].astype(float), frame["out_channels"].astype(float)
+    k, s, g = frame["kernel_size"].astype(float), frame["stride"].astype(float), frame["groups"].astype(float)
+    h, w = frame["height"].astype(float), frame["width"].astype(float)
+    pad = _column(frame, "padding", (k - 1) // 2)
+    batch = _column(frame, "batch_size", 1)
+    h_out, w_out = np.floor((h + 2 * pad - k) / s) + 1, np.floor((w + 2 * pad - k) / s) + 1
+    params = c_out * (c_in / g) * k * k + c_out
+    flops = 2 * batch * h_out * w_out * c_out * (c_in / g) * k * k
+    in_bytes, out_bytes, weight_bytes = 4 * batch * c_in * h * w, 4 * batch * c_out * h_out * w_out, 4 * params
+    activation = frame["activation"].fillna("none").astype(str)
+    features = pd.DataFrame({
+        "log_cin_per_group": np.log(c_in / g), "log_kernel_area": np.log(k * k), "log_out_pixels": np.log(h_out * w_out),
+        "pointwise": ((k == 1) & (g == 1)).astype(float), "dense_kxk": ((k > 1) & (g == 1)).astype(float),
+        "log_flops": np.log1p(flops), "log_params": np.log1p(params), "log_in_bytes": np.log1p(in_bytes),
+        "log_out_bytes": np.log1p(out_bytes), "log_weight_bytes": np.log1p(weight_bytes),
+        "log_intensity": np.log1p(flops / (in_bytes + out_bytes + weight_bytes)),
+        "in_channels": c_in, "out_channels": c_out, "kernel_size": k, "stride": s,
+        "depthwise": ((g > 1) & (g == c_in)).astype(float), "groups": g, "height": h, "width": w,
+        "batch_size": batch, "activation": (activation != "none").astype(float),
+        "residual_add": _column(frame, "residual_add", 0),
+    })
+    return features.reset_index(drop=True)
+
+
+LINEAR_FEATURES = ["log_flops", "log_params", "log_in_bytes", "log_out_bytes", "log_weight_bytes", "log_intensity",
+                   "log_cin_per_group", "log_kernel_area", "log_out_pixels", "pointwise", "dense_kxk", "depthwise",
+                   "activation", "residual_add"]
+
+
+def _linear_log():
+    linear = lazy_import("sklearn.linear_model")
+    pipeline = lazy_import("sklearn.pipeline")
+    preprocessing = lazy_import("sklearn.preprocessing")
+    compose = lazy_import("sklearn.compose")
+    return pipeline.make_pipeline(
+        compose.ColumnTransformer([("logs", preprocessing.StandardScaler(), LINEAR_FEATURES)]),
+        linear.RidgeCV(alphas=np.logspace(-3, 2, 12)))
+
+
+class LinearPlusBoosted:
+    """A linear model on log features (roofline-like), then boosted trees on what it misses."""
+
+    def __init__(self, n_estimators: int = 300) -> None:
+        self.n_estimators = n_estimators
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"n_estimators": self.n_estimators}
+
+    def set_params(self, **params) -> "LinearPlusBoosted":
+        self.n_estimators = params.get("n_estimators", self.n_estimators)
+        return self
+
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "LinearPlusBoosted":
+        ensemble = lazy_import("sklearn.ensemble")
+        self.linear_ = _linear_log().fit(x, y)
+        self.trees_ = ensemble.GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=2,
+                                                         learning_rate=0.05, random_state=0)
+        self.trees_.fit(x, y - self.linear_.predict(x))
+        return self
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        return self.linear_.predict(x) + self.trees_.predict(x)
+
+
+def _candidates() -> dict:
+    ensemble = lazy_import("sklearn.ensemble")
+    return {
+        "linear_plus_boosted": LinearPlusBoosted(),
+        "random_forest": ensemble.RandomForestRegressor(n_estimators=300, max_features=0.6, random_state=0, n_jobs=1),
+        "gradient_boosting": ensemble.GradientBoostingRegressor(n_estimators=400, max_depth=3, learning_rate=0.05,
+                                                                subsample=0.8, random_state=0),
+        "linear_log": _linear_log(),
+    }
+
+
+@dataclass
+class Evaluation:
+    model: str
+    rows: int
+    rmspe: float
+    within_5pct: float
+    within_10pct: float
+    within_20pct: float
+    predicted_ms: np.ndarray
+    measured_ms: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "rows": self.rows, "rmspe": self.rmspe, "within_5pct": self.within_5pct,
+                "within_10pct": self.within_10pct, "within_20pct": self.within_20pct}
+
+
+def _conv_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    conv = frame[frame["op"] == "conv"]
+    if len(conv) < MIN_ROWS:
+        raise DepthshrinkError(f"the predictor needs at least {MIN_ROWS} measured conv rows of one setting; "
+                               f"this table has {len(conv)}")
+    return conv.reset_index(drop=True)
+
+
+def cross_validate(frame: pd.DataFrame, folds: int = 5) -> list[Evaluation]:
+    """Held-out accuracy of every candidate model (grouped K-fold), best first."""
+    model_selection = lazy_import("sklearn.model_selection")
+    base = lazy_import("sklearn.base")
+    conv = _conv_rows(frame)
+    x, y = conv_features(conv), np.log(conv["latency_ms"].astype(float).to_numpy())
+    groups = conv[GROUP_COLUMNS].astype(str).agg("-".join, axis=1)
+    splitter = model_selection.GroupKFold(n_splits=min(folds, groups.nunique()))
+    results = []
+    for name, estimator in _candidates().items():
+        predicted = np.empty_like(y)
+        for train, test in splitter.split(x, y, groups):
+            fitted = base.clone(estimator).fit(x.iloc[train], y[train])
+            predicted[test] = fitted.predict(x.iloc[test])
+        results.append(_score(name, np.exp(predicted), np.exp(y)))
+    return sorted(results, key=lambda r: (-r.within_10pct, r.rmspe))
+
+
+def _score(name: str, predicted: np.ndarray, measured: np.ndarray) -> Evaluation:
+    error = (predicted - measured) / measured
+    return Evaluation(name, len(measured), float(np.sqrt(np.mean(error ** 2))),
+                      float(np.mean(np.abs(error) <= 0.05)), float(np.mean(np.abs(error) <= 0.10)),
+                      float(np.mean(np.abs(error) <= 0.20)), predicted, measured)
+
+
+class LatencyPredictor:
+    """Fit on one setting's conv rows; predict latency_ms of new configurations."""
+
+    def __init__(self, frame: pd.DataFrame, model: str | None = None) -> None:
+        conv = _conv_rows(frame)
+        self.model = model or cross_validate(frame)[0].model
+        self.features = conv_features(conv)
+        self.estimator = _candidates()[self.model].fit(self.features, np.log(conv["latency_ms"].astype(float)))
+        self.low, self.high = self.features.min(), self.features.max()
+
+    def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(latency_ms, extrapolated): a row is extrapolated when a feature leaves the training range."""
+        x = conv_features(rows)
+        outside = ((x < self.low) | (x > self.high)).any(axis=1).to_numpy()
+        return np.exp(self.estimator.predict(x)), outside

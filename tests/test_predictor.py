@@ -1,0 +1,65 @@
+"""The latency predictor: features, grouped cross-validation on the shipped table, refusals."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import depthshrink
+from depthshrink import DepthshrinkError
+from depthshrink.cli.main import main
+from depthshrink.lut.predictor import LatencyPredictor, conv_features, cross_validate
+from depthshrink.lut.table import LatencyTable
+
+LUT = str(depthshrink.__path__[0]) + "/lut/mobilenet_v2_224_b1_onnxruntime_cpu.csv"
+
+
+def test_features_are_physical():
+    rows = pd.DataFrame([{"in_channels": 32, "out_channels": 64, "kernel_size": 3, "stride": 1, "groups": 1,
+                          "height": 10, "width": 10, "padding": 1, "activation": "relu6", "residual_add": 0}])
+    x = conv_features(rows)
+    assert np.exp(x["log_flops"][0]) - 1 == pytest.approx(2 * 10 * 10 * 64 * 32 * 9)
+    assert np.exp(x["log_params"][0]) - 1 == pytest.approx(64 * 32 * 9 + 64)
+    assert x["dense_kxk"][0] == 1 and x["depthwise"][0] == 0 and x["activation"][0] == 1
+
+
+def test_cross_validation_on_the_shipped_table():
+    table = LatencyTable.read(LUT).select()
+    results = cross_validate(table.frame)
+    assert {r.model for r in results} == {"linear_plus_boosted", "random_forest", "gradient_boosting", "linear_log"}
+    best = results[0]
+    assert best.rows == 140 and best.within_20pct >= 0.9 and best.rmspe < 0.15
+    assert best.within_5pct <= best.within_10pct <= best.within_20pct
+
+
+def test_prediction_flags_extrapolation():
+    table = LatencyTable.read(LUT).select()
+    predictor = LatencyPredictor(table.frame, model="linear_log")
+    rows = pd.DataFrame([
+        {"in_channels": 96, "out_channels": 96, "kernel_size": 3, "stride": 1, "groups": 1, "height": 14,
+         "width": 14, "padding": 1, "activation": "relu6", "residual_add": 0, "batch_size": 1},
+        {"in_channels": 2048, "out_channels": 2048, "kernel_size": 3, "stride": 1, "groups": 1, "height": 14,
+         "width": 14, "padding": 1, "activation": "relu6", "residual_add": 0, "batch_size": 1}])
+    latency, extrapolated = predictor.predict(rows)
+    assert (latency > 0).all() and extrapolated.tolist() == [False, True]
+
+
+def test_too_few_rows_and_mixed_settings_are_refused(tmp_path, capsys):
+    frame = pd.read_csv(LUT)
+    few = tmp_path / "few.csv"
+    frame.head(10).to_csv(few, index=False)
+    with pytest.raises(DepthshrinkError, match="needs at least 20 measured conv rows"):
+        cross_validate(LatencyTable.read(few).select().frame)
+    mixed = tmp_path / "mixed.csv"
+    pd.concat([frame, frame.assign(device="jetson-orin")]).to_csv(mixed, index=False)
+    assert main(["predictor", "evaluate", "--lut", str(mixed)]) == 1
+    assert "mixes device values cpu-amd-epyc, jetson-orin" in capsys.readouterr().err
+
+
+def test_evaluate_cli_json_and_plot(tmp_path, capsys):
+    assert main(["predictor", "evaluate", "--lut", LUT, "--json", "--plot", str(tmp_path / "parity.png")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"rows", "rmspe", "within_5pct", "within_10pct", "within_20pct"}
+    assert report["rows"] == 140 and 0 <= report["within_10pct"] <= 1
+    assert (tmp_path / "parity.png").read_bytes()[:4] == b"\x89PNG"
