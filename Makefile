@@ -33,6 +33,10 @@ bench: install
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge
 	rm -f out/bench_lut_mobilenet_v2_224.csv out/bench_lut_mobilenet_v2_224.validation.json
 	$(PY) bench/lut_table.py --model mobilenet_v2 --resolution 224 --out out/bench_lut_mobilenet_v2_224.csv
+	$(PY) -m depthshrink.cli.main predictor evaluate --lut lut/mobilenet_v2_224_b1_onnxruntime_cpu.csv --plot out/parity.png
+	$(PY) bench/search_latency.py
+	rm -f out/bench_adaptive.csv out/bench_adaptive.validation.json
+	$(PY) bench/adaptive_profiling.py --out out/bench_adaptive.csv
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -58,7 +58,7 @@ def main() -> None:
             export_onnx(merged, torch.zeros(1, 3, 224, 224), path)
             measured = backend.time(Workload("net", {"input": [1, 3, 224, 224]}, path), protocol).latency_ms
             predicted = result.masks.extra["predicted_latency_ms"]
-            print(f"budget {fraction:.1f}x original = {result.budget_ms:.3f} ms: DP + frontier in {seconds:.3f} s "
+            print(f"budget {fraction:.1f} x the original's predicted latency = {result.budget_ms:.3f} ms: DP + frontier in {seconds:.3f} s "
                   f"({len(result.frontier)} frontier points); {len(result.masks.segments)} convs; predicted "
                   f"{predicted:.3f} ms, measured {measured:.3f} ms ({100 * (predicted - measured) / measured:+.1f}%), "
                   f"{'below' if measured <= result.budget_ms else 'ABOVE'} the budget")

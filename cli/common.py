@@ -11,18 +11,32 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=required,
                        help="zoo name (an unknown name lists them) or package.module:factory")
-    group.add_argument("--width-mult", type=float, help="width multiplier (zoo default 1.0)")
-    group.add_argument("--resolution", type=int, required=required, help="input height and width, pixels")
-    group.add_argument("--in-channels", type=int, help="input channels (default 3)")
-    group.add_argument("--num-classes", type=int, help="classifier outputs (zoo default 1000)")
+    group.add_argument("--width-mult", type=positive_float, help="width multiplier (zoo default 1.0)")
+    group.add_argument("--resolution", type=positive_int, required=required, help="input height and width, pixels")
+    group.add_argument("--in-channels", type=positive_int, help="input channels (default 3)")
+    group.add_argument("--num-classes", type=positive_int, help="classifier outputs (zoo default 1000)")
     group.add_argument("--weights", help="state_dict file to load (torch.load with weights_only=True)")
     group.add_argument("--strided-merge", choices=("pointwise", "any"), default="pointwise",
                        help="after a strided conv, allow only 1x1 convs inside a span (pointwise, "
                             "default) or any kernel (grows by stride*(k-1))")
-    group.add_argument("--stem-convs", type=int, default=1,
+    group.add_argument("--stem-convs", type=non_negative_int, default=1,
                        help="main-path convs at the start kept out of the chain (default 1)")
-    group.add_argument("--head-convs", type=int, default=1,
+    group.add_argument("--head-convs", type=non_negative_int, default=1,
                        help="main-path convs at the end kept out of the chain (default 1)")
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which rows of a LUT to use (a filter left out must have one value in the table)."""
+    group = parser.add_argument_group("which LUT rows (default: the only value present)")
+    group.add_argument("--device")
+    group.add_argument("--backend")
+    group.add_argument("--precision")
+    group.add_argument("--batch-size", type=positive_int)
+    group.add_argument("--threads", type=positive_int)
+
+
+def setting_filters(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in ("device", "backend", "precision", "batch_size", "threads")}
 
 
 def load_weights(model, path: str) -> None:
@@ -51,12 +65,12 @@ def build_space(args: argparse.Namespace):
     from ..models import build_model, min_resolution
     from ..models.trace import trace
 
+    if args.resolution is None:
+        raise DepthshrinkError("--model needs --resolution")
     smallest = min_resolution(args.model)
     if smallest is not None and args.resolution < smallest:
         raise DepthshrinkError(f"resolution {args.resolution} is too small for {args.model} "
                                f"(total stride {smallest}): use at least {smallest}")
-    if args.resolution < 1:
-        raise DepthshrinkError("resolution must be positive")
     model = build_model(args.model, width_mult=args.width_mult, in_channels=args.in_channels,
                         num_classes=args.num_classes)
     if args.weights:
@@ -80,8 +94,18 @@ def _first_conv_in_channels(model) -> int:
     return conv.in_channels
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _number(kind: type, low: float, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < low or (low == 0 and kind is float and value == 0):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = _number(int, 1, "a positive integer")
+non_negative_int = _number(int, 0, "a non-negative integer")
+positive_float = _number(float, 0, "a positive number")

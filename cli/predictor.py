@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from .common import positive_int
+from .common import add_setting_arguments, positive_int, setting_filters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,19 +15,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--lut", nargs="+", required=True, help="LUT CSV file(s)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (the best model)")
     evaluate.add_argument("--plot", help="parity plot to write (PNG; predicted vs measured, log axes)")
-    evaluate.add_argument("--folds", type=positive_int, default=5)
-    for name in ("--device", "--backend", "--precision"):
-        evaluate.add_argument(name)
-    evaluate.add_argument("--batch-size", type=positive_int)
-    evaluate.add_argument("--threads", type=positive_int)
+    evaluate.add_argument("--folds", type=_at_least_two, default=5)
+    add_setting_arguments(evaluate)
+
+
+def _at_least_two(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("cross-validation needs at least 2 folds")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     from ..lut.predictor import cross_validate
+    from ..errors import DepthshrinkError
     from ..lut.table import LatencyTable
 
-    table = LatencyTable.read(*args.lut).select(device=args.device, backend=args.backend, precision=args.precision,
-                                                batch_size=args.batch_size, threads=args.threads)
+    if args.plot and not Path(args.plot).parent.is_dir():
+        raise DepthshrinkError(f"cannot write {args.plot}: folder {Path(args.plot).parent} does not exist")
+
+    table = LatencyTable.read(*args.lut).select(**setting_filters(args))
     results = cross_validate(table.frame, args.folds)
     if args.plot:
         _parity_plot(results[0], table.setting, args.plot)

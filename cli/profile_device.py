@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validate", action="store_true",
                         help="also time whole networks and report the sum-of-LUT error")
     parser.add_argument("--device-label", help="the LUT's device column (default: from the hardware)")
+    parser.add_argument("--budget-fraction", type=float,
+                        help="measure at most this share of the conv configurations, choosing adaptively "
+                             "(the predictor fills in the rest)")
+    parser.add_argument("--target-accuracy", type=float, default=0.95,
+                        help="with --budget-fraction: stop once this share of held-out rows is within 10%%")
     timing = parser.add_argument_group("timing protocol")
     timing.add_argument("--threads", type=positive_int, default=1, help="CPU threads (recorded; default 1)")
     timing.add_argument("--warmup-ms", type=float, default=200.0)
@@ -79,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise DepthshrinkError("give either --model (with --resolution) or --bundle")
     if args.model and args.resolution is None:
         raise DepthshrinkError("--model needs --resolution")
+    if args.budget_fraction is not None and not 0 < args.budget_fraction <= 1:
+        raise DepthshrinkError("--budget-fraction must be in (0, 1]")
     backend, label = _backend(args)
     protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms)
     settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
@@ -97,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
                                    progress=not args.no_progress)
             modules = module_builder(model, space)
         try:
-            report = profile(bundle, backend, args.lut, settings, modules)
+            report = profile(bundle, backend, args.lut, settings, modules, args.budget_fraction,
+                             args.target_accuracy)
             _print_report(report, bundle, label, backend, args.lut)
             if args.validate:
                 _print_validation(validate(bundle, backend, args.lut, settings, modules))
@@ -127,5 +135,6 @@ def _print_report(report, bundle, label, backend, lut) -> None:
 def _print_validation(results: list[dict]) -> None:
     print("sum of LUT entries vs measured whole network:")
     for r in results:
-        print(f"  {r['network']:<14} {r['segments']:>3} segments  measured {r['measured_ms']:.3f} ms  "
+        guessed = f" ({r['predicted_segments']} from the predictor)" if r["predicted_segments"] else ""
+        print(f"  {r['network']:<14} {r['segments']:>3} segments{guessed}  measured {r['measured_ms']:.3f} ms  "
               f"predicted {r['predicted_ms']:.3f} ms  error {r['error_pct']:+.1f}%")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DepthshrinkError
-from .common import add_model_arguments, positive_int
+from .common import add_model_arguments, add_setting_arguments, setting_filters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,12 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frontier", help="frontier CSV to write (default: next to --out)")
     parser.add_argument("--no-predictor", action="store_true",
                         help="refuse (naming them) configurations the LUT lacks instead of predicting them")
-    group = parser.add_argument_group("which LUT rows (default: the only value present)")
-    group.add_argument("--device")
-    group.add_argument("--backend")
-    group.add_argument("--precision")
-    group.add_argument("--batch-size", type=positive_int)
-    group.add_argument("--threads", type=positive_int)
+    add_setting_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from ..search.run import solve_depthshrinker, solve_dp
 
     budget = parse_budget(args.latency_budget)
+    frontier_path = Path(args.frontier) if args.frontier else Path(args.out).with_suffix(".frontier.csv")
+    for path in (Path(args.out), frontier_path):
+        if not path.parent.is_dir() or path.is_dir():
+            raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else
+                                                               f"folder {path.parent} does not exist"))
     if bool(args.space) == bool(args.model):
         raise DepthshrinkError("give either --space or --model (with --resolution)")
     if args.space:
@@ -45,15 +45,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         from .common import build_space
         _, space = build_space(args)
-    table = LatencyTable.read(*args.lut).select(device=args.device, backend=args.backend,
-                                                precision=args.precision, batch_size=args.batch_size,
-                                                threads=args.threads)
+    table = LatencyTable.read(*args.lut).select(**setting_filters(args))
     problem = build_problem(space, table, read_importance(args.importance, space), not args.no_predictor)
     result = (solve_dp if args.method == "dp" else solve_depthshrinker)(problem, budget)
-    frontier_path = Path(args.frontier) if args.frontier else Path(args.out).with_suffix(".frontier.csv")
+    result.masks.to_json(args.out)
     if result.frontier:
         _write_frontier(result, problem, frontier_path)
-    result.masks.to_json(args.out)
     _print_summary(result, problem, args.out, frontier_path if result.frontier else None)
     return 0
 
@@ -86,6 +83,8 @@ def _print_summary(result, problem, out, frontier_path) -> None:
             shape = space.merged_shape(start, end)
             print(f"  merge [{start:>2}, {end:>2}) -> {shape.kernel_size}x{shape.kernel_size} conv "
                   f"{shape.in_channels}->{shape.out_channels} stride {shape.stride}: {latency:.4f} ms")
-    sources = "all measured" if not extra["predicted_spans"] else f"{len(extra['predicted_spans'])} predicted"
+    sources = "all measured" if not extra["predicted_spans"] else (
+        f"{len(extra['predicted_spans'])} latencies from the predictor, "
+        f"{len(extra['extrapolated_spans'])} of them extrapolated")
     print(f"{len(masks.segments)} segments ({sources}) -> {out}" +
           (f"; frontier of {len(result.frontier)} points -> {frontier_path}" if frontier_path else ""))

@@ -3,9 +3,9 @@ without pickles: it is refit from the LUT CSV in seconds whenever it is needed).
 
 Features per configuration: FLOPs, parameters, input/output/weight bytes, arithmetic intensity,
 channels, kernel, stride, groups (depthwise or dense), spatial size, batch, activation and
-residual add; the target is log latency. Random forest, gradient boosting and a linear model on
-log features are compared by grouped cross-validation (near-duplicate shapes share a fold) and
-the best is kept.
+residual add; the target is log latency. A linear model on log features with boosted trees on
+its residuals, a random forest, gradient boosting and the linear model alone are compared by
+grouped cross-validation (near-duplicate shapes share a fold) and the best is kept.
 """
 
 from __future__ import annotations

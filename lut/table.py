@@ -131,6 +131,11 @@ def read_lut(path: str | os.PathLike) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.NA
+    conv = frame[frame["op"] == "conv"]
+    for column in SHAPE_COLUMNS[:-1]:
+        values = pd.to_numeric(conv[column], errors="coerce")
+        if values.isna().any() or (values <= 0).any():
+            raise DepthshrinkError(f"{path}: column {column} must be a positive integer in every conv row")
     bad = pd.to_numeric(frame["latency_ms"], errors="coerce")
     if bad.isna().any() or (bad <= 0).any():
         raise DepthshrinkError(f"{path}: latency_ms must be a positive number in every row")
@@ -161,7 +166,9 @@ class LatencyTable:
         columns = [conv[c].astype(int) if c != "padding" else padding.astype(int) for c in SHAPE_COLUMNS]
         keys = zip(*columns, conv["activation"].replace("", NONE).fillna(NONE),
                    pd.to_numeric(conv["residual_add"], errors="coerce").fillna(0).astype(int))
-        self._conv_index = dict(zip(keys, conv["latency_ms"].astype(float)))
+        self._conv_index: dict = {}
+        for key, latency in zip(keys, conv["latency_ms"].astype(float)):
+            self._conv_index.setdefault(key, latency)  # the first row of a configuration wins, as in merge
 
     @classmethod
     def read(cls, *paths: str | os.PathLike) -> "LatencyTable":
@@ -176,14 +183,16 @@ class LatencyTable:
             value = wanted.get(column)
             present = sorted({_text(v) for v in frame[column].dropna()})
             if value is not None:
-                frame = frame[frame[column].astype(str).map(_normalise) == _normalise(_text(value))]
+                wanted_text = _normalise(_text(value))
+                frame = frame[frame[column].map(lambda v: not pd.isna(v) and _normalise(_text(v)) == wanted_text)]
                 if frame.empty:
                     raise DepthshrinkError(f"the LUT has no rows for {column}={value} "
                                            f"(it has: {', '.join(present) or 'none'})")
             elif len(present) > 1:
                 raise DepthshrinkError(f"the LUT mixes {column} values {', '.join(present)}: "
                                        f"choose one with --{column.replace('_', '-')}")
-            setting[column] = value if value is not None else (present[0] if present else None)
+            chosen = value if value is not None else (present[0] if present else None)
+            setting[column] = int(chosen) if column in ("batch_size", "threads") and chosen is not None else chosen
         return LatencyTable(frame, setting)
 
     def conv_latency_ms(self, shape: ConvShape, activation: str | None, residual_add: bool) -> float | None:

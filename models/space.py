@@ -154,6 +154,8 @@ class ChainSpace:
     def merged_shape(self, start: int, end: int) -> ConvShape:
         """Shape of the single conv that ``[start, end)`` merges into (legality not checked)."""
         first = self.layers[start].shape
+        if end - start == 1:
+            return first
         kernel, stride, padding = first.kernel_size, first.stride, first.padding
         for layer in self.layers[start + 1:end]:
             kernel += (layer.shape.kernel_size - 1) * stride
@@ -244,6 +246,8 @@ def write_json_atomic(path: str | os.PathLike, data: dict | list) -> None:
     """Write JSON next to ``path`` and rename it into place, so a crash never leaves half a file."""
     target = Path(path)
     text = json.dumps(data, indent=1) + "\n"
+    if target.is_dir():
+        raise DepthshrinkError(f"cannot write {target}: it is a folder")
     if target.exists() and not target.is_file():  # /dev/stdout, a pipe: never rename over it
         with open(target, "w") as handle:
             handle.write(text)

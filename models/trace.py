@@ -133,8 +133,9 @@ def _propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor) -> None:
         with torch.no_grad():
             ShapeProp(gm).propagate(example_input)
     except RuntimeError as exc:
+        cause = exc.__cause__ or exc
         raise DepthshrinkError(f"the model fails on an input of shape {tuple(example_input.shape)}: "
-                               f"{str(exc).splitlines()[-1]}") from exc
+                               f"{str(cause).strip().splitlines()[0]}") from exc
     finally:
         for module, training in modes.items():
             module.train(training)

@@ -60,9 +60,10 @@ def resolve_gpu(spec: str, visible: list[tuple[str, tuple[int, int]]] | None = N
         if index >= len(gpus):
             raise DepthshrinkError(f"--gpu {spec}: only {len(gpus)} GPU(s) are visible")
         return GpuTarget(index, gpus[index][0], slug(gpus[index][0]), tuple(gpus[index][1]))
-    wanted = re.sub(r"[^a-z0-9]", "", spec.lower())
+    wanted = slug(spec).split("-")
     for index, (name, capability) in enumerate(gpus):
-        if wanted and wanted in re.sub(r"[^a-z0-9]", "", name.lower()):
+        tokens = slug(name).split("-")
+        if any(tokens[i:i + len(wanted)] == wanted for i in range(len(tokens))):
             return GpuTarget(index, name, slug(spec), tuple(capability))
     names = ", ".join(f"'{name}'" for name, _ in gpus)
     raise DepthshrinkError(f"--gpu {spec}: the visible GPU(s) are {names}; none is a {spec} "

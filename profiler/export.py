@@ -85,7 +85,7 @@ def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: 
     entries = []
     for candidate in tqdm(distinct_candidates(space), desc="export", unit="onnx", disable=not progress):
         inputs = candidate.input_shapes(batch_size)
-        file = f"{candidate.key}.onnx"
+        file = f"{candidate.key}_b{batch_size}.onnx"
         if not (folder / file).exists():
             examples = tuple(torch.randn(*shape) for shape in inputs.values())
             export_onnx(CandidateBlock(candidate), examples, folder / file, list(inputs))
@@ -94,10 +94,11 @@ def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: 
     info = space.model
     image = [batch_size, info["in_channels"], info["height"], info["width"]]
     last = space.layers[-1].shape
-    chain_out = [batch_size, last.out_channels, *_chain_output_size(model, space)]
+    chain_out = [batch_size, last.out_channels, *Candidate(last, None, False).output_size]
+    fixed_file = f"fixed_b{batch_size}.onnx"
     export_onnx(fixed_part(model, space), (torch.randn(*image), torch.randn(*chain_out)),
-                folder / "fixed.onnx", ["input", "chain_output"])
-    entries.append(Entry("fixed", "fixed", "fixed.onnx", {"input": image, "chain_output": chain_out},
+                folder / fixed_file, ["input", "chain_output"])
+    entries.append(Entry("fixed", "fixed", fixed_file, {"input": image, "chain_output": chain_out},
                          {"model": label}))
     if networks:
         masks = per_block_masks(space)
@@ -105,19 +106,13 @@ def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: 
                     "merged_blocks": (merge(apply_masks(model, space, masks).eval()),
                                       [list(s) for s in masks.segments])}
         for name, (net, segments) in variants.items():
-            export_onnx(net, torch.randn(*image), folder / f"network_{name}.onnx")
-            entries.append(Entry(f"network_{name}", "network", f"network_{name}.onnx", {"input": image},
+            export_onnx(net, torch.randn(*image), folder / f"network_{name}_b{batch_size}.onnx")
+            entries.append(Entry(f"network_{name}", "network", f"network_{name}_b{batch_size}.onnx", {"input": image},
                                  {"model": label, "segments": segments}))
     space.to_json(folder / "space.json")
     bundle = Bundle(folder, info, label, batch_size, entries, space)
     write_json_atomic(folder / MANIFEST, bundle.to_manifest())  # last: a bundle is whole or absent
     return bundle
-
-
-def _chain_output_size(model: nn.Module, space: ChainSpace) -> tuple[int, int]:
-    last = space.layers[-1].shape
-    return ((last.height + 2 * last.padding - last.kernel_size) // last.stride + 1,
-            (last.width + 2 * last.padding - last.kernel_size) // last.stride + 1)
 
 
 def module_builder(model: nn.Module, space: ChainSpace):

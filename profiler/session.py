@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from tqdm import tqdm
 
 from ..lut.table import LatencyTable, LutWriter, row_key
 from ..models.space import write_json_atomic
+from ..errors import DepthshrinkError
+from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
+from .adaptive import most_uncertain, seed_order
 from .base import Backend, Workload
 from .bundle import Bundle, Entry
 from .candidates import Candidate
@@ -67,20 +71,24 @@ def _timing_columns(timing: Timing, overhead_ms: float) -> dict:
 
 
 def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
-            modules: Callable[[Entry], object] | None = None) -> Report:
-    """Measure what ``lut_path`` lacks for this bundle; rows are appended as they are measured."""
+            modules: Callable[[Entry], object] | None = None, budget_fraction: float | None = None,
+            target_within_10pct: float = 0.95) -> Report:
+    """Measure what ``lut_path`` lacks for this bundle; rows are appended as they are measured.
+
+    With ``budget_fraction``, at most that share of the conv configurations is measured
+    (adaptively, see :mod:`.adaptive`); the predictor fills in the rest when the table is used.
+    """
     writer = LutWriter(lut_path)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
     pending = [e for e in todo if row_key(_row(e, bundle, backend, settings)) not in done]
     began = time.perf_counter()
-    rows = []
+    rows: list[dict] = []
     if pending:
         overhead_ms = backend.call_overhead_ms(settings.protocol)
         meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
-        bar = tqdm(pending, desc=f"profile {backend.name}", unit="cfg", disable=not settings.progress)
-        for entry in bar:
-            bar.set_postfix_str(entry.key[:48])
+
+        def measure_entry(entry: Entry) -> None:
             workload = _workload(bundle, entry, modules)
             timing, remeasured = _timed(lambda: backend.time_in_network(workload, settings.protocol), settings)
             row = {**_row(entry, bundle, backend, settings), **_timing_columns(timing, overhead_ms), **meta,
@@ -88,7 +96,58 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
                    "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             writer.append(row)
             rows.append(row)
+
+        if budget_fraction is None:
+            bar = tqdm(pending, desc=f"profile {backend.name}", unit="cfg", disable=not settings.progress)
+            for entry in bar:
+                bar.set_postfix_str(entry.key[:48])
+                measure_entry(entry)
+        else:
+            total = sum(e.op == "conv" for e in todo)
+            limit = math.ceil(budget_fraction * total) - (total - sum(e.op == "conv" for e in pending))
+            setting = {"device": settings.device, "backend": backend.name, "precision": backend.precision,
+                       "batch_size": settings.batch_size, "threads": backend.metadata().get("threads")}
+
+            def measured() -> pd.DataFrame:  # every row of this setting, earlier runs included
+                return LatencyTable.read(lut_path).select(**setting).frame
+
+            _adaptive(pending, limit, measure_entry, measured, target_within_10pct, settings)
     return Report(pd.DataFrame(rows), len(todo) - len(pending), time.perf_counter() - began)
+
+
+def _adaptive(pending: list[Entry], limit: int, measure_entry: Callable[[Entry], None],
+              measured: Callable[[], pd.DataFrame], target: float, settings: Settings, batch: int = 5) -> None:
+    """Seed sample, then the most uncertain configurations, ``limit`` conv rows at most."""
+    for entry in (e for e in pending if e.op != "conv"):
+        measure_entry(entry)
+    left = [e for e in pending if e.op == "conv"]
+    if limit <= 0 or not left:
+        return
+    bar = tqdm(total=limit, desc="profile (adaptive)", unit="cfg", disable=not settings.progress)
+    taken = checked = 0
+
+    def take(positions: list[int]) -> None:
+        nonlocal taken
+        for entry in [left[i] for i in positions]:
+            left.remove(entry)
+            bar.set_postfix_str(entry.key[:48])
+            measure_entry(entry)
+            bar.update()
+            taken += 1
+
+    take(seed_order(_fields(left), min(limit, max(2 * MIN_ROWS, limit // 2))))
+    while left and taken < limit:
+        frame = measured()
+        if taken - checked >= 2 * batch:  # held-out accuracy every few rows: it costs seconds
+            checked = taken
+            if cross_validate(frame)[0].within_10pct >= target:
+                break
+        take(most_uncertain(frame[frame["op"] == "conv"], _fields(left), min(batch, limit - taken)))
+    bar.close()
+
+
+def _fields(entries: list[Entry]) -> pd.DataFrame:
+    return pd.DataFrame([e.fields for e in entries])
 
 
 def _workload(bundle: Bundle, entry: Entry, modules: Callable[[Entry], object] | None) -> Workload:
@@ -96,19 +155,21 @@ def _workload(bundle: Bundle, entry: Entry, modules: Callable[[Entry], object] |
     return Workload(entry.key, entry.inputs, bundle.path(entry), build)
 
 
-def predict_network_ms(table: LatencyTable, bundle: Bundle, segments: list[list[int]]) -> float:
-    """fixed part + Σ LUT(segment) + one call overhead: the LUT's estimate of a whole network."""
+def predict_network_ms(table: LatencyTable, bundle: Bundle, segments: list[list[int]]) -> tuple[float, int]:
+    """(fixed part + Σ LUT(segment) + one call overhead, how many segments were predicted):
+    the LUT's estimate of a whole network; configurations it lacks come from the predictor."""
     fixed = table.fixed_latency_ms(bundle.model_label)
     if fixed is None:
-        raise KeyError(f"the LUT has no fixed-part row for {bundle.model_label}")
-    total = fixed + table.call_overhead_ms
-    for start, end in segments:
-        span = bundle.space.spans[(start, end)]
-        latency = table.conv_latency_ms(span.shape, span.activation, span.residual_add)
-        if latency is None:
-            raise KeyError(f"the LUT has no row for {Candidate(span.shape, span.activation, span.residual_add).key}")
-        total += latency
-    return total
+        raise DepthshrinkError(f"the LUT has no fixed-part row for {bundle.model_label}")
+    spans = [bundle.space.spans[(start, end)] for start, end in segments]
+    latencies = [table.conv_latency_ms(s.shape, s.activation, s.residual_add) for s in spans]
+    missing = [i for i, value in enumerate(latencies) if value is None]
+    if missing:
+        rows = pd.DataFrame([{**Candidate(spans[i].shape, spans[i].activation, spans[i].residual_add).lut_fields(),
+                              "batch_size": bundle.batch_size} for i in missing])
+        for i, value in zip(missing, LatencyPredictor(table.frame).predict(rows)[0]):
+            latencies[i] = float(value)
+    return fixed + table.call_overhead_ms + sum(latencies), len(missing)
 
 
 def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
@@ -121,15 +182,19 @@ def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     for entry in bundle.of_op("network"):
         workload = _workload(bundle, entry, modules)
         timing, _ = _timed(lambda: backend.time(workload, settings.protocol), settings)
-        predicted = predict_network_ms(table, bundle, entry.fields["segments"])
+        predicted, predicted_segments = predict_network_ms(table, bundle, entry.fields["segments"])
         results.append({"model": bundle.model_label, "network": entry.key.removeprefix("network_"),
-                        "segments": len(entry.fields["segments"]), "measured_ms": timing.latency_ms,
+                        "segments": len(entry.fields["segments"]), "predicted_segments": predicted_segments,
+                        "measured_ms": timing.latency_ms,
                         "measured_p10_ms": timing.latency_p10_ms, "measured_p90_ms": timing.latency_p90_ms,
                         "predicted_ms": predicted,
                         "error_pct": 100 * (predicted - timing.latency_ms) / timing.latency_ms,
                         **{k: v for k, v in table.setting.items()}})
     out = Path(lut_path).with_suffix(".validation.json")
-    previous = json.loads(out.read_text()) if out.exists() else []
+    try:
+        previous = json.loads(out.read_text()) if out.exists() else []
+    except json.JSONDecodeError:
+        previous = []  # an unreadable earlier report is replaced
     keep = [r for r in previous if (r.get("model"), r.get("device"), r.get("backend")) !=
             (bundle.model_label, settings.device, backend.name)]
     write_json_atomic(out, keep + results)

@@ -5,6 +5,7 @@ No torch: a chain space, LUT CSVs and an importance CSV are enough.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -34,6 +35,11 @@ class SearchProblem:
         """Inner positions where a kept activation can end a linear segment."""
         return [s.position for s in self.space.sites if s.activation is not None]
 
+    def __post_init__(self) -> None:
+        fixed = [s.position for s in self.space.sites if s.activation is not None and not s.removable]
+        self.importance = {(a, b): v for (a, b), v in self.importance.items()
+                           if not any(a < p < b for p in fixed)}
+
     @property
     def original_ms(self) -> float:
         """The network as it is: every activation kept, every layer its own conv."""
@@ -57,6 +63,12 @@ def read_importance(path: str | os.PathLike, space: ChainSpace) -> dict[tuple[in
         if models:
             raise DepthshrinkError(f"{path} scores {', '.join(sorted(models))}, but the space is "
                                    f"{model_label(space.model)}")
+    for column in IMPORTANCE_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if not values.map(math.isfinite).all() or (column != "importance" and (values % 1 != 0).any()):
+            raise DepthshrinkError(f"{path}: column {column} must hold finite numbers"
+                                   + (" (integers)" if column != "importance" else ""))
+        frame[column] = values
     cuts = {0, space.num_layers} | {s.position for s in space.sites if s.activation is not None}
     bad = [(int(s), int(e)) for s, e in zip(frame["start"], frame["end"])
            if not (0 <= s < e <= space.num_layers and s in cuts and e in cuts)]

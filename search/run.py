@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from ..errors import DepthshrinkError
 from ..shrink.masks import Masks, per_block_masks
 from .budget import Budget
-from .dp import Segment, Solution, TwoStageDP
+from .dp import Segment, Solution, TwoStageDP, fastest_splits
 from .problem import SearchProblem
 
 ROUNDING_SHARE = 0.005  # rounding may cost at most this share of the budget
+MAX_BINS = 200_000      # a coarser grid beyond this (the rounding share then grows, and is stated)
 
 
 @dataclass
@@ -28,8 +29,12 @@ def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
     budget_ms = budget.resolve_ms(original)
     outside = problem.fixed_ms + problem.overhead_ms
     cuts = problem.cut_positions
+    floor_ms = outside + fastest_splits(problem.space.num_layers, problem.span_ms)[0][0, -1]
+    if budget_ms < floor_ms:
+        raise DepthshrinkError(f"no network fits {budget_ms:.3f} ms: even with every activation removed "
+                               f"the fastest achievable is {floor_ms:.3f} ms (fixed part {outside:.3f} ms)")
     # each segment's latency is rounded up by less than one step: keep the sum under 0.5% of the budget
-    step_ms = ROUNDING_SHARE * budget_ms / (len(cuts) + 1)
+    step_ms = max(ROUNDING_SHARE * budget_ms / (len(cuts) + 1), (max(budget_ms, original) - outside) / MAX_BINS)
     dp = TwoStageDP(problem.space.num_layers, problem.span_ms, cuts, problem.importance, step_ms,
                     max(budget_ms, original) - outside)
     if budget_ms >= original:
@@ -105,6 +110,7 @@ def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method:
     removed = sorted(set(problem.cut_positions) - set(kept))
     latency = problem.fixed_ms + problem.overhead_ms + sum(problem.span_ms[s] for s in spans)
     predicted = sorted({s for s in spans if problem.span_source.get(s, "").startswith("predicted")})
+    extrapolated = sorted({s for s in spans if problem.span_source.get(s) == "predicted (extrapolated)"})
     extra = {
         **{k: problem.setting.get(k) for k in ("device", "backend", "precision", "batch_size", "threads")},
         "method": method, "latency_budget_ms": round(budget_ms, 6), "predicted_latency_ms": round(latency, 6),
@@ -112,6 +118,7 @@ def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method:
         "latency_discretisation": {"step_ms": step_ms, "rounding": "each segment rounded up to the grid"}
         if method == "dp" else None,
         "predicted_spans": [list(s) for s in predicted],
+        "extrapolated_spans": [list(s) for s in extrapolated],
         "segment_latency_ms": [round(problem.span_ms[s], 6) for s in spans],
     }
     return Masks(kept, [tuple(s) for s in spans], removed, dict(space.model), extra)

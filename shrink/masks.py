@@ -65,6 +65,9 @@ class Masks:
             if position not in with_activation:
                 raise DepthshrinkError(f"masks name site {position}, which has no activation in this "
                                        f"space (sites with one: {sorted(with_activation)})")
+        fixed = {s.position for s in space.sites if s.activation is not None and not s.removable}
+        if removed & fixed:
+            raise DepthshrinkError(f"sites {sorted(removed & fixed)} are not removable in this space")
         if kept & removed:
             raise DepthshrinkError(f"sites {sorted(kept & removed)} are both kept and removed")
         if kept | removed != with_activation:

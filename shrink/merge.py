@@ -16,14 +16,21 @@ from . import kernels
 from .apply import PLAN_KEY, Align2d, SegmentPlan, ShrinkPlan
 
 
-def merge(shrunk: fx.GraphModule) -> fx.GraphModule:
-    """A dense copy of ``shrunk`` (from :func:`apply_masks`), in eval mode: one conv per segment."""
+def merge(shrunk: fx.GraphModule, tolerance: float = 1e-4) -> fx.GraphModule:
+    """A dense copy of ``shrunk`` (from :func:`apply_masks`), in eval mode: one conv per segment.
+
+    Refuses (``DepthshrinkError``) when the merged model's output differs from ``shrunk``'s by
+    more than ``tolerance`` (max |Δ| / max |output|, random input).
+    """
     plan: ShrinkPlan | None = getattr(shrunk, "meta", {}).get(PLAN_KEY)
     if plan is None:
         raise DepthshrinkError("merge() takes the model returned by apply_masks()")
     gm = copy.deepcopy(shrunk)
     nodes = {node.name: node for node in gm.graph.nodes}
     for segment in plan.segments:
+        if segment.end - segment.start == 1 and not _plain(gm.get_submodule(
+                plan.space.layers[segment.start].module)):
+            continue  # dilated or otherwise unusual: left as it is (its BN is still folded below)
         # a segment's input may be the previous segment's output, replaced by its merged conv
         nodes[segment.output_node] = _merge_segment(gm, nodes[segment.input_node],
                                                     nodes[segment.output_node], segment)
@@ -32,7 +39,25 @@ def merge(shrunk: fx.GraphModule) -> fx.GraphModule:
     gm.delete_all_unused_submodules()
     gm.recompile()
     gm.meta[PLAN_KEY] = plan
-    return gm.eval()
+    _verify(copy.deepcopy(shrunk).eval(), gm.eval(), plan, tolerance)
+    return gm
+
+
+def _plain(conv: nn.Conv2d) -> bool:
+    return (conv.dilation == (1, 1) and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.stride[0] == conv.stride[1] and not isinstance(conv.padding, str)
+            and conv.padding[0] == conv.padding[1] and conv.padding_mode == "zeros")
+
+
+def _verify(reference: nn.Module, merged: nn.Module, plan: ShrinkPlan, tolerance: float) -> None:
+    info = plan.space.model
+    x = torch.randn(2, info["in_channels"], info["height"], info["width"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = reference(x), merged(x)
+    error = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
+    if not error <= tolerance:
+        raise DepthshrinkError(f"the merged model differs from the unmerged one by {error:.2e} "
+                               f"(max |diff| / max |output|, tolerance {tolerance:.0e}): refusing it")
 
 
 def _check_batchnorm(bn: nn.BatchNorm2d, name: str) -> None:

@@ -48,6 +48,9 @@ def test_space_takes_a_factory_and_weights(tmp_path):
     assert json.loads(out.read_text())["model"]["class"] == "MobileNetV2"
     assert main(["space", "--model", "tiny_mobilenet", "--weights", str(tmp_path / "w.pt"),
                  "--resolution", "16", "--out", str(out)]) == 0
+    torch.save(build_model("mobilenet_v2_small").state_dict(), tmp_path / "other.pt")
+    assert main(["space", "--model", "tiny_mobilenet", "--weights", str(tmp_path / "other.pt"),
+                 "--resolution", "16", "--out", str(out)]) == 1
 
 
 @pytest.mark.parametrize("args,message", [

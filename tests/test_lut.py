@@ -90,7 +90,18 @@ def test_select_and_lookup(tmp_path):
     shape = ConvShape(8, 16, 3, 1, 1, 14, 14, 1)
     assert chosen.conv_latency_ms(shape, "relu6", False) == 0.7
     assert chosen.conv_latency_ms(shape, None, False) is None
-    assert chosen.setting["device"] == "cpu-b" and chosen.setting["batch_size"] == "1"
+    assert chosen.setting["device"] == "cpu-b" and chosen.setting["batch_size"] == 1
+
+
+def test_select_matches_numbers_whatever_their_spelling(tmp_path):
+    """A CPU table (threads 1) merged with a GPU one (threads empty): --threads 1 still selects."""
+    a, b, merged = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "all.csv"
+    LutWriter(a).append(_row(device="cpu-a"))
+    LutWriter(b).append(_row(device="v100", threads=None, backend="tensorrt"))
+    frame, _ = merge_luts([a, b])
+    frame.to_csv(merged, index=False)
+    chosen = LatencyTable.read(merged).select(device="cpu-a", threads=1)
+    assert len(chosen.frame) == 1 and chosen.setting["threads"] == 1
 
 
 @pytest.mark.parametrize("name,width,resolution,in_channels,classes,table", [
@@ -109,7 +120,7 @@ def test_shipped_tables_cover_their_networks(name, width, resolution, in_channel
 
     path = Path(depthshrink.__file__).parent / "lut" / table
     lut = LatencyTable.read(path).select()
-    assert lut.setting["backend"] == "onnxruntime" and lut.setting["threads"] == "1"
+    assert lut.setting["backend"] == "onnxruntime" and lut.setting["threads"] == 1
     model = build_model(name, width_mult=width, in_channels=in_channels, num_classes=classes)
     space = depthshrink.trace(model.eval(), torch.zeros(1, in_channels, resolution, resolution),
                               model_info={"name": name, "width_mult": width})

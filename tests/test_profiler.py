@@ -90,6 +90,20 @@ def test_every_backend_computes_what_pytorch_does(tmp_path, make_backend):
         backend.close()
 
 
+def test_bundles_of_two_batch_sizes_share_a_folder(tmp_path):
+    from depthshrink.profiler.bundle import load_bundle
+
+    model, space = _tiny_space()
+    export_bundle(model, space, 1, tmp_path, networks=False, progress=False)
+    export_bundle(model, space, 4, tmp_path, networks=False, progress=False)
+    bundle = load_bundle(tmp_path)
+    assert bundle.batch_size == 4
+    import onnx
+    for entry in bundle.entries:
+        graph_input = onnx.load(bundle.path(entry)).graph.input[0]
+        assert graph_input.type.tensor_type.shape.dim[0].dim_value == 4
+
+
 def test_session_measures_once_resumes_and_validates(tmp_path):
     from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 
@@ -146,6 +160,11 @@ def test_gpu_selection_and_tensorrt_compatibility():
         resolve_gpu("v100", gpus[1:])
     with pytest.raises(DepthshrinkError, match="no CUDA GPU is visible"):
         resolve_gpu("v100", [])
+    with pytest.raises(DepthshrinkError, match="none is a l4"):
+        resolve_gpu("l4", [("NVIDIA L40S", (8, 9))])  # whole name tokens, not substrings
+    with pytest.raises(DepthshrinkError, match="none is a a10"):
+        resolve_gpu("a10", [("NVIDIA A100-SXM4-80GB", (8, 0))])
+    assert resolve_gpu("rtx 4090", [("NVIDIA GeForce RTX 4090", (8, 9))]).label == "rtx-4090"
     v100 = resolve_gpu("v100", gpus)
     check_tensorrt_supports("10.4.0", v100, "fp16")
     with pytest.raises(DepthshrinkError, match="Volta support was removed in TensorRT 10.5"):
@@ -213,3 +232,22 @@ def test_the_device_side_runs_without_torch(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert len(read_lut(tmp_path / "lut.csv")) == len(distinct_candidates(space)) + 1
+
+
+def test_adaptive_profiling_stays_within_its_budget(tmp_path, capsys):
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+
+    model = build_model("mobilenet_v2", width_mult=0.35).eval()
+    space = depthshrink.trace(model, torch.zeros(1, 3, 64, 64), model_info={"name": "mobilenet_v2"})
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", progress=False)
+    total = len(distinct_candidates(space))
+    settings = Settings("cpu-test", 1, FAST, progress=False)
+    backend, lut = OnnxRuntimeBackend(1), tmp_path / "lut.csv"
+    report = profile(bundle, backend, lut, settings, budget_fraction=0.4)
+    conv = report.measured[report.measured["op"] == "conv"]
+    assert 20 <= len(conv) <= -(-0.4 * total // 1) < total
+    assert (report.measured["op"] == "fixed").sum() == 1
+    again = profile(bundle, backend, lut, settings, budget_fraction=0.4)  # budget already spent
+    assert again.measured.empty
+    results = validate(bundle, backend, lut, settings)
+    assert all(r["predicted_segments"] > 0 and r["predicted_ms"] > 0 for r in results)

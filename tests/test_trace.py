@@ -187,3 +187,22 @@ def test_untraceable_model_is_refused():
 
     with pytest.raises(DepthshrinkError, match="torch.fx cannot trace Dynamic"):
         _trace(Dynamic(), 8)
+
+
+class Dilated(HandNet):
+    """A dilated depthwise conv inside the chain: merged around, never through."""
+
+    def __init__(self):
+        super().__init__()
+        body = self.blocks[1].body[0]
+        body[0] = nn.Conv2d(24, 24, 5, 1, 4, dilation=2, groups=24, bias=False)
+
+
+def test_unusual_convs_are_barriers_and_kept_as_they_are():
+    from helpers import maximal_segments
+
+    model = randomize(Dilated())
+    space = _trace(model, 16)
+    assert "dilation" in space.site(4).barrier and "dilation" in space.site(5).barrier
+    merged = depthshrink.merge(depthshrink.apply_masks(model, space, masks_for(space, maximal_segments(space), True)).eval())
+    assert merged.get_submodule("blocks.1.body.0.0").dilation == (2, 2)

@@ -1,0 +1,73 @@
+"""Adaptive profiling of MobileNetV2-1.0 @224 on this CPU: how many configurations it measures,
+and whether the search then picks networks as fast (measured) as with the full table.
+
+    python bench/adaptive_profiling.py --out out/adaptive.csv [--budget-fraction 0.4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import depthshrink
+from depthshrink.cli.main import main as cli
+from depthshrink.lut.table import LatencyTable, read_lut
+from depthshrink.models import build_model
+from depthshrink.profiler.base import Workload
+from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+from depthshrink.profiler.timing import TimingProtocol
+from depthshrink.search.budget import Budget
+from depthshrink.search.problem import build_problem
+from depthshrink.search.run import solve_dp
+from depthshrink.shrink.export import export_onnx
+
+FULL = Path(depthshrink.__file__).parent / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--budget-fraction", default="0.4")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.6])
+    args = parser.parse_args()
+    if Path(args.out).exists():
+        sys.exit(f"{args.out} exists: the benchmark profiles from scratch")
+    began = time.perf_counter()
+    status = cli(["profile-device", "--cpu", "--model", "mobilenet_v2", "--resolution", "224", "--batch-size", "1",
+                  "--lut", args.out, "--budget-fraction", args.budget_fraction, "--validate", "--no-progress"])
+    if status:
+        sys.exit(status)
+    frame = read_lut(args.out)
+    total = int((read_lut(FULL)["op"] == "conv").sum())
+    measured = int((frame["op"] == "conv").sum())
+    print(f"adaptive: measured {measured} of {total} conv configurations ({measured / total:.0%}) "
+          f"in {time.perf_counter() - began:.0f} s")
+    model = build_model("mobilenet_v2").eval()
+    space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})
+    cuts = [0] + [s.position for s in space.sites if s.activation] + [space.num_layers]
+    importance = {(a, b): -float(sum(1 for c in cuts if a < c < b)) for i, a in enumerate(cuts) for b in cuts[i + 1:]}
+    problems = {name: build_problem(space, LatencyTable.read(path).select(), importance)
+                for name, path in (("full", FULL), ("adaptive", args.out))}
+    backend, protocol = OnnxRuntimeBackend(1), TimingProtocol(500, 20, 3000)
+    with tempfile.TemporaryDirectory() as folder:
+        for fraction in args.fractions:
+            budget = Budget(latency_ms=fraction * problems["full"].original_ms)
+            measured_ms = {}
+            for name, problem in problems.items():
+                masks = solve_dp(problem, budget).masks
+                merged = depthshrink.merge(depthshrink.apply_masks(model, space, masks).eval())
+                path = Path(folder) / f"{name}.onnx"
+                export_onnx(merged, torch.zeros(1, 3, 224, 224), path)
+                measured_ms[name] = backend.time(Workload(name, {"input": [1, 3, 224, 224]}, path), protocol).latency_ms
+            gap = 100 * (measured_ms["adaptive"] - measured_ms["full"]) / measured_ms["full"]
+            print(f"budget {fraction:.1f} x the original's predicted latency ({budget}): pick with the full table {measured_ms['full']:.3f} ms, "
+                  f"with the adaptive table {measured_ms['adaptive']:.3f} ms measured ({gap:+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()

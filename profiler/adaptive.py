@@ -1,0 +1,34 @@
+"""Adaptive profiling: measure a spread-out seed sample, fit, then measure next the
+configurations a random forest is least sure about (the spread of its trees), until held-out
+accuracy reaches the target or the measuring budget is spent (nn-Meter's adaptive sampling)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .._imports import lazy_import
+from ..lut.predictor import conv_features
+
+
+def seed_order(candidates: pd.DataFrame, count: int) -> list[int]:
+    """About ``count`` row positions spread evenly over log FLOPs, every kernel type included."""
+    x = conv_features(candidates)
+    order = np.argsort(x["log_flops"].to_numpy(), kind="stable")
+    picks = {int(order[round(i)]) for i in np.linspace(0, len(order) - 1, min(count, len(order)))}
+    for kind in ("pointwise", "dense_kxk", "depthwise"):
+        rows = np.flatnonzero(x[kind].to_numpy() > 0)
+        if rows.size and not picks & set(rows.tolist()):
+            picks.add(int(rows[len(rows) // 2]))
+    return sorted(picks)
+
+
+def most_uncertain(measured: pd.DataFrame, candidates: pd.DataFrame, count: int) -> list[int]:
+    """Positions of the ``count`` candidates whose log latency the forest's trees disagree on most."""
+    ensemble = lazy_import("sklearn.ensemble")
+    forest = ensemble.RandomForestRegressor(n_estimators=200, max_features=0.6, random_state=0, n_jobs=1)
+    forest.fit(conv_features(measured), np.log(measured["latency_ms"].astype(float)))
+    x = conv_features(candidates)
+    spread = np.std([tree.predict(x.to_numpy()) for tree in forest.estimators_], axis=0)
+    return [int(i) for i in np.argsort(-spread, kind="stable")[:count]]
+
