@@ -10,6 +10,11 @@ TORCH_SPEC ?= torch==2.13.0
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@# Real data: Debian's Fashion-MNIST (installed with apt when we are root; the loader says how otherwise)
+	@if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] \
+	    && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
+	    >/dev/null || echo "warning: could not install dataset-fashion-mnist"; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
