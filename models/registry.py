@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import DepthshrinkError
 from .efficientnet_lite import EfficientNetLite
 from .mobilenetv2 import MobileNetV2, StageSpec
+from .mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ def _entries() -> dict[str, ZooEntry]:
         ZooEntry("efficientnet_lite0", EfficientNetLite, 32, "EfficientNet-Lite0, timm keys"),
         ZooEntry("efficientnet_lite0_small", EfficientNetLite, 8,
                  "EfficientNet-Lite0 for 28-64 px input", {"small_input": True}),
+        ZooEntry("mobilenet_v3_large", mobilenet_v3_large, 32,
+                 "MobileNetV3-Large, torchvision keys (SE gates are merge barriers)"),
+        ZooEntry("mobilenet_v3_small", mobilenet_v3_small, 32,
+                 "MobileNetV3-Small, torchvision keys (SE gates are merge barriers)"),
         ZooEntry("tiny_mobilenet", MobileNetV2, 2,
                  "5-block MobileNetV2-style test network (fast)", {"stages": _TINY_STAGES}),
     ]

@@ -7,6 +7,7 @@ The result is trainable and computes exactly what :func:`depthshrink.merge` will
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -62,8 +63,10 @@ def example_input(space: ChainSpace) -> torch.Tensor:
 def retrace(model: nn.Module, space: ChainSpace) -> TracedChain:
     """Trace ``model`` as ``space`` was traced, and check that it is the same network."""
     info = space.model
-    traced = trace_chain(model, example_input(space), stem_convs=info.get("stem_convs", 1),
-                         head_convs=info.get("head_convs", 1), strided_merge=space.strided_merge)
+    with warnings.catch_warnings():  # its barriers were reported when the space was traced
+        warnings.simplefilter("ignore", UserWarning)
+        traced = trace_chain(model, example_input(space), stem_convs=info.get("stem_convs", 1),
+                             head_convs=info.get("head_convs", 1), strided_merge=space.strided_merge)
     here = traced.space.layers
     if len(here) != len(space.layers):
         raise DepthshrinkError(f"the space has {len(space.layers)} layers but this model's chain has "

@@ -38,8 +38,8 @@ def _check(model, space, masks, tolerance):
         error = _relative_error(shrunk(x), merged(x))
     assert error <= tolerance, f"merged differs from shrunk by {error:.2e}"
     convs = sum(isinstance(m, nn.Conv2d) for m in merged.modules())
-    fixed_convs = space.model["stem_convs"] + space.model["head_convs"]
-    assert convs == len(masks.segments) + fixed_convs
+    outside_chain = sum(isinstance(m, nn.Conv2d) for m in model.modules()) - space.num_layers  # stem, head, SE
+    assert convs == len(masks.segments) + outside_chain
     assert not any(isinstance(m, nn.BatchNorm2d) for m in merged.modules())
     return shrunk, merged
 
@@ -132,3 +132,21 @@ def test_shrunk_model_trains():
         losses.append(loss.item())
     assert losses[-1] < losses[0]
     _check(model, space, masks_for(space, maximal_segments(space), True), 1e-4)
+
+
+@pytest.mark.parametrize("name,resolution", [("mobilenet_v3_small", 64), ("mobilenet_v3_large", 45)])
+def test_squeeze_excitation_networks_merge_around_their_gates(name, resolution):
+    import warnings
+
+    model = randomize(build_model(name), seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every SE gate is reported as a barrier
+        space = _space(model, resolution)
+    gated = [s.position for s in space.sites if s.barrier]
+    assert gated and all("mul" in s.barrier or "users" in s.barrier for s in space.sites if s.barrier)
+    segments = maximal_segments(space)
+    assert not any(s < p < e for s, e in segments for p in gated)
+    _check(model, space, masks_for(space, segments, remove_all=True), 1e-4)
+    plain_blocks = [b for b in block_segments(space) if space.span_problem(*b) is None]
+    assert 0 < len(plain_blocks) < len(block_segments(space))  # blocks with a gate cannot merge whole
+    _check(model, space, masks_for(space, plain_blocks), 1e-5)

@@ -47,3 +47,13 @@ def test_registry_refusals():
     with pytest.raises(DepthshrinkError, match="cannot import 'no_such_module'"):
         build_model("no_such_module:factory")
     assert type(build_model("depthshrink.models.mobilenetv2:MobileNetV2", width_mult=0.35)).__name__ == "MobileNetV2"
+
+
+@pytest.mark.parametrize("name,entries,params", [("mobilenet_v3_large", 312, 5_483_032),
+                                                 ("mobilenet_v3_small", 244, 2_542_856)])
+def test_mobilenet_v3_matches_torchvision_layout(name, entries, params):
+    model = build_model(name)
+    state = model.state_dict()
+    assert len(state) == entries and sum(p.numel() for p in model.parameters()) == params
+    assert "features.4.block.2.fc1.weight" in state or "features.1.block.1.fc1.weight" in state
+    assert "classifier.3.weight" in state and state["features.0.1.running_var"].shape == (16,)
