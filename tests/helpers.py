@@ -98,3 +98,16 @@ def masks_for(space: ChainSpace, merged: list[tuple[int, int]], remove_all: bool
 
 def block_segments(space: ChainSpace) -> list[tuple[int, int]]:
     return per_block_masks(space).segments
+
+
+class TinyNet(nn.Module):
+    """No BatchNorm: data-parallel runs must match a single process exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 8, 3, 2, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.conv(x)).mean((2, 3)))

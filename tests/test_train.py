@@ -1,0 +1,84 @@
+"""The training loop: DDP over gloo equals one process, resume equals an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TinyNet
+
+from depthshrink import DepthshrinkError
+from depthshrink.shrink.data import synthetic
+from depthshrink.shrink.train import TrainConfig, load_checkpoint, train
+
+CONFIG = TrainConfig(epochs=2, batch_size=16, lr=0.1)
+TESTS = Path(__file__).parent
+
+DDP_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from helpers import TinyNet
+from depthshrink.shrink.data import synthetic
+from depthshrink.shrink.train import TrainConfig, train
+import torch.distributed as dist
+model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False)
+torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
+"""
+
+
+def test_two_gloo_processes_equal_one(tmp_path):
+    single = train(TinyNet(), synthetic(96, seed=1), CONFIG, tmp_path / "one", progress=False).state_dict()
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(TESTS), out=str(tmp_path / "two")))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    str(script)], check=True, capture_output=True, timeout=300)
+    ranks = [torch.load(tmp_path / "two" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for key, value in single.items():
+        assert torch.equal(ranks[0][key], ranks[1][key])
+        assert torch.allclose(ranks[0][key], value, atol=1e-6), key
+    assert any(not torch.equal(value, TinyNet().state_dict()[key]) for key, value in single.items())
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from helpers import TinyNet
+from depthshrink.shrink.data import synthetic
+from depthshrink.shrink.train import TrainConfig, train
+train(TinyNet(), synthetic(20000, seed=2), TrainConfig(epochs=3, batch_size=64, lr=0.05), {out!r}, progress=False)
+"""
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
+    config = TrainConfig(epochs=3, batch_size=64, lr=0.05)
+    data = synthetic(20000, seed=2)
+    reference = train(TinyNet(), data, config, tmp_path / "whole", progress=False).state_dict()
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(TESTS), out=str(tmp_path / "killed")))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] < 3
+    resumed = train(TinyNet(), data, config, tmp_path / "killed", resume=True, progress=False).state_dict()
+    for key, value in reference.items():
+        assert torch.allclose(resumed[key], value, atol=1e-7), key
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DepthshrinkError, match="cannot read checkpoint"):
+        train(TinyNet(), synthetic(64), CONFIG, tmp_path, resume=True, progress=False)
+    with pytest.raises(DepthshrinkError, match="does not split among"):
+        from depthshrink.shrink.train import GlobalBatchSampler
+        GlobalBatchSampler(100, 15, 0, rank=0, world=2)
