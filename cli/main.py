@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     "profile-device": ("profile_device", "measure a latency LUT on this machine's CPU or GPU"),
     "lut": ("lut", "work with latency LUT files (merge)"),
     "predictor": ("predictor", "evaluate the latency predictor on a LUT (grouped cross-validation)"),
+    "train": ("train", "train a base network (from scratch or --weights) on Fashion-MNIST or synthetic data"),
+    "evaluate": ("evaluate", "top-1 accuracy of a checkpoint on a dataset split"),
     "search": ("search", "choose which activations to drop under a latency budget (exact DP)"),
 }
 

@@ -54,6 +54,7 @@ class TorchBackend(Backend):
         if precision == "fp16" and self.device.type != "cuda":
             from ..errors import DepthshrinkError
             raise DepthshrinkError("--precision fp16 needs a GPU with the torch backend")
+        self._threads_before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads() if self.device.type == "cpu" else None
@@ -71,3 +72,6 @@ class TorchBackend(Backend):
 
     def empty_workload(self) -> Workload:
         return Workload("empty", {"input": [1, 1, 1, 1]}, build_module=self.torch.nn.Identity)
+
+    def close(self) -> None:
+        self.torch.set_num_threads(self._threads_before)  # a process-wide setting: give it back

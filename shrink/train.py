@@ -92,8 +92,11 @@ def _loss(logits, labels, teacher_logits, config: TrainConfig):
 
 
 def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.PathLike,
-          teacher: nn.Module | None = None, resume: bool = False, progress: bool = True) -> nn.Module:
-    """Train ``model`` in place; ``out`` gets ``last.pt`` (every epoch) and ``metrics.jsonl``."""
+          teacher: nn.Module | None = None, resume: bool = False, progress: bool = True,
+          spec: dict | None = None) -> nn.Module:
+    """Train ``model`` in place; ``out`` gets ``last.pt`` (every epoch) and ``metrics.jsonl``.
+
+    ``spec`` (plain data: how to rebuild the model) is stored in the checkpoint."""
     from tqdm import tqdm
 
     rank, world = _distributed()
@@ -141,7 +144,7 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
             save_checkpoint(out / "last.pt", {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                               "schedule": schedule.state_dict(), "config": asdict(config),
-                                              "rng": torch.get_rng_state()})
+                                              "rng": torch.get_rng_state(), "spec": spec or {}})
             with open(out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
     return model

@@ -45,7 +45,8 @@ def test_two_gloo_processes_equal_one(tmp_path):
 
 
 KILL_SCRIPT = """
-import sys
+import sys, torch
+torch.set_num_threads({threads})  # the same reduction order as the uninterrupted run
 sys.path.insert(0, {tests!r})
 from helpers import TinyNet
 from depthshrink.shrink.data import synthetic
@@ -59,7 +60,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     data = synthetic(20000, seed=2)
     reference = train(TinyNet(), data, config, tmp_path / "whole", progress=False).state_dict()
     script = tmp_path / "kill.py"
-    script.write_text(KILL_SCRIPT.format(tests=str(TESTS), out=str(tmp_path / "killed")))
+    script.write_text(KILL_SCRIPT.format(tests=str(TESTS), out=str(tmp_path / "killed"),
+                                         threads=torch.get_num_threads()))
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 120
@@ -82,3 +84,22 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     with pytest.raises(DepthshrinkError, match="does not split among"):
         from depthshrink.shrink.train import GlobalBatchSampler
         GlobalBatchSampler(100, 15, 0, rank=0, world=2)
+
+
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    from depthshrink.cli.main import main
+
+    common = ["--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1", "--data", "synthetic"]
+    assert main(["train", *common, "--num-classes", "10", "--subset", "512", "--epochs", "1", "--batch-size", "64",
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "held-out accuracy" in capsys.readouterr().out
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["epoch"] == 1 and state["spec"]["model"]["name"] == "tiny_mobilenet"
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--data", "synthetic"]) == 0
+    assert "top-1" in capsys.readouterr().out
+    assert main(["train", *common, "--num-classes", "5", "--subset", "64", "--out", str(tmp_path / "bad")]) == 1
+    assert "the data has 10 classes but the model has 5 outputs" in capsys.readouterr().err
+    assert main(["train", *common[:-1], str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad")]) == 1
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+    (tmp_path / "broken.pt").write_bytes(b"junk")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "broken.pt"), "--data", "synthetic"]) == 1

@@ -1,0 +1,79 @@
+"""``depthshrink train``: train a base network (from scratch or ``--weights``) on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import DepthshrinkError
+from .common import add_model_arguments, build_space, positive_float, positive_int
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default="fashion-mnist",
+                       help="fashion-mnist (Debian's package), a folder with its idx files, or synthetic")
+    group.add_argument("--subset", type=positive_int, help="use only the first N training examples")
+
+
+def load_data(args: argparse.Namespace, split: str):
+    from torch.utils.data import Subset
+
+    from ..shrink.data import FASHION_MNIST, fashion_mnist, held_out_split, synthetic
+
+    if args.data == "synthetic":
+        data = synthetic(12_000 if split == "train" else 2_000, seed=0 if split == "train" else 1)
+    else:
+        data = fashion_mnist("test" if split == "test" else "train",
+                             FASHION_MNIST if args.data == "fashion-mnist" else args.data)
+    if split in ("train", "held-out"):
+        train_index, held_index = held_out_split(len(data), min(5_000, len(data) // 10))
+        data = Subset(data, (train_index if split == "train" else held_index).tolist())
+    if getattr(args, "subset", None) and split == "train":
+        data = Subset(data, range(min(args.subset, len(data))))
+    return data
+
+
+def _labels(data):
+    """The label tensor of a (subset of a) TensorDataset."""
+    import torch
+
+    indices = None
+    while hasattr(data, "indices"):
+        indices = torch.as_tensor(data.indices) if indices is None else torch.as_tensor(data.indices)[indices]
+        data = data.dataset
+    labels = data.tensors[1]
+    return labels if indices is None else labels[indices]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    add_data_arguments(parser)
+    parser.add_argument("--epochs", type=positive_int, default=2)
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="global batch (split among ranks)")
+    parser.add_argument("--lr", type=positive_float, default=0.05)
+    parser.add_argument("--weight-decay", type=float, default=4e-5)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="run folder: last.pt, metrics.jsonl")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..shrink.evaluate import accuracy
+    from ..shrink.train import TrainConfig, train
+
+    model, space = build_space(args)
+    data = load_data(args, "train")
+    config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
+                         label_smoothing=args.label_smoothing, seed=args.seed)
+    classes = int(_labels(data).max()) + 1
+    if classes > space.model.get("num_classes", classes):
+        raise DepthshrinkError(f"the data has {classes} classes but the model has {space.model['num_classes']} "
+                               "outputs: set --num-classes")
+    spec = {"model": space.model, "weights": args.weights}
+    train(model, data, config, args.out, resume=args.resume, progress=not args.no_progress, spec=spec)
+    held_out = accuracy(model, load_data(args, "held-out"))
+    print(f"trained {space.model['name']} for {args.epochs} epoch(s) on {len(data)} images: "
+          f"held-out accuracy {held_out:.2%} -> {args.out}/last.pt")
+    return 0

@@ -1,0 +1,17 @@
+"""Top-1 accuracy of a model on a dataset."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+
+def accuracy(model: nn.Module, data: Dataset, batch_size: int = 512) -> float:
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for images, labels in DataLoader(data, batch_size=batch_size):
+            correct += int((model(images).argmax(1) == labels).sum())
+            total += len(labels)
+    return correct / total
