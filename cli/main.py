@@ -21,7 +21,9 @@ SUBCOMMANDS = {
     "lut": ("lut", "work with latency LUT files (merge)"),
     "predictor": ("predictor", "evaluate the latency predictor on a LUT (grouped cross-validation)"),
     "train": ("train", "train a base network (from scratch or --weights) on Fashion-MNIST or synthetic data"),
-    "evaluate": ("evaluate", "top-1 accuracy of a checkpoint on a dataset split"),
+    "finetune": ("finetune", "train the shrunk network from the base weights, distilling from the original"),
+    "merge": ("merge", "write the finetuned network as dense convs (PyTorch and ONNX), verified"),
+    "evaluate": ("evaluate", "top-1 accuracy of a checkpoint or merged model on a dataset split"),
     "search": ("search", "choose which activations to drop under a latency budget (exact DP)"),
 }
 

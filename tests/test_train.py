@@ -103,3 +103,40 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
     (tmp_path / "broken.pt").write_bytes(b"junk")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "broken.pt"), "--data", "synthetic"]) == 1
+
+
+def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
+    """The merged model predicts what the finetuned checkpoint predicts (>= 99.9% of test images)."""
+    from depthshrink.cli.main import main
+    from depthshrink.shrink.data import synthetic
+    from depthshrink.shrink.evaluate import accuracy
+    from depthshrink.shrink.masks import per_block_masks
+    from depthshrink.shrink.rebuild import build_from_spec, load_merged, network_from_checkpoint
+
+    data = ["--data", "synthetic", "--subset", "512", "--no-progress"]
+    assert main(["train", "--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1",
+                 "--num-classes", "10", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "base"),
+                 *data]) == 0
+    base = load_checkpoint(tmp_path / "base" / "last.pt")
+    _, space = build_from_spec(base["spec"]["model"])
+    masks = per_block_masks(space)
+    first = masks.segments[1][1]  # the first two blocks keep their activations, the rest are merged
+    masks.kept_activations = [s.position for s in space.sites if s.activation and s.position < first]
+    masks.segments = [(p, p + 1) for p in range(first)] + [s for s in masks.segments if s[0] >= first]
+    masks.to_json(tmp_path / "masks.json")
+    assert main(["finetune", "--masks", str(tmp_path / "masks.json"), "--weights", str(tmp_path / "base" / "last.pt"),
+                 "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "ft"), *data]) == 0
+    assert main(["merge", "--checkpoint", str(tmp_path / "ft" / "last.pt"), "--out", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "merged.onnx").exists()
+    finetuned = network_from_checkpoint(load_checkpoint(tmp_path / "ft" / "last.pt"), "ft")
+    merged = load_merged(tmp_path / "merged")
+    test = synthetic(2000, (1, 28, 28), seed=1)
+    images = test.tensors[0]
+    with torch.no_grad():
+        same = (finetuned(images).argmax(1) == merged(images).argmax(1)).float().mean().item()
+    assert same >= 0.999 and accuracy(finetuned, test) == pytest.approx(accuracy(merged, test), abs=1e-3)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in merged.modules()) == len(masks.segments) + 2
+    capsys.readouterr()
+    assert main(["merge", "--checkpoint", str(tmp_path / "base" / "last.pt"), "--out", str(tmp_path / "m2")]) == 1
+    assert "merge takes a finetune checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", "--merged", str(tmp_path / "merged"), "--data", "synthetic"]) == 0

@@ -1,0 +1,55 @@
+"""``depthshrink finetune``: train the shrunk network (masks applied) from the base weights,
+distilling from the original network."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import DepthshrinkError
+from .common import positive_float, positive_int
+from .train import add_data_arguments, load_data
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--masks", required=True, help="masks JSON (from search, or written by hand)")
+    parser.add_argument("--weights", required=True, help="the base network's checkpoint (from train)")
+    add_data_arguments(parser)
+    parser.add_argument("--epochs", type=positive_int, default=1)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--lr", type=positive_float, default=0.02)
+    parser.add_argument("--weight-decay", type=float, default=4e-5)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--distill", type=float, default=0.7,
+                        help="weight of the original network's soft targets (DepthShrinker 0.7, Kim et al. 0.3)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..shrink.apply import apply_masks
+    from ..shrink.evaluate import accuracy
+    from ..shrink.masks import load_masks
+    from ..shrink.rebuild import build_from_spec, load_into
+    from ..shrink.train import TrainConfig, load_checkpoint, train
+
+    if not 0 <= args.distill <= 1:
+        raise DepthshrinkError("--distill must be between 0 and 1")
+    base_state = load_checkpoint(args.weights)
+    if (base_state.get("spec") or {}).get("masks"):
+        raise DepthshrinkError(f"{args.weights} is already shrunk: give the base network's checkpoint")
+    teacher, space = build_from_spec((base_state.get("spec") or {}).get("model"))
+    load_into(teacher, base_state["model"], args.weights)
+    masks = load_masks(args.masks).resolve(space)
+    shrunk = apply_masks(teacher, space, masks)  # a copy: the teacher stays the original
+    config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
+                         label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed)
+    spec = {"model": space.model, "masks": masks.to_dict(), "weights": args.weights}
+    train(shrunk, load_data(args, "train"), config, args.out, teacher=teacher, resume=args.resume,
+          progress=not args.no_progress, spec=spec)
+    held_out = load_data(args, "held-out")
+    print(f"finetuned {len(masks.removed_activations)} removed activations, {len(masks.segments)} segments: "
+          f"held-out accuracy {accuracy(shrunk, held_out):.2%} (original {accuracy(teacher, held_out):.2%}) "
+          f"-> {args.out}/last.pt")
+    return 0

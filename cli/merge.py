@@ -1,0 +1,43 @@
+"""``depthshrink merge``: the finetuned network as dense convs, verified, in PyTorch and ONNX."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import DepthshrinkError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a finetune checkpoint")
+    parser.add_argument("--out", required=True, help="folder for merged.pt, merged.json and merged.onnx")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..shrink.export import export_onnx, onnx_relative_error
+    from ..shrink.merge import merge
+    from ..shrink.rebuild import network_from_checkpoint, save_merged
+    from ..shrink.train import load_checkpoint
+
+    state = load_checkpoint(args.checkpoint)
+    spec = state.get("spec") or {}
+    if not spec.get("masks"):
+        raise DepthshrinkError(f"{args.checkpoint} holds no masks: merge takes a finetune checkpoint")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shrunk = network_from_checkpoint(state, args.checkpoint)
+    merged = merge(shrunk)  # refuses when its output differs from the shrunk network's
+    info = spec["model"]
+    example = torch.randn(2, info["in_channels"], info["height"], info["width"])
+    export_onnx(merged, example, out / "merged.onnx")
+    onnx_error = onnx_relative_error(merged, out / "merged.onnx", example)
+    if onnx_error > 1e-4:
+        raise DepthshrinkError(f"ONNX Runtime differs from PyTorch by {onnx_error:.1e}: not writing the model")
+    save_merged(out, merged, {"model": info, "masks": spec["masks"]})
+    params = [sum(p.numel() for p in net.parameters()) for net in (shrunk, merged)]
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) for net in (shrunk, merged)]
+    print(f"merged {convs[0]} convs into {convs[1]} ({params[0]:,} -> {params[1]:,} parameters); "
+          f"ONNX Runtime vs PyTorch {onnx_error:.1e} -> {out}")
+    return 0

@@ -1,0 +1,76 @@
+"""Rebuild networks from the plain specs stored beside their weights (no pickled modules):
+a checkpoint's ``spec`` names the model (and, after finetuning, its masks)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import DepthshrinkError
+from ..models.space import ChainSpace
+from .masks import Masks
+
+MERGED_FORMAT = "depthshrink.merged/1"
+
+
+def build_from_spec(info: dict) -> tuple[nn.Module, ChainSpace]:
+    """The base network and its chain space, as ``info`` (a chain space's ``model``) describes them."""
+    from ..models import build_model
+    from ..models.trace import trace
+
+    if not info or "name" not in info:
+        raise DepthshrinkError("the file does not say which model it holds")
+    model = build_model(info["name"], width_mult=info.get("width_mult"), in_channels=info.get("in_channels"),
+                        num_classes=info.get("num_classes")).eval()
+    example = torch.zeros(1, info["in_channels"], info["height"], info["width"])
+    space = trace(model, example, model_info={k: info[k] for k in ("name", "width_mult", "resolution") if k in info},
+                  stem_convs=info.get("stem_convs", 1), head_convs=info.get("head_convs", 1),
+                  strided_merge=info.get("strided_merge", "pointwise"))
+    return model, space
+
+
+def load_into(module: nn.Module, state: dict, source: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DepthshrinkError(f"{source} does not fit this network: {str(exc).splitlines()[0]}") from None
+
+
+def network_from_checkpoint(state: dict, source: str) -> nn.Module:
+    """A train checkpoint gives the base network; a finetune checkpoint the shrunk one."""
+    from .apply import apply_masks
+
+    spec = state.get("spec") or {}
+    model, space = build_from_spec(spec.get("model"))
+    if spec.get("masks"):
+        model = apply_masks(model, space, Masks.from_dict(spec["masks"]))
+    load_into(model, state["model"], source)
+    return model.eval()
+
+
+def save_merged(folder: str | os.PathLike, merged: nn.Module, spec: dict) -> None:
+    folder = Path(folder)
+    torch.save(merged.state_dict(), folder / "merged.pt")
+    (folder / "merged.json").write_text(json.dumps({"format": MERGED_FORMAT, **spec}, indent=1) + "\n")
+
+
+def load_merged(folder: str | os.PathLike) -> nn.Module:
+    """A merged network from ``merged.json`` (its spec) and ``merged.pt`` (``weights_only``)."""
+    from .apply import apply_masks
+    from .merge import merge
+
+    folder = Path(folder)
+    try:
+        spec = json.loads((folder / "merged.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DepthshrinkError(f"{folder} holds no readable merged.json: {exc}") from None
+    if spec.get("format") != MERGED_FORMAT:
+        raise DepthshrinkError(f"{folder}/merged.json is not a merged-model spec")
+    model, space = build_from_spec(spec["model"])
+    merged = merge(apply_masks(model, space, Masks.from_dict(spec["masks"])).eval(), tolerance=float("inf"))
+    load_into(merged, torch.load(folder / "merged.pt", map_location="cpu", weights_only=True), str(folder))
+    return merged.eval()
