@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from .train import add_data_arguments, load_data
+from .train import add_data_arguments, check_fits, load_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.merged:
         model, name = load_merged(args.merged), args.merged
+        info = json.loads((Path(args.merged) / "merged.json").read_text())["model"]
     else:
-        model, name = network_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint), args.checkpoint
-    value = accuracy(model, load_data(args, args.split))
+        state = load_checkpoint(args.checkpoint)
+        model, name, info = network_from_checkpoint(state, args.checkpoint), args.checkpoint, state["spec"]["model"]
+    data = load_data(args, args.split)
+    check_fits(data, info)
+    value = accuracy(model, data)
     print(f"{name}: top-1 {value:.2%} on the {args.split} split of {args.data}")
     return 0

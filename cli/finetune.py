@@ -7,7 +7,7 @@ import argparse
 
 from ..errors import DepthshrinkError
 from .common import positive_float, positive_int
-from .train import add_data_arguments, load_data
+from .train import add_data_arguments, check_fits, load_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
                          label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed)
     spec = {"model": space.model, "masks": masks.to_dict(), "weights": args.weights}
-    train(shrunk, load_data(args, "train"), config, args.out, teacher=teacher, resume=args.resume,
-          progress=not args.no_progress, spec=spec)
+    data = load_data(args, "train")
+    check_fits(data, space.model)
+    train(shrunk, data, config, args.out, teacher=teacher, resume=args.resume, progress=not args.no_progress,
+          spec=spec)
     held_out = load_data(args, "held-out")
     print(f"finetuned {len(masks.removed_activations)} removed activations, {len(masks.segments)} segments: "
           f"held-out accuracy {accuracy(shrunk, held_out):.2%} (original {accuracy(teacher, held_out):.2%}) "

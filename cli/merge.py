@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from ..errors import DepthshrinkError
@@ -26,16 +28,22 @@ def run(args: argparse.Namespace) -> int:
     if not spec.get("masks"):
         raise DepthshrinkError(f"{args.checkpoint} holds no masks: merge takes a finetune checkpoint")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DepthshrinkError(f"cannot write into {out}: it is a file")
     shrunk = network_from_checkpoint(state, args.checkpoint)
     merged = merge(shrunk)  # refuses when its output differs from the shrunk network's
     info = spec["model"]
-    example = torch.randn(2, info["in_channels"], info["height"], info["width"])
-    export_onnx(merged, example, out / "merged.onnx")
-    onnx_error = onnx_relative_error(merged, out / "merged.onnx", example)
-    if onnx_error > 1e-4:
-        raise DepthshrinkError(f"ONNX Runtime differs from PyTorch by {onnx_error:.1e}: not writing the model")
-    save_merged(out, merged, {"model": info, "masks": spec["masks"]})
+    example = torch.randn(2, info["in_channels"], info["height"], info["width"],
+                          generator=torch.Generator().manual_seed(0))
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".merge-") as scratch:  # all files, or none
+        export_onnx(merged, example, Path(scratch) / "merged.onnx")
+        onnx_error = onnx_relative_error(merged, Path(scratch) / "merged.onnx", example)
+        if onnx_error > 1e-4:
+            raise DepthshrinkError(f"ONNX Runtime differs from PyTorch by {onnx_error:.1e}: not writing the model")
+        save_merged(scratch, merged, {"model": info, "masks": spec["masks"]})
+        for name in ("merged.pt", "merged.json", "merged.onnx"):
+            os.replace(Path(scratch) / name, out / name)
     params = [sum(p.numel() for p in net.parameters()) for net in (shrunk, merged)]
     convs = [sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) for net in (shrunk, merged)]
     print(f"merged {convs[0]} convs into {convs[1]} ({params[0]:,} -> {params[1]:,} parameters); "

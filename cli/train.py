@@ -45,6 +45,19 @@ def _labels(data):
     return labels if indices is None else labels[indices]
 
 
+def check_fits(data, info: dict) -> None:
+    """Refuse data whose images or classes do not fit the network ``info`` (a space's model) describes."""
+    image = tuple(data[0][0].shape)
+    expected = (info["in_channels"], info["height"], info["width"])
+    if image != expected:
+        raise DepthshrinkError(f"the data's images are {image} but the network takes {expected}: "
+                               "set --in-channels and --resolution to match")
+    classes = int(_labels(data).max()) + 1
+    if classes > info.get("num_classes", classes):
+        raise DepthshrinkError(f"the data has {classes} classes but the model has {info['num_classes']} "
+                               "outputs: set --num-classes")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_data_arguments(parser)
@@ -63,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
     from ..shrink.evaluate import accuracy
     from ..shrink.train import TrainConfig, train
 
+    import torch
+
+    torch.manual_seed(args.seed)  # the initial weights too
     model, space = build_space(args)
     data = load_data(args, "train")
+    check_fits(data, space.model)
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
                          label_smoothing=args.label_smoothing, seed=args.seed)
-    classes = int(_labels(data).max()) + 1
-    if classes > space.model.get("num_classes", classes):
-        raise DepthshrinkError(f"the data has {classes} classes but the model has {space.model['num_classes']} "
-                               "outputs: set --num-classes")
     spec = {"model": space.model, "weights": args.weights}
     train(model, data, config, args.out, resume=args.resume, progress=not args.no_progress, spec=spec)
     held_out = accuracy(model, load_data(args, "held-out"))

@@ -103,6 +103,7 @@ class MobileNetV3(nn.Module):
         layers.append(ConvBNActivation(last_in, 6 * last_in, 1, activation=nn.Hardswish))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
+        last_channel = make_divisible(last_channel * width_mult)
         self.classifier = nn.Sequential(nn.Linear(6 * last_in, last_channel), nn.Hardswish(inplace=True),
                                         nn.Dropout(p=dropout, inplace=True), nn.Linear(last_channel, num_classes))
         for module in self.modules():

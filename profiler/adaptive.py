@@ -20,7 +20,7 @@ def seed_order(candidates: pd.DataFrame, count: int) -> list[int]:
         rows = np.flatnonzero(x[kind].to_numpy() > 0)
         if rows.size and not picks & set(rows.tolist()):
             picks.add(int(rows[len(rows) // 2]))
-    return sorted(picks)
+    return sorted(picks)[:count] if len(picks) > count else sorted(picks)
 
 
 def most_uncertain(measured: pd.DataFrame, candidates: pd.DataFrame, count: int) -> list[int]:

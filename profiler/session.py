@@ -135,19 +135,20 @@ def _adaptive(pending: list[Entry], limit: int, measure_entry: Callable[[Entry],
             bar.update()
             taken += 1
 
-    take(seed_order(_fields(left), min(limit, max(2 * MIN_ROWS, limit // 2))))
+    take(seed_order(_fields(left, settings.batch_size), min(limit, max(2 * MIN_ROWS, limit // 2))))
     while left and taken < limit:
         frame = measured()
         if taken - checked >= 2 * batch:  # held-out accuracy every few rows: it costs seconds
             checked = taken
             if cross_validate(frame)[0].within_10pct >= target:
                 break
-        take(most_uncertain(frame[frame["op"] == "conv"], _fields(left), min(batch, limit - taken)))
+        take(most_uncertain(frame[frame["op"] == "conv"], _fields(left, settings.batch_size),
+                            min(batch, limit - taken)))
     bar.close()
 
 
-def _fields(entries: list[Entry]) -> pd.DataFrame:
-    return pd.DataFrame([e.fields for e in entries])
+def _fields(entries: list[Entry], batch_size: int) -> pd.DataFrame:
+    return pd.DataFrame([{**e.fields, "batch_size": batch_size} for e in entries])
 
 
 def _workload(bundle: Bundle, entry: Entry, modules: Callable[[Entry], object] | None) -> Workload:

@@ -24,13 +24,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An idx file (gzip or plain) as a numpy array."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise DepthshrinkError(f"{path} is not an idx file")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=_IDX_TYPES[data[2]], offset=4 + 4 * ndim)
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+        if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+            raise DepthshrinkError(f"{path} is not an idx file")
+        ndim = data[3]
+        dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+        array = np.frombuffer(data, dtype=_IDX_TYPES[data[2]], offset=4 + 4 * ndim)
+    except (OSError, EOFError, struct.error, ValueError) as exc:
+        raise DepthshrinkError(f"{path} is corrupt: {exc}") from None
     if array.size != int(np.prod(dims)):
         raise DepthshrinkError(f"{path} is truncated: {array.size} values for shape {dims}")
     return array.reshape(dims)
@@ -56,9 +59,10 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike = FASHION_MNIST)
 
 def synthetic(size: int, shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10,
               seed: int = 0) -> TensorDataset:
-    """Learnable stand-in data for tests: one fixed random pattern per class, plus noise."""
+    """Learnable stand-in data for tests: one fixed random pattern per class (the same for every
+    ``seed``, so draws with other seeds are test sets of the same task), plus noise."""
+    patterns = torch.randn(classes, *shape, generator=torch.Generator().manual_seed(1234))
     generator = torch.Generator().manual_seed(seed)
-    patterns = torch.randn(classes, *shape, generator=generator)
     labels = torch.randint(0, classes, (size,), generator=generator)
     images = patterns[labels] + 0.8 * torch.randn(size, *shape, generator=generator)
     return TensorDataset(images, labels)

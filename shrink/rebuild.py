@@ -68,9 +68,15 @@ def load_merged(folder: str | os.PathLike) -> nn.Module:
         spec = json.loads((folder / "merged.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DepthshrinkError(f"{folder} holds no readable merged.json: {exc}") from None
-    if spec.get("format") != MERGED_FORMAT:
+    if spec.get("format") != MERGED_FORMAT or "model" not in spec or "masks" not in spec:
         raise DepthshrinkError(f"{folder}/merged.json is not a merged-model spec")
     model, space = build_from_spec(spec["model"])
     merged = merge(apply_masks(model, space, Masks.from_dict(spec["masks"])).eval(), tolerance=float("inf"))
-    load_into(merged, torch.load(folder / "merged.pt", map_location="cpu", weights_only=True), str(folder))
+    try:
+        state = torch.load(folder / "merged.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # missing, corrupt or unsafe: one message
+        raise DepthshrinkError(f"cannot read {folder}/merged.pt: {exc}") from None
+    if not isinstance(state, dict):
+        raise DepthshrinkError(f"{folder}/merged.pt holds no state_dict")
+    load_into(merged, state, str(folder))
     return merged.eval()

@@ -59,17 +59,24 @@ class GlobalBatchSampler(Sampler[list[int]]):
             yield order[start:start + share]
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device): one process, or a rank launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if cuda else torch.device("cpu")
+    return rank, world, device
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file, then rename: a crash never leaves a torn checkpoint."""
+    """Write to a temporary file, sync it, then rename: a crash never leaves a torn checkpoint."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -77,7 +84,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise DepthshrinkError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DepthshrinkError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DepthshrinkError(f"{path} is not a depthshrink checkpoint")
     return state
@@ -96,55 +104,94 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
           spec: dict | None = None) -> nn.Module:
     """Train ``model`` in place; ``out`` gets ``last.pt`` (every epoch) and ``metrics.jsonl``.
 
-    ``spec`` (plain data: how to rebuild the model) is stored in the checkpoint."""
-    from tqdm import tqdm
-
-    rank, world = _distributed()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
+    ``spec`` (plain data: how to rebuild the model) is stored in the checkpoint. Under torchrun,
+    BatchNorm statistics are synchronised on GPUs (SyncBatchNorm) but per process on the CPU, and
+    dropout draws per process: only networks without them match a single process exactly.
+    """
+    rank, world, device = _distributed()
     sampler = GlobalBatchSampler(len(data), config.batch_size, config.seed, rank, world)
     if len(sampler) == 0:
         raise DepthshrinkError(f"{len(data)} examples make no batch of {config.batch_size}")
-    loader = DataLoader(data, batch_sampler=sampler)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed + rank)
+    model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
                                 weight_decay=config.weight_decay)
     steps = config.epochs * len(sampler)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    start_epoch = 0
-    if resume and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch = state["epoch"]
-        torch.set_rng_state(state["rng"])
-    wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    start = _resume(out, model, optimizer, schedule, config, spec or {}) if resume else _fresh(out)
+    wrapped = model
+    if world > 1:
+        if device.type == "cuda":
+            wrapped = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=[device] if device.type == "cuda" else None)
     if teacher is not None:
-        teacher.eval()
-    for epoch in range(start_epoch, config.epochs):
+        teacher.to(device).eval()
+    loader = DataLoader(data, batch_sampler=sampler)
+    for epoch in range(start, config.epochs):
         sampler.epoch = epoch
-        wrapped.train()
-        began, seen, total, correct = time.perf_counter(), 0, 0.0, 0
-        for images, labels in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank):
-            with torch.no_grad():
-                teacher_logits = teacher(images) if teacher is not None else None
-            logits = wrapped(images)
-            loss = _loss(logits, labels, teacher_logits, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            seen += len(labels)
-            total += loss.item() * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-        record = {"epoch": epoch + 1, "loss": total / seen, "train_accuracy": correct / seen,
-                  "images_per_s": seen * world / (time.perf_counter() - began), "lr": schedule.get_last_lr()[0]}
-        if rank == 0:
+        record = _epoch(wrapped, teacher, loader, optimizer, schedule, config, device, progress and rank == 0,
+                        f"epoch {epoch + 1}/{config.epochs}", world)
+        if rank == 0:  # the log line first: a resume drops lines the checkpoint has not reached
+            with open(out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps({"epoch": epoch + 1, **record}) + "\n")
             save_checkpoint(out / "last.pt", {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                               "schedule": schedule.state_dict(), "config": asdict(config),
                                               "rng": torch.get_rng_state(), "spec": spec or {}})
-            with open(out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+    if world > 1:  # every rank ends with rank 0's buffers (BN running statistics)
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
     return model
+
+
+def _fresh(out: Path) -> int:
+    (out / "metrics.jsonl").unlink(missing_ok=True)  # a new run: no stale lines
+    return 0
+
+
+def _resume(out: Path, model: nn.Module, optimizer, schedule, config: TrainConfig, spec: dict) -> int:
+    """Load ``out/last.pt``; the epoch to continue from (0 when there is none)."""
+    from .rebuild import load_into
+
+    if not (out / "last.pt").exists():
+        return _fresh(out)
+    state = load_checkpoint(out / "last.pt")
+    if state.get("config") != asdict(config) or (state.get("spec") or {}) != spec:
+        raise DepthshrinkError(f"{out}/last.pt was written by a run with other settings or another model: "
+                               "resume with the same command, or use a new --out")
+    load_into(model, state["model"], str(out / "last.pt"))
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng"])
+    metrics = out / "metrics.jsonl"
+    if metrics.exists():  # lines of epochs after the checkpoint were lost with the killed run
+        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= state["epoch"]]
+        metrics.write_text("".join(line + "\n" for line in kept))
+    return state["epoch"]
+
+
+def _epoch(wrapped, teacher, loader, optimizer, schedule, config, device, progress, label, world) -> dict:
+    from tqdm import tqdm
+
+    wrapped.train()
+    began = time.perf_counter()
+    sums = torch.zeros(3, dtype=torch.float64)  # examples, loss, correct
+    for images, labels in tqdm(loader, desc=label, disable=not progress):
+        images, labels = images.to(device), labels.to(device)
+        with torch.no_grad():
+            teacher_logits = teacher(images) if teacher is not None else None
+        logits = wrapped(images)
+        loss = _loss(logits, labels, teacher_logits, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        sums += torch.tensor([len(labels), loss.item() * len(labels), int((logits.argmax(1) == labels).sum())],
+                             dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(sums)
+    seen, total, correct = sums.tolist()
+    return {"loss": total / seen, "train_accuracy": correct / seen,
+            "images_per_s": seen / (time.perf_counter() - began), "lr": schedule.get_last_lr()[0]}

@@ -13,7 +13,8 @@ from depthshrink.shrink.data import FASHION_MNIST, fashion_mnist, held_out_split
 def _write_idx(path, array, compress):
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if compress else open)(path, "wb").write(data)
+    with (gzip.open if compress else open)(path, "wb") as handle:
+        handle.write(data)
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -52,3 +53,13 @@ def test_synthetic_and_split():
     assert np.array_equal(held, held_out_split(100, 20)[1])
     with pytest.raises(DepthshrinkError, match="cannot hold out"):
         held_out_split(10, 10)
+
+
+def test_corrupt_gzip_and_truncated_idx_are_refused(tmp_path):
+    (tmp_path / "x.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DepthshrinkError, match="is corrupt"):
+        read_idx(tmp_path / "x.gz")
+    header = struct.pack(">BBBB", 0, 0, 0x08, 1) + struct.pack(">I", 10)
+    (tmp_path / "short.idx").write_bytes(header + b"\x00" * 4)
+    with pytest.raises(DepthshrinkError, match="truncated"):
+        read_idx(tmp_path / "short.idx")
