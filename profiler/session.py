@@ -52,9 +52,14 @@ def _timed(measure_once: Callable[[], Timing], settings: Settings) -> tuple[Timi
     return min(timing, measure_once(), key=lambda t: t.spread), True
 
 
-def _row(entry: Entry, bundle: Bundle, backend: Backend, settings: Settings) -> dict:
-    base = {"device": settings.device, "backend": backend.name, "precision": backend.precision,
+def _setting(backend: Backend, settings: Settings) -> dict:
+    """The LUT columns that tell one measuring setting from another."""
+    return {"device": settings.device, "backend": backend.name, "precision": backend.precision,
             "batch_size": settings.batch_size, "threads": backend.metadata().get("threads")}
+
+
+def _row(entry: Entry, bundle: Bundle, backend: Backend, settings: Settings) -> dict:
+    base = _setting(backend, settings)
     if entry.op == "conv":
         return {**base, **entry.fields, "model": None}
     blank = {k: None for k in ("in_channels", "out_channels", "kernel_size", "stride", "groups",
@@ -105,8 +110,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
         else:
             total = sum(e.op == "conv" for e in todo)
             limit = math.ceil(budget_fraction * total) - (total - sum(e.op == "conv" for e in pending))
-            setting = {"device": settings.device, "backend": backend.name, "precision": backend.precision,
-                       "batch_size": settings.batch_size, "threads": backend.metadata().get("threads")}
+            setting = _setting(backend, settings)
 
             def measured() -> pd.DataFrame:  # every row of this setting, earlier runs included
                 return LatencyTable.read(lut_path).select(**setting).frame
@@ -176,9 +180,7 @@ def predict_network_ms(table: LatencyTable, bundle: Bundle, segments: list[list[
 def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
              modules: Callable[[Entry], object] | None = None) -> list[dict]:
     """Time each whole network of the bundle and compare it with the sum of its LUT entries."""
-    table = LatencyTable.read(lut_path).select(device=settings.device, backend=backend.name,
-                                               precision=backend.precision, batch_size=settings.batch_size,
-                                               threads=backend.metadata().get("threads"))
+    table = LatencyTable.read(lut_path).select(**_setting(backend, settings))
     results = []
     for entry in bundle.of_op("network"):
         workload = _workload(bundle, entry, modules)
