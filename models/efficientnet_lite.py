@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .mobilenetv2 import make_divisible
+from .mobilenetv2 import init_weights, make_divisible
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,7 @@ class EfficientNetLite(nn.Module):
         self.act2 = nn.ReLU6(inplace=True)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.num_features, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv_stem(x)))
