@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "finetune": ("finetune", "train the shrunk network from the base weights, distilling from the original"),
     "merge": ("merge", "write the finetuned network as dense convs (PyTorch and ONNX), verified"),
     "evaluate": ("evaluate", "top-1 accuracy of a checkpoint or merged model on a dataset split"),
+    "importance": ("importance", "score each candidate segment: accuracy change with its activations removed"),
     "search": ("search", "choose which activations to drop under a latency budget (exact DP)"),
 }
 

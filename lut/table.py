@@ -82,15 +82,19 @@ class LutWriter:
         return {row_key(r) for r in frame.to_dict("records")}
 
     def append(self, row: dict) -> None:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(
-            ["" if row.get(c) is None else _text(row[c]) for c in self.columns])
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, buffer.getvalue().encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_csv_line(self.path, ["" if row.get(c) is None else _text(row[c]) for c in self.columns])
+
+
+def append_csv_line(path: Path, values: list) -> None:
+    """Append one CSV line with a single ``write`` (then ``fsync``): a crash tears at most it."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, buffer.getvalue().encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _repair_and_read_header(path: Path) -> list[str]:

@@ -91,7 +91,7 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def _loss(logits, labels, teacher_logits, config: TrainConfig):
+def distillation_loss(logits, labels, teacher_logits, config: TrainConfig):
     loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
     if teacher_logits is None or config.distill_weight == 0:
         return loss
@@ -183,7 +183,7 @@ def _epoch(wrapped, teacher, loader, optimizer, schedule, config, device, progre
         with torch.no_grad():
             teacher_logits = teacher(images) if teacher is not None else None
         logits = wrapped(images)
-        loss = _loss(logits, labels, teacher_logits, config)
+        loss = distillation_loss(logits, labels, teacher_logits, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

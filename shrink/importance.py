@@ -1,0 +1,220 @@
+"""Importance of each candidate segment: the held-out accuracy change (points) when every
+activation strictly inside it is removed, everything else kept.
+
+Two measured methods share one procedure, applied to the segment and, as the reference, to
+the unchanged network (so the procedure's own effect cancels):
+
+- ``zero-shot``: remove, re-estimate BatchNorm statistics on training images (forward passes
+  only: without it the score misleads), evaluate. Seconds per segment.
+- ``probe`` (Kim et al.): remove, finetune briefly with distillation from the original,
+  evaluate. Segments are sharded over the ranks of ``torchrun`` (rank r takes every world-th
+  segment); rows are appended to per-rank part files as they finish, so a re-run skips them.
+
+The third method, DepthShrinker's learnable masks, lives in :mod:`.mask_training`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..errors import DepthshrinkError
+from ..lut.table import append_csv_line
+from ..models.space import ChainSpace, read_json, write_json_atomic
+from ..profiler.candidates import model_label
+from ..search.dp import fastest_splits
+from .evaluate import accuracy
+from .masks import Masks
+
+PART_COLUMNS = ["start", "end", "accuracy"]
+
+
+@dataclass(frozen=True)
+class ImportanceConfig:
+    method: str = "zero-shot"          # zero-shot | probe
+    max_removed: int | None = None     # score only segments removing at most this many activations
+    bn_images: int = 2048              # training images for BatchNorm re-estimation
+    probe_steps: int = 50              # probe: finetuning steps per segment
+    probe_batch_size: int = 64
+    probe_lr: float = 0.01
+    distill_weight: float = 0.7
+    seed: int = 0
+
+
+def candidate_segments(space: ChainSpace, max_removed: int | None = None) -> list[tuple[int, int]]:
+    """Every ``[a, b)`` between activation sites (or the chain's ends) that removes at least one
+    removable activation, none that is fixed, and splits into legal spans; shortest first."""
+    sites = [s for s in space.sites if s.activation is not None]
+    points = [0, *(s.position for s in sites), space.num_layers]
+    removable = [s.position for s in sites if s.removable]
+    fixed = [s.position for s in sites if not s.removable]
+    reachable = np.isfinite(fastest_splits(space.num_layers, {k: 1.0 for k in space.spans})[0])
+    found = []
+    for i, a in enumerate(points):
+        for b in points[i + 1:]:
+            removed = sum(a < p < b for p in removable)
+            if any(a < p < b for p in fixed):
+                break
+            if removed and reachable[a, b] and (max_removed is None or removed <= max_removed):
+                found.append((a, b))
+    return sorted(found, key=lambda s: (s[1] - s[0], s[0]))
+
+
+def segment_masks(space: ChainSpace, start: int, end: int) -> Masks:
+    """Masks that remove the activations inside ``[start, end)`` only, merging it in the fewest
+    legal spans; ``start == end`` gives the unchanged network."""
+    with_activation = [s.position for s in space.sites if s.activation is not None]
+    previous = fastest_splits(space.num_layers, {k: 1.0 for k in space.spans})[1]
+    pieces, b = [], end
+    while b > start:
+        a = int(previous[start, b])
+        pieces.insert(0, (a, b))
+        b = a
+    segments = [(p, p + 1) for p in range(start)] + pieces + [(p, p + 1) for p in range(end, space.num_layers)]
+    kept = [p for p in with_activation if not start < p < end]
+    return Masks(kept, segments, model=dict(space.model))
+
+
+def reestimate_batchnorm(model: nn.Module, images: Dataset, batch_size: int = 256) -> nn.Module:
+    """Replace every BatchNorm's running statistics by their plain average over ``images``."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for batch, _ in DataLoader(images, batch_size=batch_size):
+            model(batch)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return model.eval()
+
+
+def _probe_finetune(model: nn.Module, teacher: nn.Module, data: Dataset, config: ImportanceConfig) -> None:
+    from .train import TrainConfig, distillation_loss
+
+    loss_config = TrainConfig(distill_weight=config.distill_weight, label_smoothing=0.0)
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.randint(0, len(data), (config.probe_steps * config.probe_batch_size,), generator=generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.probe_lr, momentum=0.9, nesterov=True)
+    model.train()
+    for images, labels in DataLoader(data, batch_size=config.probe_batch_size, sampler=order.tolist()):
+        with torch.no_grad():
+            teacher_logits = teacher(images)
+        loss = distillation_loss(model(images), labels, teacher_logits, loss_config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+class Scorer:
+    """Held-out accuracy of the base network with one segment's activations removed."""
+
+    def __init__(self, base: nn.Module, space: ChainSpace, train_data: Dataset, held_out: Dataset,
+                 config: ImportanceConfig) -> None:
+        if config.method not in ("zero-shot", "probe"):
+            raise DepthshrinkError(f"unknown importance method {config.method!r}: zero-shot or probe "
+                                   "(masks has its own trainer)")
+        self.base, self.space, self.config = base.eval(), space, config
+        self.train_data, self.held_out = train_data, held_out
+        count = min(config.bn_images, len(train_data))
+        pick = np.random.default_rng(config.seed).choice(len(train_data), count, replace=False)
+        self.bn_images = Subset(train_data, np.sort(pick).tolist())
+        # the teacher of the probes: the base network under the same BN re-estimation as every score
+        self.teacher = reestimate_batchnorm(copy.deepcopy(base), self.bn_images) if config.method == "probe" else None
+
+    def accuracy(self, start: int, end: int) -> float:
+        from .apply import apply_masks
+
+        torch.manual_seed(self.config.seed)
+        model = apply_masks(self.base, self.space, segment_masks(self.space, start, end))
+        if self.config.method == "probe":
+            _probe_finetune(model, self.teacher, self.train_data, self.config)
+        reestimate_batchnorm(model, self.bn_images)
+        return accuracy(model, self.held_out)
+
+
+def part_path(out: Path, rank: int) -> Path:
+    return out.with_name(f"{out.name}.parts") / f"rank{rank}.csv"
+
+
+def finished(out: Path) -> dict[tuple[int, int], float]:
+    """Accuracies already recorded in the part files of ``out`` (any rank, any earlier run)."""
+    done = {}
+    folder = out.with_name(f"{out.name}.parts")
+    for path in sorted(folder.glob("rank*.csv")) if folder.is_dir() else []:
+        lines = path.read_text().splitlines(keepends=True)
+        complete = [line for line in lines if line.endswith("\n") and line.count(",") == 2]
+        for line in complete[1:]:
+            start, end, value = line.strip().split(",")
+            done[(int(start), int(end))] = float(value)
+    return done
+
+
+def score_share(scorer: Scorer, segments: list[tuple[int, int]], out: Path, settings: dict, rank: int = 0,
+                world: int = 1, progress: Callable[[int, int], None] | None = None) -> None:
+    """Score this rank's share of ``segments`` (the reference ``(0, 0)`` included), appending rows.
+
+    ``settings`` (plain data: weights, data, method...) must equal those of any earlier rows."""
+    _check_settings(out, settings)
+    done = finished(out)
+    mine = [s for i, s in enumerate([(0, 0), *segments]) if i % world == rank and s not in done]
+    path = part_path(out, rank)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size:
+        _cut_torn_line(path)
+    else:
+        append_csv_line(path, PART_COLUMNS)
+    for index, (start, end) in enumerate(mine):
+        append_csv_line(path, [start, end, repr(scorer.accuracy(start, end))])
+        if progress:
+            progress(index + 1, len(mine))
+
+
+def _cut_torn_line(path: Path) -> None:
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        warnings.warn(f"{path}: dropped a torn last line (an interrupted write)", stacklevel=3)
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    path = out.with_name(f"{out.name}.parts") / "settings.json"
+    if path.exists() and read_json(path, "importance settings") != settings:
+        raise DepthshrinkError(f"{path.parent} holds scores of a run with other settings: delete it, or "
+                               "write to another --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, settings)
+
+
+def importance_frame(space: ChainSpace, segments: list[tuple[int, int]], scores: dict[tuple[int, int], float],
+                     method: str) -> pd.DataFrame:
+    """The importance table: accuracy points gained (usually lost) against the reference."""
+    missing = [s for s in [(0, 0), *segments] if s not in scores]
+    if missing:
+        raise DepthshrinkError(f"{len(missing)} segment(s) are not scored yet, e.g. {missing[:3]}: "
+                               "run the command again to finish them")
+    reference = scores[(0, 0)]
+    rows = [{"start": a, "end": b, "importance": round(100.0 * (scores[(a, b)] - reference), 4),
+             "method": method, "model": model_label(space.model), "accuracy": scores[(a, b)],
+             "reference_accuracy": reference} for a, b in segments]
+    return pd.DataFrame(rows)
+
+
+def write_importance(frame: pd.DataFrame, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out)
