@@ -26,6 +26,8 @@ SUBCOMMANDS = {
     "evaluate": ("evaluate", "top-1 accuracy of a checkpoint or merged model on a dataset split"),
     "importance": ("importance", "score each candidate segment: accuracy change with its activations removed"),
     "search": ("search", "choose which activations to drop under a latency budget (exact DP)"),
+    "run": ("run", "the whole pipeline (train, profile, importance, search, finetune, merge, measure, report)"),
+    "report": ("report", "an HTML page comparing the networks of run folders (accuracy vs throughput, ...)"),
 }
 
 

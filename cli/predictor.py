@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     table = LatencyTable.read(*args.lut).select(**setting_filters(args))
     results = cross_validate(table.frame, args.folds)
     if args.plot:
-        _parity_plot(results[0], table.setting, args.plot)
+        from ..reports.plots import parity_plot
+        parity_plot(results[0], table.setting, args.plot)
     if args.json:
         print(json.dumps({**results[0].to_dict(), **{k: v for k, v in table.setting.items()}}))
         return 0
@@ -48,24 +49,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {r.model:<22}{r.rmspe:>8.3f}{r.within_5pct:>8.1%}{r.within_10pct:>8.1%}{r.within_20pct:>8.1%}")
     print(f"best: {results[0].model}" + (f"; parity plot -> {args.plot}" if args.plot else ""))
     return 0
-
-
-def _parity_plot(best, setting: dict, path: str) -> None:
-    from .._imports import lazy_import
-
-    matplotlib = lazy_import("matplotlib")
-    matplotlib.use("Agg")
-    pyplot = lazy_import("matplotlib.pyplot")
-    figure, axes = pyplot.subplots(figsize=(5, 5))
-    low = min(best.measured_ms.min(), best.predicted_ms.min()) * 0.8
-    high = max(best.measured_ms.max(), best.predicted_ms.max()) * 1.25
-    axes.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="0.9", label="±10%")
-    axes.plot([low, high], [low, high], color="0.5", linewidth=1)
-    axes.scatter(best.measured_ms, best.predicted_ms, s=14, alpha=0.8)
-    axes.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel="measured latency (ms)",
-             ylabel="predicted latency (ms, held out)",
-             title=f"{best.model}: {best.within_10pct:.0%} within ±10%\n{setting.get('device')}, {setting.get('backend')}")
-    axes.legend(loc="upper left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    pyplot.close(figure)

@@ -35,8 +35,9 @@ def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
                                f"the fastest achievable is {floor_ms:.3f} ms (fixed part {outside:.3f} ms)")
     # each segment's latency is rounded up by less than one step: keep the sum under 0.5% of the budget
     step_ms = max(ROUNDING_SHARE * budget_ms / (len(cuts) + 1), (max(budget_ms, original) - outside) / MAX_BINS)
+    # the grid reaches past the original network by the most its segments can round up
     dp = TwoStageDP(problem.space.num_layers, problem.span_ms, cuts, problem.importance, step_ms,
-                    max(budget_ms, original) - outside)
+                    max(budget_ms, original) - outside + (len(cuts) + 1) * step_ms)
     if budget_ms >= original:
         note = (f"the budget {budget_ms:.3f} ms is at or above the original network's predicted "
                 f"{original:.3f} ms: the original network is returned, every activation kept")

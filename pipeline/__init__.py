@@ -1,0 +1,1 @@
+"""The one-command pipeline behind ``depthshrink run`` (see :mod:`.stages`)."""

@@ -1,0 +1,172 @@
+"""The pipeline's settings: typed sections read from a TOML file, every key checked.
+
+The defaults are the demo: small-input MobileNetV2-0.5 on Fashion-MNIST subsets, a CPU LUT
+measured adaptively in ONNX Runtime, two budgets, short training (about 10 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DepthshrinkError
+
+
+@dataclass
+class ModelSection:
+    name: str = "mobilenet_v2_small"
+    width_mult: float = 0.5
+    resolution: int = 28
+    in_channels: int = 1
+    num_classes: int = 10
+
+
+@dataclass
+class DataSection:
+    source: str = "fashion-mnist"       # fashion-mnist, a folder with its idx files, or synthetic
+    subset: int = 8000                  # training images used (0: all)
+    test_images: int = 0                # test images for the final accuracy (0: the whole split)
+
+
+@dataclass
+class TrainSection:
+    weights: str = ""                   # an existing base checkpoint (from train): skips training
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 0.05
+
+
+@dataclass
+class ProfileSection:
+    luts: list[str] = field(default_factory=list)  # existing LUTs for this device: skips profiling
+    budget_fraction: float = 0.5        # share of conv configurations measured (adaptive); 1: all
+    threads: int = 1
+    min_time_ms: float = 300.0
+
+
+@dataclass
+class ImportanceSection:
+    method: str = "zero-shot"           # zero-shot | probe | masks
+    max_removed: int = 4                # longest segments scored (activations removed; 0: all)
+    bn_images: int = 1024
+    held_out_images: int = 2000
+    probe_steps: int = 50
+
+
+@dataclass
+class SearchSection:
+    budgets: list[str] = field(default_factory=lambda: ["1.25x", "1.5x"])
+    methods: list[str] = field(default_factory=lambda: ["dp", "depthshrinker"])
+
+
+@dataclass
+class FinetuneSection:
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 0.02
+    distill: float = 0.7
+
+
+@dataclass
+class BaselineSection:
+    width_mults: list[float] = field(default_factory=lambda: [0.35])  # trained with the base schedule
+    pruning_ratios: list[float] = field(default_factory=list)          # torch-pruning L1 channel pruning
+
+
+@dataclass
+class MeasureSection:
+    threads: int = 1
+    min_time_ms: float = 1000.0
+    throughput_batch_size: int = 64
+
+
+@dataclass
+class PipelineConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    profile: ProfileSection = field(default_factory=ProfileSection)
+    importance: ImportanceSection = field(default_factory=ImportanceSection)
+    search: SearchSection = field(default_factory=SearchSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    baselines: BaselineSection = field(default_factory=BaselineSection)
+    measure: MeasureSection = field(default_factory=MeasureSection)
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "PipelineConfig":
+        config = cls()
+        _check_keys(data, [f.name for f in dataclasses.fields(cls)], source)
+        for name, value in data.items():
+            default = getattr(config, name)
+            if dataclasses.is_dataclass(default):
+                if not isinstance(value, dict):
+                    raise DepthshrinkError(f"{source}: [{name}] must be a table")
+                setattr(config, name, _section(type(default), value, f"{source} [{name}]"))
+            else:
+                setattr(config, name, _typed(value, type(default), f"{source}: {name}"))
+        return config
+
+    @classmethod
+    def read(cls, path: str | Path) -> "PipelineConfig":
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise DepthshrinkError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise DepthshrinkError(f"{path} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, str(path))
+
+    def to_toml(self) -> str:
+        lines = [f"seed = {_toml_value(self.seed)}"]
+        for section in dataclasses.fields(self):
+            value = getattr(self, section.name)
+            if dataclasses.is_dataclass(value):
+                lines += ["", f"[{section.name}]"]
+                lines += [f"{f.name} = {_toml_value(getattr(value, f.name))}" for f in dataclasses.fields(value)]
+        return "\n".join(lines) + "\n"
+
+
+def _check_keys(data: dict, valid: list[str], source: str) -> None:
+    unknown = [key for key in data if key not in valid]
+    if unknown:
+        raise DepthshrinkError(f"{source}: unknown key {', '.join(map(repr, unknown))}; valid keys: "
+                               f"{', '.join(valid)}")
+
+
+def _section(kind: type, data: dict, source: str):
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    _check_keys(data, list(fields), source)
+    section = kind()
+    for name, value in data.items():
+        default = getattr(section, name)
+        if isinstance(default, list):
+            item = type(default[0]) if default else (float if "ratio" in name or "mult" in name else str)
+            if not isinstance(value, list):
+                raise DepthshrinkError(f"{source} {name} must be a list")
+            value = [_typed(v, item, f"{source} {name}") for v in value]
+        else:
+            value = _typed(value, type(default), f"{source} {name}")
+        setattr(section, name, value)
+    return section
+
+
+def _typed(value, kind: type, where: str):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DepthshrinkError(f"{where} must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,77 @@
+"""The networks a run compares, and how each is loaded and measured (accuracy on the test
+split, latency and throughput in ONNX Runtime, parameters, FLOPs)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .config import PipelineConfig
+
+RESULT_COLUMNS = ["network", "kind", "budget", "latency_budget_ms", "predicted_latency_ms", "accuracy",
+                  "test_images", "latency_ms", "latency_p10_ms", "latency_p90_ms", "throughput_ips",
+                  "throughput_batch_size", "parameters", "flops", "device", "backend", "threads", "masks"]
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    kind: str                      # original | dp | depthshrinker | width
+    budget: str = ""               # dp, depthshrinker: the --latency-budget text
+    width_mult: float | None = None
+
+    @property
+    def masks(self) -> str:
+        """The masks file, relative to the run folder ('' for networks without one)."""
+        if self.kind == "original":
+            return "search/original.json"
+        return f"search/{self.name}.json" if self.kind in ("dp", "depthshrinker") else ""
+
+
+def network_list(config: PipelineConfig) -> list[Network]:
+    networks = [Network("original", "original")]
+    for budget in config.search.budgets:
+        networks += [Network(f"{method}-{budget.replace(' ', '')}", method, budget) for method in config.search.methods]
+    networks += [Network(f"width-{w:g}", "width", width_mult=w) for w in config.baselines.width_mults]
+    return networks
+
+
+def load_network(pipeline, network: Network):
+    """The network to measure: the deployable (merged) model for shrunk ones."""
+    from ..shrink.rebuild import load_merged, network_from_checkpoint
+    from ..shrink.train import load_checkpoint
+
+    if network.kind == "original":
+        return network_from_checkpoint(load_checkpoint(pipeline.base), str(pipeline.base))
+    if network.kind == "width":
+        path = pipeline.run / "baselines" / network.name / "last.pt"
+        return network_from_checkpoint(load_checkpoint(path), str(path))
+    return load_merged(pipeline.run / "networks" / network.name)
+
+
+def measure_network(pipeline, network: Network, test, device: dict) -> dict:
+    from ..profiler.timing import TimingProtocol
+    from ..shrink.evaluate import accuracy
+    from ..shrink.measure import cost
+
+    m, settings = pipeline.config.model, pipeline.config.measure
+    model = load_network(pipeline, network)
+    measured = cost(model, (m.in_channels, m.resolution, m.resolution), settings.threads,
+                    TimingProtocol(300, 20, settings.min_time_ms), settings.throughput_batch_size)
+    masks = json.loads((pipeline.run / network.masks).read_text()) if network.masks else {}
+    result = {"network": network.name, "kind": network.kind, "budget": network.budget,
+              "latency_budget_ms": masks.get("latency_budget_ms") if network.kind != "original" else None,
+              "predicted_latency_ms": masks.get("predicted_latency_ms"),
+              "accuracy": accuracy(model, test), "test_images": len(test), **measured.to_dict(),
+              "device": device["device"], "backend": device["backend"], "masks": network.masks}
+    print(f"{network.name}: accuracy {result['accuracy']:.2%}, latency {measured.latency_ms:.4f} ms "
+          f"(predicted {result['predicted_latency_ms'] or float('nan'):.4f}), {measured.throughput_ips:.0f} images/s")
+    return result
+
+
+def results_frame(run: Path, networks: list[Network]) -> pd.DataFrame:
+    rows = [json.loads((run / "networks" / n.name / "result.json").read_text()) for n in networks]
+    return pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)

@@ -1,0 +1,209 @@
+"""``depthshrink run``: base model → space → LUT → importance → search → finetune → merge →
+measure → report, under one run folder. Every stage runs the same subcommand a user would, and
+is skipped when its output exists, so a re-run resumes where the last one stopped.
+
+Run folder (field names fixed; the report reads them)::
+
+    config.toml              the resolved settings
+    device.json              device, backend, threads, measured peak FLOP/s
+    base/last.pt             the base network (unless [train] weights names one)
+    space.json  lut.csv  lut.validation.json  importance.csv
+    search/<network>.json    masks (original.json: every activation kept), *.frontier.csv
+    finetune/<network>/      finetune checkpoints;  baselines/<network>/: width multipliers
+    networks/<network>/      merged model files, result.json (accuracy, latency, cost)
+    results.csv              one row per network
+    report/index.html
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from argparse import Namespace
+from pathlib import Path
+
+from ..errors import DepthshrinkError
+from ..models.space import write_json_atomic
+from .config import PipelineConfig
+from .networks import Network, measure_network, network_list, results_frame
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig, run_dir: str | Path) -> None:
+        self.config, self.run = config, Path(run_dir)
+        self.data = self._data_source()
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _data_source(self) -> str:
+        from ..shrink.data import FASHION_MNIST
+
+        source = self.config.data.source
+        if source == "fashion-mnist" and not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
+            warnings.warn("\n" + "!" * 78 + "\nFashion-MNIST is not installed (apt-get install "
+                          "dataset-fashion-mnist): this run uses SYNTHETIC data, its accuracies mean "
+                          "nothing about real images\n" + "!" * 78, stacklevel=2)
+            return "synthetic"
+        return source
+
+    def cli(self, stage: str, *argv: str) -> None:
+        from ..cli.main import main
+
+        print(f"\n== {stage}: depthshrink {' '.join(argv)}", flush=True)
+        if main(list(argv)) != 0:
+            raise DepthshrinkError(f"stage '{stage}' failed (its error is above); fix it and run again: "
+                                   "finished stages are kept")
+
+    def model_args(self, width_mult: float | None = None) -> list[str]:
+        m = self.config.model
+        return ["--model", m.name, "--width-mult", str(width_mult or m.width_mult), "--resolution",
+                str(m.resolution), "--in-channels", str(m.in_channels), "--num-classes", str(m.num_classes)]
+
+    def data_args(self) -> list[str]:
+        subset = self.config.data.subset
+        return ["--data", self.data] + (["--subset", str(subset)] if subset else [])
+
+    @property
+    def base(self) -> Path:
+        return Path(self.config.train.weights) if self.config.train.weights else self.run / "base" / "last.pt"
+
+    # -- stages ---------------------------------------------------------------------------------
+    def run_all(self) -> Path:
+        self.run.mkdir(parents=True, exist_ok=True)
+        (self.run / "config.toml").write_text(self.config.to_toml())
+        self.train_base()
+        self.space()
+        self.profile()
+        self.importance()
+        networks = network_list(self.config)
+        self.search(networks)
+        self.finetune(networks)
+        self.baselines(networks)
+        self.measure(networks)
+        return self.report()
+
+    def train_base(self) -> None:
+        if self.config.train.weights:
+            if not self.base.exists():
+                raise DepthshrinkError(f"[train] weights: {self.base} does not exist")
+            return
+        self._train("base", self.run / "base", self.model_args())
+
+    def _train(self, stage: str, out: Path, model_args: list[str]) -> None:
+        t = self.config.train
+        if _finished(out / "last.pt", t.epochs):
+            return
+        self.cli(stage, "train", *model_args, *self.data_args(), "--epochs", str(t.epochs), "--batch-size",
+                 str(t.batch_size), "--lr", str(t.lr), "--seed", str(self.config.seed), "--out", str(out),
+                 "--resume")
+
+    def space(self) -> None:
+        if not (self.run / "space.json").exists():
+            self.cli("space", "space", *self.model_args(), "--out", str(self.run / "space.json"))
+
+    def profile(self) -> None:
+        p, lut = self.config.profile, self.run / "lut.csv"
+        if p.luts:
+            if not lut.exists():
+                self.cli("profile", "lut", "merge", *p.luts, "--out", str(lut))
+        elif not (self.run / "lut.validation.json").exists():
+            budget = ["--budget-fraction", str(p.budget_fraction)] if p.budget_fraction < 1 else []
+            self.cli("profile", "profile-device", "--cpu", *self.model_args(), "--batch-size", "1", "--lut", str(lut),
+                     "--validate", "--threads", str(p.threads), "--min-time-ms", str(p.min_time_ms), *budget)
+        self._device_json()
+
+    def _device_json(self) -> None:
+        import platform
+        import time
+
+        path = self.run / "device.json"
+        if path.exists():
+            return
+        from ..lut.table import LatencyTable
+        from ..shrink.measure import peak_flops_per_s
+
+        setting = LatencyTable.read(self.run / "lut.csv").select(threads=self.config.profile.threads).setting
+        threads = self.config.measure.threads
+        write_json_atomic(path, {"device": setting["device"], "backend": "onnxruntime", "threads": threads,
+                                 "peak_flops_per_s": peak_flops_per_s(threads), "host": platform.node(),
+                                 "tool_version": _ort_version(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def importance(self) -> None:
+        i, out = self.config.importance, self.run / "importance.csv"
+        if out.exists():
+            return
+        limit = ["--max-removed", str(i.max_removed)] if i.max_removed else []
+        self.cli("importance", "importance", "--method", i.method, "--weights", str(self.base), *self.data_args(),
+                 *limit, "--bn-images", str(i.bn_images), "--held-out-images", str(i.held_out_images),
+                 "--probe-steps", str(i.probe_steps), "--seed", str(self.config.seed), "--out", str(out))
+
+    def search(self, networks: list[Network]) -> None:
+        folder = self.run / "search"
+        folder.mkdir(exist_ok=True)
+        common = ["--space", str(self.run / "space.json"), "--lut", str(self.run / "lut.csv"),
+                  "--importance", str(self.run / "importance.csv"), "--threads", str(self.config.profile.threads)]
+        if not (folder / "original.json").exists():  # the unchanged network, with its per-layer latencies
+            self.cli("search original", "search", *common, "--latency-budget", "1x", "--out",
+                     str(folder / "original.json"))
+            masks = json.loads((folder / "original.json").read_text())
+            write_json_atomic(folder / "original.json", {**masks, "method": "original"})
+            (folder / "original.frontier.csv").unlink(missing_ok=True)
+        for network in networks:
+            if network.masks and not (self.run / network.masks).exists():
+                self.cli(f"search {network.name}", "search", *common, "--latency-budget", network.budget,
+                         "--method", network.kind, "--out", str(self.run / network.masks))
+
+    def finetune(self, networks: list[Network]) -> None:
+        f = self.config.finetune
+        for network in networks:
+            if network.kind not in ("dp", "depthshrinker"):
+                continue
+            out = self.run / "finetune" / network.name
+            if not _finished(out / "last.pt", f.epochs):
+                self.cli(f"finetune {network.name}", "finetune", "--masks", str(self.run / network.masks),
+                         "--weights", str(self.base), *self.data_args(), "--epochs", str(f.epochs),
+                         "--batch-size", str(f.batch_size), "--lr", str(f.lr), "--distill", str(f.distill),
+                         "--seed", str(self.config.seed), "--out", str(out), "--resume")
+            merged = self.run / "networks" / network.name
+            if not (merged / "merged.json").exists():
+                self.cli(f"merge {network.name}", "merge", "--checkpoint", str(out / "last.pt"), "--out", str(merged))
+
+    def baselines(self, networks: list[Network]) -> None:
+        for network in networks:
+            if network.kind == "width":
+                self._train(network.name, self.run / "baselines" / network.name, self.model_args(network.width_mult))
+
+    def measure(self, networks: list[Network]) -> None:
+        from ..cli.train import load_data
+
+        test = load_data(Namespace(data=self.data, subset=None), "test")
+        if self.config.data.test_images:
+            from torch.utils.data import Subset
+            test = Subset(test, range(min(self.config.data.test_images, len(test))))
+        device = json.loads((self.run / "device.json").read_text())
+        for network in networks:
+            path = self.run / "networks" / network.name / "result.json"
+            if not path.exists():
+                print(f"\n== measure {network.name}", flush=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(path, measure_network(self, network, test, device))
+        frame = results_frame(self.run, networks)
+        frame.to_csv(self.run / "results.csv", index=False)
+        print("\n" + frame[["network", "accuracy", "latency_ms", "throughput_ips", "predicted_latency_ms"]]
+              .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+    def report(self) -> Path:
+        self.cli("report", "report", str(self.run), "--out", str(self.run / "report"))
+        return self.run / "report" / "index.html"
+
+
+def _finished(checkpoint: Path, epochs: int) -> bool:
+    """Whether ``checkpoint`` exists and reached ``epochs`` (read without unpickling anything)."""
+    if not checkpoint.exists():
+        return False
+    from ..shrink.train import load_checkpoint
+    return load_checkpoint(checkpoint).get("epoch", 0) >= epochs
+
+
+def _ort_version() -> str:
+    from .._imports import lazy_import
+    return lazy_import("onnxruntime").__version__

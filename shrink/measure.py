@@ -1,0 +1,96 @@
+"""What a network costs: parameters, FLOPs, and its latency and throughput measured in ONNX
+Runtime on this CPU (exported with the batch size it is timed at), plus the CPU's measured
+peak FLOP/s for hardware utilisation."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..profiler.timing import Timing, TimingProtocol
+from .export import export_onnx
+
+
+@dataclass(frozen=True)
+class Cost:
+    parameters: int
+    flops: int                     # per image: 2 x multiply-adds of convs and linear layers
+    latency_ms: float              # batch 1, median
+    latency_p10_ms: float
+    latency_p90_ms: float
+    throughput_batch_size: int
+    throughput_ips: float          # images per second at that batch size
+    threads: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops(model: nn.Module, example: torch.Tensor) -> int:
+    """FLOPs of one forward pass of ``example`` (batch 1): 2 x multiply-adds of convs and linears."""
+    total = 0
+
+    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += 2 * output.numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()(example[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def onnx_timing(model: nn.Module, input_shape: tuple[int, ...], threads: int, protocol: TimingProtocol) -> Timing:
+    """``model`` exported at ``input_shape`` and timed whole in ONNX Runtime."""
+    from ..profiler.base import Workload
+    from ..profiler.onnxruntime import OnnxRuntimeBackend
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "network.onnx"
+        export_onnx(model, torch.zeros(input_shape), path)
+        return OnnxRuntimeBackend(threads).time(Workload("network", {"input": list(input_shape)}, path), protocol)
+
+
+def cost(model: nn.Module, image_shape: tuple[int, int, int], threads: int = 1,
+         protocol: TimingProtocol = TimingProtocol(300, 20, 1000), throughput_batch_size: int = 64) -> Cost:
+    latency = onnx_timing(model, (1, *image_shape), threads, protocol)
+    batched = onnx_timing(model, (throughput_batch_size, *image_shape), threads, protocol)
+    return Cost(parameters(model), flops(model, torch.zeros(1, *image_shape)), latency.latency_ms,
+                latency.latency_p10_ms, latency.latency_p90_ms, throughput_batch_size,
+                1000.0 * throughput_batch_size / batched.latency_ms, threads)
+
+
+def peak_flops_per_s(threads: int = 1, size: int = 1024, protocol: TimingProtocol = TimingProtocol(300, 10, 1000)) -> float:
+    """The CPU's achievable FLOP/s: a large single-precision matrix product in ONNX Runtime."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ..profiler.base import Workload
+    from ..profiler.onnxruntime import OnnxRuntimeBackend
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "peak",
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "matmul.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), os.fspath(path))
+        timing = OnnxRuntimeBackend(threads).time(Workload("matmul", {"a": [size, size], "b": [size, size]}, path),
+                                                  protocol)
+    return 2.0 * size ** 3 / (timing.latency_ms / 1000.0)
