@@ -10,26 +10,25 @@ TORCH_SPEC ?= torch==2.13.0
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@# Real data: Debian's Fashion-MNIST (installed with apt when we are root; the loader says how otherwise)
-	@if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] \
-	    && command -v apt-get >/dev/null; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
-	    >/dev/null || echo "warning: could not install dataset-fashion-mnist"; fi
+	@# Debian packages, installed with apt when we are root (the code says how otherwise):
+	@# Fashion-MNIST (real data) and Chromium (the report's headless-browser test)
+	@missing=""; \
+	  [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	      >/dev/null || echo "warning: could not install$$missing"; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The whole pipeline on embedded defaults (about 10 minutes on 2 cores): base training on a
+# Fashion-MNIST subset, CPU LUT, importance, search at two budgets, finetune, merge, baselines,
+# measured latency and accuracy, report. A re-run resumes; `make clean` starts over.
 demo: install
-	mkdir -p out/demo
-	$(VENV)/bin/depthshrink space --model mobilenet_v2_small --width-mult 0.5 --resolution 28 \
-	    --in-channels 1 --num-classes 10 --out out/demo/space.json
-	$(VENV)/bin/depthshrink profile-device --cpu --model mobilenet_v2_small --width-mult 0.5 \
-	    --resolution 28 --in-channels 1 --num-classes 10 --batch-size 1 --lut out/demo/lut.csv \
-	    --validate --min-time-ms 200
-	$(PY) bench/merge_latency.py --model mobilenet_v2_small --width-mult 0.5 --resolution 28 \
-	    --in-channels 1 --min-time-ms 1000 --out out/demo
+	$(VENV)/bin/depthshrink run --out out/demo
 
 test: install
 	$(PY) -m pytest -q

@@ -15,6 +15,7 @@ _EXTRAS = {
     "matplotlib": (None, "matplotlib"),
     "sklearn": (None, "scikit-learn"),
     "onnx": (None, "onnx"),
+    "torch_pruning": (None, "torch-pruning"),
 }
 
 

@@ -63,7 +63,7 @@ class SearchSection:
 
 @dataclass
 class FinetuneSection:
-    epochs: int = 2
+    epochs: int = 1
     batch_size: int = 128
     lr: float = 0.02
     distill: float = 0.7
@@ -72,7 +72,7 @@ class FinetuneSection:
 @dataclass
 class BaselineSection:
     width_mults: list[float] = field(default_factory=lambda: [0.35])  # trained with the base schedule
-    pruning_ratios: list[float] = field(default_factory=list)          # torch-pruning L1 channel pruning
+    pruning_ratios: list[float] = field(default_factory=lambda: [0.3])  # torch-pruning L1 channel pruning
 
 
 @dataclass

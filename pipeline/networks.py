@@ -19,9 +19,10 @@ RESULT_COLUMNS = ["network", "kind", "budget", "latency_budget_ms", "predicted_l
 @dataclass(frozen=True)
 class Network:
     name: str
-    kind: str                      # original | dp | depthshrinker | width
+    kind: str                      # original | dp | depthshrinker | width | pruned
     budget: str = ""               # dp, depthshrinker: the --latency-budget text
     width_mult: float | None = None
+    pruning_ratio: float | None = None
 
     @property
     def masks(self) -> str:
@@ -36,6 +37,7 @@ def network_list(config: PipelineConfig) -> list[Network]:
     for budget in config.search.budgets:
         networks += [Network(f"{method}-{budget.replace(' ', '')}", method, budget) for method in config.search.methods]
     networks += [Network(f"width-{w:g}", "width", width_mult=w) for w in config.baselines.width_mults]
+    networks += [Network(f"pruned-{r:g}", "pruned", pruning_ratio=r) for r in config.baselines.pruning_ratios]
     return networks
 
 
@@ -49,6 +51,9 @@ def load_network(pipeline, network: Network):
     if network.kind == "width":
         path = pipeline.run / "baselines" / network.name / "last.pt"
         return network_from_checkpoint(load_checkpoint(path), str(path))
+    if network.kind == "pruned":
+        from .pruning import load_pruned
+        return load_pruned(pipeline, network)
     return load_merged(pipeline.run / "networks" / network.name)
 
 

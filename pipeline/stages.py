@@ -75,7 +75,7 @@ class Pipeline:
         self.profile()
         self.importance()
         networks = network_list(self.config)
-        self.search(networks)
+        networks = self.search(networks)
         self.finetune(networks)
         self.baselines(networks)
         self.measure(networks)
@@ -136,7 +136,8 @@ class Pipeline:
                  *limit, "--bn-images", str(i.bn_images), "--held-out-images", str(i.held_out_images),
                  "--probe-steps", str(i.probe_steps), "--seed", str(self.config.seed), "--out", str(out))
 
-    def search(self, networks: list[Network]) -> None:
+    def search(self, networks: list[Network]) -> list[Network]:
+        """Masks for every shrunk network; those whose budget is out of reach are left out."""
         folder = self.run / "search"
         folder.mkdir(exist_ok=True)
         common = ["--space", str(self.run / "space.json"), "--lut", str(self.run / "lut.csv"),
@@ -148,9 +149,13 @@ class Pipeline:
             write_json_atomic(folder / "original.json", {**masks, "method": "original"})
             (folder / "original.frontier.csv").unlink(missing_ok=True)
         for network in networks:
-            if network.masks and not (self.run / network.masks).exists():
-                self.cli(f"search {network.name}", "search", *common, "--latency-budget", network.budget,
-                         "--method", network.kind, "--out", str(self.run / network.masks))
+            if network.kind in ("dp", "depthshrinker") and not (self.run / network.masks).exists():
+                try:
+                    self.cli(f"search {network.name}", "search", *common, "--latency-budget", network.budget,
+                             "--method", network.kind, "--out", str(self.run / network.masks))
+                except DepthshrinkError:  # a budget out of reach: the other networks still run
+                    print(f"!! {network.name} is left out: no network of this method fits its budget", flush=True)
+        return [n for n in networks if not n.masks or (self.run / n.masks).exists()]
 
     def finetune(self, networks: list[Network]) -> None:
         f = self.config.finetune
@@ -168,9 +173,14 @@ class Pipeline:
                 self.cli(f"merge {network.name}", "merge", "--checkpoint", str(out / "last.pt"), "--out", str(merged))
 
     def baselines(self, networks: list[Network]) -> None:
+        from .pruning import train_pruned
+
         for network in networks:
             if network.kind == "width":
                 self._train(network.name, self.run / "baselines" / network.name, self.model_args(network.width_mult))
+            elif network.kind == "pruned" and not _finished(self.run / "baselines" / network.name / "last.pt",
+                                                            self.config.finetune.epochs):
+                train_pruned(self, network)
 
     def measure(self, networks: list[Network]) -> None:
         from ..cli.train import load_data
