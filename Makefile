@@ -33,7 +33,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# The README's results (about 1.5 hours on 2 cores, on a quiet machine: latencies are measured).
 bench: install
+	$(VENV)/bin/depthshrink run --config bench/pipeline.toml --out out/bench
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge
 	rm -f out/bench_lut_mobilenet_v2_224.csv out/bench_lut_mobilenet_v2_224.validation.json
 	$(PY) bench/lut_table.py --model mobilenet_v2 --resolution 224 --out out/bench_lut_mobilenet_v2_224.csv

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time whole networks and report the sum-of-LUT error")
     parser.add_argument("--device-label", help="the LUT's device column (default: from the hardware)")
     parser.add_argument("--budget-fraction", type=float,
-                        help="measure at most this share of the conv configurations, choosing adaptively "
+                        help="measure at most this share of the conv configurations (at least 20), choosing adaptively "
                              "(the predictor fills in the rest)")
     parser.add_argument("--target-accuracy", type=float, default=0.95,
                         help="with --budget-fraction: stop once this share of held-out rows is within 10%%")

@@ -49,9 +49,9 @@ class ProfileSection:
 @dataclass
 class ImportanceSection:
     method: str = "zero-shot"           # zero-shot | probe | masks
-    max_removed: int = 4                # longest segments scored (activations removed; 0: all)
-    bn_images: int = 1024
-    held_out_images: int = 2000
+    max_removed: int = 2                # longest segments scored (activations removed; 0: all)
+    bn_images: int = 512
+    held_out_images: int = 1000
     probe_steps: int = 50
 
 

@@ -109,7 +109,9 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
                 measure_entry(entry)
         else:
             total = sum(e.op == "conv" for e in todo)
-            limit = math.ceil(budget_fraction * total) - (total - sum(e.op == "conv" for e in pending))
+            # never fewer rows than the predictor needs to fit (or every configuration, if fewer)
+            wanted = max(math.ceil(budget_fraction * total), min(MIN_ROWS, total))
+            limit = wanted - (total - sum(e.op == "conv" for e in pending))
             setting = _setting(backend, settings)
 
             def measured() -> pd.DataFrame:  # every row of this setting, earlier runs included
