@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         state = load_checkpoint(args.checkpoint)
         model, name, info = network_from_checkpoint(state, args.checkpoint), args.checkpoint, state["spec"]["model"]
-    data = load_data(args, args.split)
+    data = load_data(args, args.split, info)
     check_fits(data, info)
     value = accuracy(model, data)
     print(f"{name}: top-1 {value:.2%} on the {args.split} split of {args.data}")

@@ -21,9 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--distill", type=float, default=0.7,
                         help="weight of the original network's soft targets (DepthShrinker 0.7, Kim et al. 0.3)")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
+                             "the checkpoint deploys")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--eval-images", type=positive_int,
+                        help="held-out images for the accuracy printed at the end (default: all)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -44,13 +49,17 @@ def run(args: argparse.Namespace) -> int:
     masks = load_masks(args.masks).resolve(space)
     shrunk = apply_masks(teacher, space, masks)  # a copy: the teacher stays the original
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
-                         label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed)
+                         label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed,
+                         ema_decay=args.ema_decay)
     spec = {"model": space.model, "masks": masks.to_dict(), "weights": args.weights}
-    data = load_data(args, "train")
+    data = load_data(args, "train", space.model)
     check_fits(data, space.model)
     train(shrunk, data, config, args.out, teacher=teacher, resume=args.resume, progress=not args.no_progress,
           spec=spec)
-    held_out = load_data(args, "held-out")
+    held_out = load_data(args, "held-out", space.model)
+    if args.eval_images:
+        from torch.utils.data import Subset
+        held_out = Subset(held_out, range(min(args.eval_images, len(held_out))))
     print(f"finetuned {len(masks.removed_activations)} removed activations, {len(masks.segments)} segments: "
           f"held-out accuracy {accuracy(shrunk, held_out):.2%} (original {accuracy(teacher, held_out):.2%}) "
           f"-> {args.out}/last.pt")

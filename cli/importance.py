@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="the base network's checkpoint (from train)")
     add_data_arguments(parser)
     parser.add_argument("--max-removed", type=positive_int,
-                        help="score only segments that remove at most this many activations (fewer "
-                             "segments, faster; the search can then only form such segments)")
+                        help="measure only segments that remove at most this many activations; longer "
+                             "ones are completed additively (source=additive)")
     parser.add_argument("--bn-images", type=positive_int, default=2048,
                         help="training images for re-estimating BatchNorm statistics")
     parser.add_argument("--held-out-images", type=positive_int,
@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
         raise DepthshrinkError(f"{args.weights} is already shrunk: give the base network's checkpoint")
     base, space = build_from_spec((state.get("spec") or {}).get("model"))
     load_into(base, state["model"], args.weights)
-    train_data = load_data(args, "train")
+    train_data = load_data(args, "train", space.model)
     check_fits(train_data, space.model)
-    held_out = load_data(args, "held-out")
+    held_out = load_data(args, "held-out", space.model)
     if args.held_out_images:
         from torch.utils.data import Subset
         held_out = Subset(held_out, range(min(args.held_out_images, len(held_out))))
@@ -107,8 +107,7 @@ def _masks(args, base, space, train_data, held_out, out: Path):
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise DepthshrinkError("--method masks trains one model: run it without torchrun")
     config = MaskConfig(epochs=args.epochs, keep=args.keep, distill_weight=args.distill, seed=args.seed)
-    frame = train_masks(base, space, train_data, held_out, config, args.max_removed,
-                        progress=not args.no_progress)
+    frame = train_masks(base, space, train_data, held_out, config, progress=not args.no_progress)
     write_importance(frame, out)
     return frame
 

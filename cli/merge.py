@@ -8,11 +8,15 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DepthshrinkError
+from .common import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a finetune checkpoint")
     parser.add_argument("--out", required=True, help="folder for merged.pt, merged.json and merged.onnx")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="ONNX Runtime threads for the before/after latency (default 1)")
+    parser.add_argument("--no-measure", action="store_true", help="skip the before/after latency measurement")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,4 +52,29 @@ def run(args: argparse.Namespace) -> int:
     convs = [sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) for net in (shrunk, merged)]
     print(f"merged {convs[0]} convs into {convs[1]} ({params[0]:,} -> {params[1]:,} parameters); "
           f"ONNX Runtime vs PyTorch {onnx_error:.1e} -> {out}")
+    if not args.no_measure:
+        _report(shrunk, merged, info, args.threads, out)
     return 0
+
+
+def _report(shrunk, merged, info: dict, threads: int, out: Path) -> None:
+    """Parameters, FLOPs and ONNX Runtime latency (batch 1) before and after merging."""
+    from ..models.space import write_json_atomic
+    from ..profiler.timing import TimingProtocol
+    from ..shrink.measure import flops, onnx_timing, parameters
+
+    import torch
+
+    shape = (1, info["in_channels"], info["height"], info["width"])
+    rows = {}
+    for name, net in (("before", shrunk), ("after", merged)):
+        timing = onnx_timing(net, shape, threads, TimingProtocol(200, 10, 500))
+        rows[name] = {"parameters": parameters(net), "flops": flops(net, torch.zeros(shape)),
+                      "latency_ms": timing.latency_ms, "latency_p10_ms": timing.latency_p10_ms,
+                      "latency_p90_ms": timing.latency_p90_ms}
+    write_json_atomic(out / "merge_report.json", {"backend": "onnxruntime", "threads": threads, "batch_size": 1,
+                                                  **rows})
+    print(f"{'':8}{'parameters':>12}{'MFLOPs':>10}{'latency ms (p10-p90), ONNX Runtime ' + str(threads) + ' thread(s)':>48}")
+    for name, row in rows.items():
+        print(f"{name:8}{row['parameters']:>12,}{row['flops'] / 1e6:>10.2f}{row['latency_ms']:>14.4f} "
+              f"({row['latency_p10_ms']:.4f}-{row['latency_p90_ms']:.4f})")

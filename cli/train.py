@@ -11,37 +11,63 @@ from .common import add_model_arguments, build_space, positive_float, positive_i
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", default="fashion-mnist",
-                       help="fashion-mnist (Debian's package), a folder with its idx files, or synthetic")
+                       help="fashion-mnist (Debian's package), synthetic, or a folder: Fashion-MNIST idx "
+                            "files, CIFAR-10 python batches, or images in class folders (train/<class>/, "
+                            "val/<class>/ for the test split)")
     group.add_argument("--subset", type=positive_int, help="use only the first N training examples")
 
 
-def load_data(args: argparse.Namespace, split: str):
+def load_data(args: argparse.Namespace, split: str, info: dict | None = None):
+    """``split`` (train, held-out or test) of ``args.data``; ``info`` (a space's model) sizes images
+    read from folders."""
     from torch.utils.data import Subset
 
-    from ..shrink.data import FASHION_MNIST, fashion_mnist, held_out_split, synthetic
+    from ..shrink.data import held_out_split
 
-    if args.data == "synthetic":
-        data = synthetic(12_000 if split == "train" else 2_000, seed=0 if split == "train" else 1)
-    else:
-        data = fashion_mnist("test" if split == "test" else "train",
-                             FASHION_MNIST if args.data == "fashion-mnist" else args.data)
+    data = _dataset(args.data, "test" if split == "test" else "train", info)
     if split in ("train", "held-out"):
-        train_index, held_index = held_out_split(len(data), min(5_000, len(data) // 10))
+        train_index, held_index = held_out_split(len(data), min(5_000, max(1, len(data) // 10)))
         data = Subset(data, (train_index if split == "train" else held_index).tolist())
     if getattr(args, "subset", None) and split == "train":
         data = Subset(data, range(min(args.subset, len(data))))
     return data
 
 
+def _dataset(source: str, split: str, info: dict | None):
+    from pathlib import Path
+
+    from ..shrink.data import FASHION_MNIST, fashion_mnist, synthetic
+    from ..shrink.folders import ImageFolder, cifar10, is_cifar10
+
+    if source == "synthetic":
+        return synthetic(12_000 if split == "train" else 2_000, seed=0 if split == "train" else 1)
+    if source == "fashion-mnist":
+        return fashion_mnist(split, FASHION_MNIST)
+    root = Path(source)
+    if not root.is_dir():
+        raise DepthshrinkError(f"dataset folder {root} does not exist")
+    if any(root.glob("*-idx[13]-ubyte*")):
+        return fashion_mnist(split, root)
+    if is_cifar10(root):
+        return cifar10(root, split)
+    if info is None:
+        raise DepthshrinkError(f"{root}: image folders need the model's resolution")
+    names = ["train"] if split == "train" else ["val", "test"]
+    folder = next((root / n for n in names if (root / n).is_dir()), root if split == "train" else None)
+    if folder is None:
+        raise DepthshrinkError(f"{root} has no val/ or test/ folder for the test split")
+    return ImageFolder(folder, info["height"], info["in_channels"])
+
+
 def _labels(data):
-    """The label tensor of a (subset of a) TensorDataset."""
+    """The label tensor of a (subset of a) TensorDataset or ImageFolder."""
     import torch
 
     indices = None
     while hasattr(data, "indices"):
         indices = torch.as_tensor(data.indices) if indices is None else torch.as_tensor(data.indices)[indices]
         data = data.dataset
-    labels = data.tensors[1]
+    labels = data.targets if hasattr(data, "targets") else data.tensors[1]
     return labels if indices is None else labels[indices]
 
 
@@ -66,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=positive_float, default=0.05)
     parser.add_argument("--weight-decay", type=float, default=4e-5)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
+                             "the checkpoint deploys")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="run folder: last.pt, metrics.jsonl")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -80,13 +109,13 @@ def run(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)  # the initial weights too
     model, space = build_space(args)
-    data = load_data(args, "train")
+    data = load_data(args, "train", space.model)
     check_fits(data, space.model)
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
-                         label_smoothing=args.label_smoothing, seed=args.seed)
+                         label_smoothing=args.label_smoothing, seed=args.seed, ema_decay=args.ema_decay)
     spec = {"model": space.model, "weights": args.weights}
     train(model, data, config, args.out, resume=args.resume, progress=not args.no_progress, spec=spec)
-    held_out = accuracy(model, load_data(args, "held-out"))
+    held_out = accuracy(model, load_data(args, "held-out", space.model))
     print(f"trained {space.model['name']} for {args.epochs} epoch(s) on {len(data)} images: "
           f"held-out accuracy {held_out:.2%} -> {args.out}/last.pt")
     return 0

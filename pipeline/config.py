@@ -26,7 +26,7 @@ class ModelSection:
 @dataclass
 class DataSection:
     source: str = "fashion-mnist"       # fashion-mnist, a folder with its idx files, or synthetic
-    subset: int = 8000                  # training images used (0: all)
+    subset: int = 6000                  # training images used (0: all)
     test_images: int = 0                # test images for the final accuracy (0: the whole split)
 
 
@@ -41,9 +41,9 @@ class TrainSection:
 @dataclass
 class ProfileSection:
     luts: list[str] = field(default_factory=list)  # existing LUTs for this device: skips profiling
-    budget_fraction: float = 0.5        # share of conv configurations measured (adaptive); 1: all
+    budget_fraction: float = 0.4        # share of conv configurations measured (adaptive); 1: all
     threads: int = 1
-    min_time_ms: float = 300.0
+    min_time_ms: float = 200.0
 
 
 @dataclass
@@ -78,7 +78,7 @@ class BaselineSection:
 @dataclass
 class MeasureSection:
     threads: int = 1
-    min_time_ms: float = 1000.0
+    min_time_ms: float = 500.0
     throughput_batch_size: int = 64
 
 

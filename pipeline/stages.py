@@ -167,7 +167,7 @@ class Pipeline:
                 self.cli(f"finetune {network.name}", "finetune", "--masks", str(self.run / network.masks),
                          "--weights", str(self.base), *self.data_args(), "--epochs", str(f.epochs),
                          "--batch-size", str(f.batch_size), "--lr", str(f.lr), "--distill", str(f.distill),
-                         "--seed", str(self.config.seed), "--out", str(out), "--resume")
+                         "--seed", str(self.config.seed), "--out", str(out), "--resume", "--eval-images", "1000")
             merged = self.run / "networks" / network.name
             if not (merged / "merged.json").exists():
                 self.cli(f"merge {network.name}", "merge", "--checkpoint", str(out / "last.pt"), "--out", str(merged))

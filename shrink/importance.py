@@ -33,6 +33,7 @@ from ..lut.table import append_csv_line
 from ..models.space import ChainSpace, read_json, write_json_atomic
 from ..profiler.candidates import model_label
 from ..search.dp import fastest_splits
+from ..search.segments import candidate_segments, complete_additively
 from .evaluate import accuracy
 from .masks import Masks
 
@@ -49,25 +50,6 @@ class ImportanceConfig:
     probe_lr: float = 0.01
     distill_weight: float = 0.7
     seed: int = 0
-
-
-def candidate_segments(space: ChainSpace, max_removed: int | None = None) -> list[tuple[int, int]]:
-    """Every ``[a, b)`` between activation sites (or the chain's ends) that removes at least one
-    removable activation, none that is fixed, and splits into legal spans; shortest first."""
-    sites = [s for s in space.sites if s.activation is not None]
-    points = [0, *(s.position for s in sites), space.num_layers]
-    removable = [s.position for s in sites if s.removable]
-    fixed = [s.position for s in sites if not s.removable]
-    reachable = np.isfinite(fastest_splits(space.num_layers, {k: 1.0 for k in space.spans})[0])
-    found = []
-    for i, a in enumerate(points):
-        for b in points[i + 1:]:
-            removed = sum(a < p < b for p in removable)
-            if any(a < p < b for p in fixed):
-                break
-            if removed and reachable[a, b] and (max_removed is None or removed <= max_removed):
-                found.append((a, b))
-    return sorted(found, key=lambda s: (s[1] - s[0], s[0]))
 
 
 def segment_masks(space: ChainSpace, start: int, end: int) -> Masks:
@@ -202,15 +184,19 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 def importance_frame(space: ChainSpace, segments: list[tuple[int, int]], scores: dict[tuple[int, int], float],
                      method: str) -> pd.DataFrame:
-    """The importance table: accuracy points gained (usually lost) against the reference."""
+    """The importance table: accuracy points gained (usually lost) against the reference, for the
+    measured ``segments`` and, completed additively, every longer candidate segment."""
     missing = [s for s in [(0, 0), *segments] if s not in scores]
     if missing:
         raise DepthshrinkError(f"{len(missing)} segment(s) are not scored yet, e.g. {missing[:3]}: "
                                "run the command again to finish them")
     reference = scores[(0, 0)]
-    rows = [{"start": a, "end": b, "importance": round(100.0 * (scores[(a, b)] - reference), 4),
-             "method": method, "model": model_label(space.model), "accuracy": scores[(a, b)],
-             "reference_accuracy": reference} for a, b in segments]
+    points = {key: 100.0 * (scores[key] - reference) for key in segments}
+    completed = complete_additively(space, points)
+    rows = [{"start": a, "end": b, "importance": round(value, 4), "method": method,
+             "source": "measured" if (a, b) in points else "additive", "model": model_label(space.model),
+             "accuracy": scores.get((a, b)), "reference_accuracy": reference}
+            for (a, b), value in sorted(completed.items(), key=lambda item: (item[0][1] - item[0][0], item[0][0]))]
     return pd.DataFrame(rows)
 
 

@@ -83,11 +83,13 @@ def masked_network(base: nn.Module, space: ChainSpace, keep: int) -> fx.GraphMod
 
 
 def train_masks(base: nn.Module, space: ChainSpace, train_data: Dataset, held_out: Dataset,
-                config: MaskConfig, max_removed: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Train scores and weights jointly (distilling from ``base``); the importance table."""
+                config: MaskConfig, progress: bool = True) -> pd.DataFrame:
+    """Train scores and weights jointly (distilling from ``base``); the importance table (every
+    candidate segment: the scores are additive by construction)."""
     from tqdm import tqdm
 
-    from .importance import candidate_segments, reestimate_batchnorm
+    from ..search.segments import candidate_segments
+    from .importance import reestimate_batchnorm
     from .train import TrainConfig, distillation_loss
 
     removable = [s.position for s in space.sites if s.activation is not None and s.removable]
@@ -120,5 +122,5 @@ def train_masks(base: nn.Module, space: ChainSpace, train_data: Dataset, held_ou
     rows = [{"start": a, "end": b, "method": "masks", "model": model_label(space.model),
              "importance": round(-sum(v for p, v in normalised.items() if a < p < b), 6),
              "unit": "mask score", "masked_accuracy": held_out_accuracy, "kept_sites": keep}
-            for a, b in candidate_segments(space, max_removed)]
+            for a, b in candidate_segments(space)]
     return pd.DataFrame(rows)

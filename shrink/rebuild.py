@@ -48,7 +48,7 @@ def network_from_checkpoint(state: dict, source: str) -> nn.Module:
     model, space = build_from_spec(spec.get("model"))
     if spec.get("masks"):
         model = apply_masks(model, space, Masks.from_dict(spec["masks"]))
-    load_into(model, state["model"], source)
+    load_into(model, state.get("ema") or state["model"], source)  # the EMA weights when training kept them
     return model.eval()
 
 

@@ -37,6 +37,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     distill_weight: float = 0.0     # share of the loss on the teacher's soft targets
     seed: int = 0
+    ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights (saved as "ema")
+    amp: bool = True                # mixed precision (float16 autocast, loss scaling) on CUDA only
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -120,7 +122,8 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
                                 weight_decay=config.weight_decay)
     steps = config.epochs * len(sampler)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    start = _resume(out, model, optimizer, schedule, config, spec or {}) if resume else _fresh(out)
+    ema = _ema(model, config.ema_decay)
+    start = _resume(out, model, optimizer, schedule, config, spec or {}, ema) if resume else _fresh(out)
     wrapped = model
     if world > 1:
         if device.type == "cuda":
@@ -129,9 +132,11 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
     if teacher is not None:
         teacher.to(device).eval()
     loader = DataLoader(data, batch_sampler=sampler)
+    step = _Step(optimizer, schedule, torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None,
+                 ema)
     for epoch in range(start, config.epochs):
         sampler.epoch = epoch
-        record = _epoch(wrapped, teacher, loader, optimizer, schedule, config, device, progress and rank == 0,
+        record = _epoch(wrapped, teacher, loader, step, config, device, progress and rank == 0,
                         f"epoch {epoch + 1}/{config.epochs}", world)
         if rank == 0:  # the log line first: a resume drops lines the checkpoint has not reached
             with open(out / "metrics.jsonl", "a") as handle:
@@ -139,11 +144,34 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
             save_checkpoint(out / "last.pt", {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                               "schedule": schedule.state_dict(), "config": asdict(config),
-                                              "rng": torch.get_rng_state(), "spec": spec or {}})
+                                              "rng": torch.get_rng_state(), "spec": spec or {}, **_ema_state(ema)})
     if world > 1:  # every rank ends with rank 0's buffers (BN running statistics)
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
+    if ema is not None:  # what the caller evaluates and deploys
+        model.load_state_dict(ema.module.state_dict())
     return model
+
+
+@dataclass
+class _Step:
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    ema: torch.optim.swa_utils.AveragedModel | None
+
+
+def _ema(model: nn.Module, decay: float):
+    if not decay:
+        return None
+    if not 0 < decay < 1:
+        raise DepthshrinkError(f"the EMA decay must be between 0 and 1, not {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _ema_state(ema) -> dict:
+    return {} if ema is None else {"ema": ema.module.state_dict(), "ema_updates": int(ema.n_averaged)}
 
 
 def _fresh(out: Path) -> int:
@@ -151,7 +179,7 @@ def _fresh(out: Path) -> int:
     return 0
 
 
-def _resume(out: Path, model: nn.Module, optimizer, schedule, config: TrainConfig, spec: dict) -> int:
+def _resume(out: Path, model: nn.Module, optimizer, schedule, config: TrainConfig, spec: dict, ema=None) -> int:
     """Load ``out/last.pt``; the epoch to continue from (0 when there is none)."""
     from .rebuild import load_into
 
@@ -165,6 +193,9 @@ def _resume(out: Path, model: nn.Module, optimizer, schedule, config: TrainConfi
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["rng"])
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"])
+        ema.n_averaged.fill_(state["ema_updates"])
     metrics = out / "metrics.jsonl"
     if metrics.exists():  # lines of epochs after the checkpoint were lost with the killed run
         kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= state["epoch"]]
@@ -172,7 +203,7 @@ def _resume(out: Path, model: nn.Module, optimizer, schedule, config: TrainConfi
     return state["epoch"]
 
 
-def _epoch(wrapped, teacher, loader, optimizer, schedule, config, device, progress, label, world) -> dict:
+def _epoch(wrapped, teacher, loader, step: _Step, config, device, progress, label, world) -> dict:
     from tqdm import tqdm
 
     wrapped.train()
@@ -180,18 +211,27 @@ def _epoch(wrapped, teacher, loader, optimizer, schedule, config, device, progre
     sums = torch.zeros(3, dtype=torch.float64)  # examples, loss, correct
     for images, labels in tqdm(loader, desc=label, disable=not progress):
         images, labels = images.to(device), labels.to(device)
-        with torch.no_grad():
-            teacher_logits = teacher(images) if teacher is not None else None
-        logits = wrapped(images)
-        loss = distillation_loss(logits, labels, teacher_logits, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        with torch.autocast(device.type, dtype=torch.float16, enabled=step.scaler is not None):
+            with torch.no_grad():
+                teacher_logits = teacher(images) if teacher is not None else None
+            logits = wrapped(images)
+            loss = distillation_loss(logits.float(), labels, teacher_logits if teacher_logits is None
+                                     else teacher_logits.float(), config)
+        step.optimizer.zero_grad(set_to_none=True)
+        if step.scaler is None:
+            loss.backward()
+            step.optimizer.step()
+        else:
+            step.scaler.scale(loss).backward()
+            step.scaler.step(step.optimizer)
+            step.scaler.update()
+        step.schedule.step()
+        if step.ema is not None:
+            step.ema.update_parameters(wrapped.module if world > 1 else wrapped)
         sums += torch.tensor([len(labels), loss.item() * len(labels), int((logits.argmax(1) == labels).sum())],
                              dtype=torch.float64)
     if world > 1:
         dist.all_reduce(sums)
     seen, total, correct = sums.tolist()
     return {"loss": total / seen, "train_accuracy": correct / seen,
-            "images_per_s": seen / (time.perf_counter() - began), "lr": schedule.get_last_lr()[0]}
+            "images_per_s": seen / (time.perf_counter() - began), "lr": step.schedule.get_last_lr()[0]}

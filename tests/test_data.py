@@ -63,3 +63,55 @@ def test_corrupt_gzip_and_truncated_idx_are_refused(tmp_path):
     (tmp_path / "short.idx").write_bytes(header + b"\x00" * 4)
     with pytest.raises(DepthshrinkError, match="truncated"):
         read_idx(tmp_path / "short.idx")
+
+
+def test_image_folder_reads_class_folders_with_pil(tmp_path):
+    from PIL import Image
+
+    from depthshrink.cli.main import main
+    from depthshrink.shrink.folders import ImageFolder
+
+    for split in ("train", "val"):
+        for label, name in enumerate(["cat", "dog"]):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(3):
+                pixels = np.full((40, 30, 3), 60 * label + 10 * i, dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.png")
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
+    data = ImageFolder(tmp_path / "train", size=16, channels=3)
+    assert data.classes == ["cat", "dog"] and len(data) == 6 and data.targets.tolist() == [0, 0, 0, 1, 1, 1]
+    image, label = data[4]
+    assert image.shape == (3, 16, 16) and label == 1
+    assert float(image[0, 0, 0]) == pytest.approx((70 / 255 - 0.5) / 0.5, abs=1e-6)
+    assert ImageFolder(tmp_path / "train", size=8, channels=1)[0][0].shape == (1, 8, 8)
+    with pytest.raises(DepthshrinkError, match="no images"):
+        ImageFolder(tmp_path / "train" / "cat", size=8)
+    with pytest.raises(DepthshrinkError, match="does not exist"):
+        ImageFolder(tmp_path / "nowhere", size=8)
+    assert main(["train", "--model", "tiny_mobilenet", "--resolution", "32", "--num-classes", "2",
+                 "--data", str(tmp_path), "--epochs", "1", "--batch-size", "2", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--data", str(tmp_path)]) == 0
+    assert main(["train", "--model", "tiny_mobilenet", "--resolution", "32", "--data", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "bad")]) == 1
+
+
+def test_cifar10_batches_load_and_foreign_pickles_are_refused(tmp_path):
+    import pickle
+
+    from depthshrink.shrink.folders import cifar10
+
+    rng = np.random.default_rng(0)
+    for name, size in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
+        batch = {b"data": rng.integers(0, 256, (size, 3072), dtype=np.uint8), b"labels": list(range(size))}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    train, test = cifar10(tmp_path, "train"), cifar10(tmp_path, "test")
+    assert train.tensors[0].shape == (20, 3, 32, 32) and test.tensors[1].tolist() == [0, 1, 2]
+    assert abs(float(train.tensors[0].mean())) < 0.5
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": Payload(), b"labels": [0]}))
+    with pytest.raises(DepthshrinkError, match="refusing to load builtins.print"):
+        cifar10(tmp_path, "test")

@@ -18,8 +18,9 @@ from depthshrink.models.trace import trace
 from depthshrink.shrink.apply import apply_masks
 from depthshrink.shrink.data import synthetic
 from depthshrink.shrink.evaluate import accuracy
-from depthshrink.shrink.importance import (ImportanceConfig, Scorer, candidate_segments, finished, part_path,
-                                           reestimate_batchnorm, segment_masks)
+from depthshrink.search.segments import candidate_segments, complete_additively
+from depthshrink.shrink.importance import (ImportanceConfig, Scorer, finished, part_path, reestimate_batchnorm,
+                                           segment_masks)
 from depthshrink.shrink.mask_training import masked_network
 from depthshrink.shrink.masks import Masks
 
@@ -58,6 +59,20 @@ def test_candidate_segments_match_brute_force(tiny):
     for a, b in found:  # each one is a valid masks file for the space
         masks = segment_masks(space, a, b).resolve(space)
         assert set(masks.removed_activations) == {p for p in removable if a < p < b}
+
+
+def test_longer_segments_are_completed_additively(tiny):
+    _, space = tiny
+    cuts = [0, *sorted(s.position for s in space.sites if s.activation is not None), space.num_layers]
+    short = candidate_segments(space, max_removed=1)
+    measured = {segment: -float(i + 1) for i, segment in enumerate(short)}
+    scores = complete_additively(space, measured)
+    assert set(scores) == set(candidate_segments(space))
+    assert all(scores[k] == v for k, v in measured.items())
+    a, b, c = cuts[0], cuts[2], cuts[3]  # removes the sites at cuts[1] and cuts[2]
+    assert (a, c) not in measured
+    # the longest measured first piece [a, b), the site at b alone, and [b, c) (nothing removed)
+    assert scores[(a, c)] == pytest.approx(measured[(a, b)] + measured[(cuts[1], cuts[3])])
 
 
 def test_batchnorm_reestimation_gives_the_data_statistics():
@@ -115,7 +130,11 @@ def test_command_resumes_from_parts_and_refuses_other_settings(base_checkpoint, 
     assert list(frame.columns[:4]) == ["start", "end", "importance", "method"]
     row = frame[(frame["start"] == first[0]) & (frame["end"] == first[1])].iloc[0]
     assert row["importance"] == pytest.approx(100 * (0.125 - row["reference_accuracy"]), abs=1e-3)
-    assert len(finished(out)) == len(frame) + 1  # every segment and the reference, once
+    measured = frame[frame["source"] == "measured"]
+    assert len(finished(out)) == len(measured) + 1  # every measured segment and the reference, once
+    assert len(frame) == len(candidate_segments(trace(build_model("tiny_mobilenet", in_channels=1,
+                                                                  num_classes=10).eval(), torch.zeros(1, 1, 28, 28),
+                                                      model_info={"name": "tiny_mobilenet"})))
     assert main([*common, "--bn-images", "64"]) == 1  # other settings, same parts
 
 

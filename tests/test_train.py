@@ -100,7 +100,7 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert main(["train", *common, "--num-classes", "5", "--subset", "64", "--out", str(tmp_path / "bad")]) == 1
     assert "the data has 10 classes but the model has 5 outputs" in capsys.readouterr().err
     assert main(["train", *common[:-1], str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad")]) == 1
-    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+    assert "nowhere does not exist" in capsys.readouterr().err
     (tmp_path / "broken.pt").write_bytes(b"junk")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "broken.pt"), "--data", "synthetic"]) == 1
 
@@ -175,3 +175,33 @@ def test_resume_refuses_another_run(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(DepthshrinkError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "empty.pt")
+
+
+def test_ema_weights_are_averaged_saved_and_resumed(tmp_path, monkeypatch):
+    import shutil
+
+    import depthshrink.shrink.train as training
+
+    saved = training.save_checkpoint
+
+    def keep_epoch_one(path, state):  # what a run killed after epoch 1 leaves behind
+        saved(path, state)
+        if state["epoch"] == 1:
+            (tmp_path / "killed").mkdir()
+            shutil.copy(path, tmp_path / "killed" / "last.pt")
+
+    monkeypatch.setattr(training, "save_checkpoint", keep_epoch_one)
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.1, ema_decay=0.9)
+    data = synthetic(96, seed=1)
+    whole = train(TinyNet(), data, config, tmp_path / "whole", progress=False)
+    state = load_checkpoint(tmp_path / "whole" / "last.pt")
+    assert state["ema_updates"] == 12  # 6 steps per epoch
+    for key, value in whole.state_dict().items():  # the returned model carries the average
+        assert torch.equal(value, state["ema"][key])
+    assert any(not torch.allclose(state["model"][k], state["ema"][k]) for k in state["model"])
+    monkeypatch.setattr(training, "save_checkpoint", saved)
+    resumed = train(TinyNet(), data, config, tmp_path / "killed", resume=True, progress=False)
+    for key, value in whole.state_dict().items():
+        assert torch.allclose(resumed.state_dict()[key], value, atol=1e-7), key
+    with pytest.raises(DepthshrinkError, match="EMA decay"):
+        train(TinyNet(), data, TrainConfig(epochs=1, batch_size=16, ema_decay=1.5), tmp_path / "bad", progress=False)
