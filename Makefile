@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# The whole pipeline on embedded defaults (about 10 minutes on 2 cores): base training on a
+# The whole pipeline on embedded defaults (about 13 minutes on 2 cores): base training on a
 # Fashion-MNIST subset, CPU LUT, importance, search at two budgets, finetune, merge, baselines,
 # measured latency and accuracy, report. A re-run resumes; `make clean` starts over.
 demo: install
@@ -36,6 +36,7 @@ test: install
 # The README's results (about 1.5 hours on 2 cores, on a quiet machine: latencies are measured).
 bench: install
 	$(VENV)/bin/depthshrink run --config bench/pipeline.toml --out out/bench
+	$(PY) bench/finetune_overhead.py
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge
 	rm -f out/bench_lut_mobilenet_v2_224.csv out/bench_lut_mobilenet_v2_224.validation.json
 	$(PY) bench/lut_table.py --model mobilenet_v2 --resolution 224 --out out/bench_lut_mobilenet_v2_224.csv

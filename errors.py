@@ -8,3 +8,11 @@ other exception is a bug and keeps its traceback.
 
 class DepthshrinkError(Exception):
     """A problem with the user's input, described in one line that says how to fix it."""
+
+    exit_code = 1
+
+
+class OutOfReach(DepthshrinkError):
+    """No network meets the latency budget (the CLI exits with status 3, so scripts can tell)."""
+
+    exit_code = 3

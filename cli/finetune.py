@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--distill", type=float, default=0.7,
                         help="weight of the original network's soft targets (DepthShrinker 0.7, Kim et al. 0.3)")
+    parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA (it is on by default)")
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
                              "the checkpoint deploys")
@@ -36,21 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from ..shrink.apply import apply_masks
     from ..shrink.evaluate import accuracy
     from ..shrink.masks import load_masks
-    from ..shrink.rebuild import build_from_spec, load_into
-    from ..shrink.train import TrainConfig, load_checkpoint, train
+    from ..shrink.rebuild import load_base_network
+    from ..shrink.train import TrainConfig, train
 
     if not 0 <= args.distill <= 1:
-        raise DepthshrinkError("--distill must be between 0 and 1")
-    base_state = load_checkpoint(args.weights)
-    if (base_state.get("spec") or {}).get("masks"):
-        raise DepthshrinkError(f"{args.weights} is already shrunk: give the base network's checkpoint")
-    teacher, space = build_from_spec((base_state.get("spec") or {}).get("model"))
-    load_into(teacher, base_state["model"], args.weights)
+        raise DepthshrinkError(f"--distill must be between 0 and 1, not {args.distill}")
+    teacher, space = load_base_network(args.weights)
     masks = load_masks(args.masks).resolve(space)
     shrunk = apply_masks(teacher, space, masks)  # a copy: the teacher stays the original
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
                          label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed,
-                         ema_decay=args.ema_decay)
+                         ema_decay=args.ema_decay, amp=not args.no_amp)
     spec = {"model": space.model, "masks": masks.to_dict(), "weights": args.weights}
     data = load_data(args, "train", space.model)
     check_fits(data, space.model)
@@ -58,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
           spec=spec)
     held_out = load_data(args, "held-out", space.model)
     if args.eval_images:
-        from torch.utils.data import Subset
-        held_out = Subset(held_out, range(min(args.eval_images, len(held_out))))
+        from ..shrink.data import sample
+        held_out = sample(held_out, args.eval_images)
     print(f"finetuned {len(masks.removed_activations)} removed activations, {len(masks.segments)} segments: "
           f"held-out accuracy {accuracy(shrunk, held_out):.2%} (original {accuracy(teacher, held_out):.2%}) "
           f"-> {args.out}/last.pt")

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bn-images", type=positive_int, default=2048,
                         help="training images for re-estimating BatchNorm statistics")
     parser.add_argument("--held-out-images", type=positive_int,
-                        help="score on the first N held-out images only (default: all)")
+                        help="score on N held-out images only (a fixed random draw; default: all)")
     probe = parser.add_argument_group("probe")
     probe.add_argument("--probe-steps", type=positive_int, default=50)
     probe.add_argument("--probe-batch-size", type=positive_int, default=64)
@@ -45,23 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shrink.rebuild import build_from_spec, load_into
-    from ..shrink.train import load_checkpoint
+    from ..shrink.rebuild import load_base_network
 
     out = Path(args.out)
     if not out.parent.is_dir():
         raise DepthshrinkError(f"cannot write {out}: folder {out.parent} does not exist")
-    state = load_checkpoint(args.weights)
-    if (state.get("spec") or {}).get("masks"):
-        raise DepthshrinkError(f"{args.weights} is already shrunk: give the base network's checkpoint")
-    base, space = build_from_spec((state.get("spec") or {}).get("model"))
-    load_into(base, state["model"], args.weights)
+    base, space = load_base_network(args.weights)
     train_data = load_data(args, "train", space.model)
     check_fits(train_data, space.model)
     held_out = load_data(args, "held-out", space.model)
     if args.held_out_images:
-        from torch.utils.data import Subset
-        held_out = Subset(held_out, range(min(args.held_out_images, len(held_out))))
+        from ..shrink.data import sample
+        held_out = sample(held_out, args.held_out_images)
     frame = (_masks if args.method == "masks" else _measured)(args, base, space, train_data, held_out, out)
     if frame is None:
         return 0  # a rank other than 0
@@ -70,34 +65,50 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measured(args, base, space, train_data, held_out, out: Path):
-    from ..shrink.importance import (ImportanceConfig, Scorer, candidate_segments, finished, importance_frame,
-                                     score_share, write_importance)
+    from ..search.segments import candidate_segments
+    from ..shrink.importance import ImportanceConfig, Scorer, finished, importance_frame, score_share, write_importance
 
     if not 0 <= args.distill <= 1:
-        raise DepthshrinkError("--distill must be between 0 and 1")
+        raise DepthshrinkError(f"--distill must be between 0 and 1, not {args.distill}")
     config = ImportanceConfig(args.method, args.max_removed, args.bn_images, args.probe_steps,
                               args.probe_batch_size, args.probe_lr, args.distill, args.seed)
     segments = candidate_segments(space, args.max_removed)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    dist = _process_group(world)
     if rank == 0:
         print(f"{args.method}: {len(segments)} segments of {space.model['name']} to score"
               + (f", shared among {world} processes" if world > 1 else "")
               + (f" ({len(finished(out))} done before)" if finished(out) else ""))
     settings = {**{k: v for k, v in asdict(config).items() if k != "max_removed"},
-                "weights": str(Path(args.weights).resolve()), "data": args.data, "subset": args.subset,
+                "weights": _sha256(args.weights), "data": args.data, "subset": args.subset,
                 "held_out_images": args.held_out_images}
     score_share(Scorer(base, space, train_data, held_out, config), segments, out, settings, rank, world,
-                _progress(not args.no_progress and rank == 0))
-    if world > 1:
-        import torch.distributed as dist
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-        dist.barrier()
+                _progress(not args.no_progress and rank == 0), dist.barrier if dist else lambda: None)
+    if dist:
+        dist.barrier()  # every share is written
+        dist.destroy_process_group()
         if rank != 0:
             return None
     frame = importance_frame(space, segments, finished(out), args.method)
     write_importance(frame, out)
     return frame
+
+
+def _process_group(world: int):
+    """torch.distributed with a gloo group (generous timeout: shares may take hours), or None."""
+    if world == 1:
+        return None
+    import datetime
+
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=2))
+    return dist
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _masks(args, base, space, train_data, held_out, out: Path):
@@ -106,7 +117,8 @@ def _masks(args, base, space, train_data, held_out, out: Path):
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise DepthshrinkError("--method masks trains one model: run it without torchrun")
-    config = MaskConfig(epochs=args.epochs, keep=args.keep, distill_weight=args.distill, seed=args.seed)
+    config = MaskConfig(epochs=args.epochs, keep=args.keep, distill_weight=args.distill, bn_images=args.bn_images,
+                        seed=args.seed)
     frame = train_masks(base, space, train_data, held_out, config, progress=not args.no_progress)
     write_importance(frame, out)
     return frame

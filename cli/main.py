@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except DepthshrinkError as exc:
         print(f"depthshrink {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"depthshrink {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -14,7 +14,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                        help="fashion-mnist (Debian's package), synthetic, or a folder: Fashion-MNIST idx "
                             "files, CIFAR-10 python batches, or images in class folders (train/<class>/, "
                             "val/<class>/ for the test split)")
-    group.add_argument("--subset", type=positive_int, help="use only the first N training examples")
+    group.add_argument("--subset", type=positive_int, help="use only N training examples (a fixed random draw)")
 
 
 def load_data(args: argparse.Namespace, split: str, info: dict | None = None):
@@ -22,14 +22,14 @@ def load_data(args: argparse.Namespace, split: str, info: dict | None = None):
     read from folders."""
     from torch.utils.data import Subset
 
-    from ..shrink.data import held_out_split
+    from ..shrink.data import held_out_split, sample
 
     data = _dataset(args.data, "test" if split == "test" else "train", info)
     if split in ("train", "held-out"):
         train_index, held_index = held_out_split(len(data), min(5_000, max(1, len(data) // 10)))
         data = Subset(data, (train_index if split == "train" else held_index).tolist())
     if getattr(args, "subset", None) and split == "train":
-        data = Subset(data, range(min(args.subset, len(data))))
+        data = sample(data, args.subset)
     return data
 
 
@@ -56,7 +56,9 @@ def _dataset(source: str, split: str, info: dict | None):
     folder = next((root / n for n in names if (root / n).is_dir()), root if split == "train" else None)
     if folder is None:
         raise DepthshrinkError(f"{root} has no val/ or test/ folder for the test split")
-    return ImageFolder(folder, info["height"], info["in_channels"])
+    classes = ImageFolder(root / "train", info["height"], info["in_channels"]).classes \
+        if split != "train" and (root / "train").is_dir() else None
+    return ImageFolder(folder, info["height"], info["in_channels"], classes)
 
 
 def _labels(data):
@@ -92,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=positive_float, default=0.05)
     parser.add_argument("--weight-decay", type=float, default=4e-5)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA (it is on by default)")
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
                              "the checkpoint deploys")
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args, "train", space.model)
     check_fits(data, space.model)
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
-                         label_smoothing=args.label_smoothing, seed=args.seed, ema_decay=args.ema_decay)
+                         label_smoothing=args.label_smoothing, seed=args.seed, ema_decay=args.ema_decay,
+                         amp=not args.no_amp)
     spec = {"model": space.model, "weights": args.weights}
     train(model, data, config, args.out, resume=args.resume, progress=not args.no_progress, spec=spec)
     held_out = accuracy(model, load_data(args, "held-out", space.model))

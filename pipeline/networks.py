@@ -43,11 +43,11 @@ def network_list(config: PipelineConfig) -> list[Network]:
 
 def load_network(pipeline, network: Network):
     """The network to measure: the deployable (merged) model for shrunk ones."""
-    from ..shrink.rebuild import load_merged, network_from_checkpoint
+    from ..shrink.rebuild import load_base_network, load_merged, network_from_checkpoint
     from ..shrink.train import load_checkpoint
 
     if network.kind == "original":
-        return network_from_checkpoint(load_checkpoint(pipeline.base), str(pipeline.base))
+        return load_base_network(pipeline.base)[0]
     if network.kind == "width":
         path = pipeline.run / "baselines" / network.name / "last.pt"
         return network_from_checkpoint(load_checkpoint(path), str(path))

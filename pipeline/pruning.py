@@ -41,10 +41,8 @@ def _image_shape(pipeline) -> tuple[int, int, int]:
 
 
 def _base(pipeline) -> nn.Module:
-    from ..shrink.rebuild import network_from_checkpoint
-    from ..shrink.train import load_checkpoint
-
-    return network_from_checkpoint(load_checkpoint(pipeline.base), str(pipeline.base))
+    from ..shrink.rebuild import load_base_network
+    return load_base_network(pipeline.base)[0]
 
 
 def train_pruned(pipeline, network) -> None:
@@ -56,7 +54,8 @@ def train_pruned(pipeline, network) -> None:
     base = _base(pipeline)
     model = pruned_copy(base, _image_shape(pipeline), network.pruning_ratio)
     config = TrainConfig(f.epochs, f.batch_size, f.lr, distill_weight=f.distill, seed=pipeline.config.seed)
-    data = load_data(Namespace(data=pipeline.data, subset=pipeline.config.data.subset or None), "train")
+    data = load_data(Namespace(data=pipeline.data, subset=pipeline.config.data.subset or None), "train",
+                     pipeline.model_info)
     spec = {"pruning": {"method": "torch-pruning L1 magnitude", "round_to": ROUND_TO, "ratio": network.pruning_ratio,
                         "base": str(pipeline.base)}}
     print(f"\n== {network.name}: L1 channel pruning at ratio {network.pruning_ratio:g}, "

@@ -32,6 +32,7 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, run_dir: str | Path) -> None:
         self.config, self.run = config, Path(run_dir)
         self.data = self._data_source()
+        self.config.data.source = self.data  # what is used, recorded in config.toml
 
     # -- helpers --------------------------------------------------------------------------------
     def _data_source(self) -> str:
@@ -39,19 +40,20 @@ class Pipeline:
 
         source = self.config.data.source
         if source == "fashion-mnist" and not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-            warnings.warn("\n" + "!" * 78 + "\nFashion-MNIST is not installed (apt-get install "
-                          "dataset-fashion-mnist): this run uses SYNTHETIC data, its accuracies mean "
-                          "nothing about real images\n" + "!" * 78, stacklevel=2)
+            warnings.warn("FASHION-MNIST IS NOT INSTALLED (apt-get install dataset-fashion-mnist): this run "
+                          "uses SYNTHETIC data, its accuracies say nothing about real images", stacklevel=2)
             return "synthetic"
         return source
 
-    def cli(self, stage: str, *argv: str) -> None:
+    def cli(self, stage: str, *argv: str, allowed: tuple[int, ...] = (0,)) -> int:
         from ..cli.main import main
 
         print(f"\n== {stage}: depthshrink {' '.join(argv)}", flush=True)
-        if main(list(argv)) != 0:
+        status = main(list(argv))
+        if status not in allowed:
             raise DepthshrinkError(f"stage '{stage}' failed (its error is above); fix it and run again: "
                                    "finished stages are kept")
+        return status
 
     def model_args(self, width_mult: float | None = None) -> list[str]:
         m = self.config.model
@@ -63,11 +65,17 @@ class Pipeline:
         return ["--data", self.data] + (["--subset", str(subset)] if subset else [])
 
     @property
+    def model_info(self) -> dict:
+        from ..models.space import ChainSpace
+        return ChainSpace.from_json(self.run / "space.json").model
+
+    @property
     def base(self) -> Path:
         return Path(self.config.train.weights) if self.config.train.weights else self.run / "base" / "last.pt"
 
     # -- stages ---------------------------------------------------------------------------------
     def run_all(self) -> Path:
+        self._check_earlier_settings()
         self.run.mkdir(parents=True, exist_ok=True)
         (self.run / "config.toml").write_text(self.config.to_toml())
         self.train_base()
@@ -80,6 +88,18 @@ class Pipeline:
         self.baselines(networks)
         self.measure(networks)
         return self.report()
+
+    def _check_earlier_settings(self) -> None:
+        """Refuse to mix outputs of other settings into this run (new budgets and baselines are fine)."""
+        path = self.run / "config.toml"
+        if not path.exists():
+            return
+        earlier = PipelineConfig.read(path)
+        changed = [name for name in ("seed", "model", "data", "train", "profile", "importance", "finetune", "measure")
+                   if getattr(earlier, name) != getattr(self.config, name)]
+        if changed:
+            raise DepthshrinkError(f"{self.run} holds a run with other settings ({', '.join(changed)} differ from "
+                                   f"its config.toml): use another --out, or delete the folder")
 
     def train_base(self) -> None:
         if self.config.train.weights:
@@ -143,17 +163,17 @@ class Pipeline:
         common = ["--space", str(self.run / "space.json"), "--lut", str(self.run / "lut.csv"),
                   "--importance", str(self.run / "importance.csv"), "--threads", str(self.config.profile.threads)]
         if not (folder / "original.json").exists():  # the unchanged network, with its per-layer latencies
-            self.cli("search original", "search", *common, "--latency-budget", "1x", "--out",
-                     str(folder / "original.json"))
-            masks = json.loads((folder / "original.json").read_text())
-            write_json_atomic(folder / "original.json", {**masks, "method": "original"})
-            (folder / "original.frontier.csv").unlink(missing_ok=True)
+            scratch = folder / ".original.json"
+            self.cli("search original", "search", *common, "--latency-budget", "1x", "--out", str(scratch),
+                     "--frontier", str(folder / ".original.frontier.csv"))
+            write_json_atomic(folder / "original.json", {**json.loads(scratch.read_text()), "method": "original"})
+            scratch.unlink()
+            (folder / ".original.frontier.csv").unlink(missing_ok=True)
         for network in networks:
             if network.kind in ("dp", "depthshrinker") and not (self.run / network.masks).exists():
-                try:
-                    self.cli(f"search {network.name}", "search", *common, "--latency-budget", network.budget,
-                             "--method", network.kind, "--out", str(self.run / network.masks))
-                except DepthshrinkError:  # a budget out of reach: the other networks still run
+                status = self.cli(f"search {network.name}", "search", *common, "--latency-budget", network.budget,
+                                  "--method", network.kind, "--out", str(self.run / network.masks), allowed=(0, 3))
+                if status == 3:  # a budget out of reach: the other networks still run
                     print(f"!! {network.name} is left out: no network of this method fits its budget", flush=True)
         return [n for n in networks if not n.masks or (self.run / n.masks).exists()]
 
@@ -170,7 +190,8 @@ class Pipeline:
                          "--seed", str(self.config.seed), "--out", str(out), "--resume", "--eval-images", "1000")
             merged = self.run / "networks" / network.name
             if not (merged / "merged.json").exists():
-                self.cli(f"merge {network.name}", "merge", "--checkpoint", str(out / "last.pt"), "--out", str(merged))
+                self.cli(f"merge {network.name}", "merge", "--checkpoint", str(out / "last.pt"), "--out", str(merged),
+                         "--no-measure")  # the measure stage times every network alike
 
     def baselines(self, networks: list[Network]) -> None:
         from .pruning import train_pruned
@@ -185,10 +206,11 @@ class Pipeline:
     def measure(self, networks: list[Network]) -> None:
         from ..cli.train import load_data
 
-        test = load_data(Namespace(data=self.data, subset=None), "test")
+        from ..shrink.data import sample
+
+        test = load_data(Namespace(data=self.data, subset=None), "test", self.model_info)
         if self.config.data.test_images:
-            from torch.utils.data import Subset
-            test = Subset(test, range(min(self.config.data.test_images, len(test))))
+            test = sample(test, self.config.data.test_images)
         device = json.loads((self.run / "device.json").read_text())
         for network in networks:
             path = self.run / "networks" / network.name / "result.json"

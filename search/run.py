@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import DepthshrinkError
+from ..errors import OutOfReach
 from ..shrink.masks import Masks, per_block_masks
 from .budget import Budget
 from .dp import Segment, Solution, TwoStageDP, fastest_splits
@@ -31,7 +31,7 @@ def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
     cuts = problem.cut_positions
     floor_ms = outside + fastest_splits(problem.space.num_layers, problem.span_ms)[0][0, -1]
     if budget_ms < floor_ms:
-        raise DepthshrinkError(f"no network fits {budget_ms:.3f} ms: even with every activation removed "
+        raise OutOfReach(f"no network fits {budget_ms:.3f} ms: even with every activation removed "
                                f"the fastest achievable is {floor_ms:.3f} ms (fixed part {outside:.3f} ms)")
     # each segment's latency is rounded up by less than one step: keep the sum under 0.5% of the budget
     step_ms = max(ROUNDING_SHARE * budget_ms / (len(cuts) + 1), (max(budget_ms, original) - outside) / MAX_BINS)
@@ -47,7 +47,7 @@ def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
     if solution is None:
         fastest = dp.fastest_ms()
         reach = f"{fastest + outside:.3f} ms" if fastest is not None else "nothing (no scored segments)"
-        raise DepthshrinkError(f"no network fits {budget_ms:.3f} ms: the fastest achievable with these "
+        raise OutOfReach(f"no network fits {budget_ms:.3f} ms: the fastest achievable with these "
                                f"importance scores is {reach} (fixed part {outside:.3f} ms)")
     return SearchResult(_masks(problem, solution, budget_ms, "dp", step_ms), solution, dp.frontier(),
                         budget_ms, step_ms, note)
@@ -85,7 +85,7 @@ def solve_depthshrinker(problem: SearchProblem, budget: Budget) -> SearchResult:
             return SearchResult(_masks(problem, solution, budget_ms, "depthshrinker", 0.0), solution, [],
                                 budget_ms, 0.0)
     fastest = solution.latency_ms + problem.fixed_ms + problem.overhead_ms
-    raise DepthshrinkError(f"no network fits {budget_ms:.3f} ms with DepthShrinker's per-block merging: "
+    raise OutOfReach(f"no network fits {budget_ms:.3f} ms with DepthShrinker's per-block merging: "
                            f"linearising every scored block reaches {fastest:.3f} ms")
 
 

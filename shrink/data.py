@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ..errors import DepthshrinkError
 
@@ -66,6 +66,15 @@ def synthetic(size: int, shape: tuple[int, int, int] = (1, 28, 28), classes: int
     labels = torch.randint(0, classes, (size,), generator=generator)
     images = patterns[labels] + 0.8 * torch.randn(size, *shape, generator=generator)
     return TensorDataset(images, labels)
+
+
+def sample(data: Dataset, count: int, seed: int = 0) -> Dataset:
+    """A fixed random ``count`` of ``data`` (in their order): not the first ones, which in a
+    folder of images sorted by class would be one class."""
+    if count >= len(data):
+        return data
+    pick = np.sort(np.random.default_rng(seed).choice(len(data), count, replace=False))
+    return Subset(data, pick.tolist())
 
 
 def held_out_split(size: int, held_out: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

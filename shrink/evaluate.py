@@ -8,10 +8,12 @@ from torch.utils.data import DataLoader, Dataset
 
 
 def accuracy(model: nn.Module, data: Dataset, batch_size: int = 512) -> float:
+    """Top-1 accuracy, on whatever device the model's weights are."""
     model.eval()
+    device = next(model.parameters()).device
     correct = total = 0
     with torch.inference_mode():
         for images, labels in DataLoader(data, batch_size=batch_size):
-            correct += int((model(images).argmax(1) == labels).sum())
+            correct += int((model(images.to(device)).argmax(1).cpu() == labels).sum())
             total += len(labels)
     return correct / total

@@ -19,15 +19,19 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 class ImageFolder(Dataset):
-    """``root/<class>/<image>``: classes sorted by name; images resized to ``size`` x ``size``,
-    converted to ``channels`` (1: grey, 3: RGB) and normalised to mean 0.5, std 0.5."""
+    """``root/<class>/<image>``: classes sorted by name (hidden folders skipped), or ``classes``
+    given (the training split's, so that a test split numbers them alike); images resized to
+    ``size`` x ``size``, converted to ``channels`` (1: grey, 3: RGB), normalised to mean 0.5, std 0.5."""
 
-    def __init__(self, root: str | os.PathLike, size: int, channels: int = 3) -> None:
+    def __init__(self, root: str | os.PathLike, size: int, channels: int = 3, classes: list[str] | None = None) -> None:
         root = Path(root)
         if not root.is_dir():
             raise DepthshrinkError(f"image folder {root} does not exist")
-        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-        self.samples = [(path, label) for label, name in enumerate(self.classes)
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if classes is not None and set(found) - set(classes):
+            raise DepthshrinkError(f"{root} has classes the training split lacks: {sorted(set(found) - set(classes))}")
+        self.classes = list(classes) if classes is not None else found
+        self.samples = [(path, label) for label, name in enumerate(self.classes) if (root / name).is_dir()
                         for path in sorted((root / name).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
         if not self.samples:
             raise DepthshrinkError(f"{root} has no images in class folders (expected {root}/<class>/<image>)")
@@ -56,9 +60,9 @@ class ImageFolder(Dataset):
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles dicts, lists, bytes, numbers and numpy arrays; refuses every other class."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+    ALLOWED = {(f"numpy.{core}.{module}", name) for core in ("core", "_core")
+               for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
+    ALLOWED |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DepthshrinkError
 from ..lut.table import append_csv_line
@@ -34,6 +33,7 @@ from ..models.space import ChainSpace, read_json, write_json_atomic
 from ..profiler.candidates import model_label
 from ..search.dp import fastest_splits
 from ..search.segments import candidate_segments, complete_additively
+from .data import sample
 from .evaluate import accuracy
 from .masks import Masks
 
@@ -68,7 +68,8 @@ def segment_masks(space: ChainSpace, start: int, end: int) -> Masks:
 
 
 def reestimate_batchnorm(model: nn.Module, images: Dataset, batch_size: int = 256) -> nn.Module:
-    """Replace every BatchNorm's running statistics by their plain average over ``images``."""
+    """Replace every BatchNorm's running statistics by the average of its per-batch statistics
+    over ``images`` (PyTorch's cumulative mode: each batch weighs the same)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
@@ -111,9 +112,7 @@ class Scorer:
                                    "(masks has its own trainer)")
         self.base, self.space, self.config = base.eval(), space, config
         self.train_data, self.held_out = train_data, held_out
-        count = min(config.bn_images, len(train_data))
-        pick = np.random.default_rng(config.seed).choice(len(train_data), count, replace=False)
-        self.bn_images = Subset(train_data, np.sort(pick).tolist())
+        self.bn_images = sample(train_data, config.bn_images, config.seed)
         # the teacher of the probes: the base network under the same BN re-estimation as every score
         self.teacher = reestimate_batchnorm(copy.deepcopy(base), self.bn_images) if config.method == "probe" else None
 
@@ -139,25 +138,29 @@ def finished(out: Path) -> dict[tuple[int, int], float]:
     for path in sorted(folder.glob("rank*.csv")) if folder.is_dir() else []:
         lines = path.read_text().splitlines(keepends=True)
         complete = [line for line in lines if line.endswith("\n") and line.count(",") == 2]
-        for line in complete[1:]:
+        for line in complete:
+            if line.strip() == ",".join(PART_COLUMNS):
+                continue
             start, end, value = line.strip().split(",")
             done[(int(start), int(end))] = float(value)
     return done
 
 
 def score_share(scorer: Scorer, segments: list[tuple[int, int]], out: Path, settings: dict, rank: int = 0,
-                world: int = 1, progress: Callable[[int, int], None] | None = None) -> None:
-    """Score this rank's share of ``segments`` (the reference ``(0, 0)`` included), appending rows.
-
-    ``settings`` (plain data: weights, data, method...) must equal those of any earlier rows."""
+                world: int = 1, progress: Callable[[int, int], None] | None = None,
+                barrier: Callable[[], None] = lambda: None) -> None:
+    """Score this rank's share of what is left of ``segments`` (the reference ``(0, 0)`` included),
+    appending rows. ``settings`` (plain data: weights, data, method...) must equal those of any
+    earlier rows; ``barrier`` (under torchrun) makes every rank deal from the same leftovers."""
     _check_settings(out, settings)
-    done = finished(out)
-    mine = [s for i, s in enumerate([(0, 0), *segments]) if i % world == rank and s not in done]
+    left = [s for s in [(0, 0), *segments] if s not in finished(out)]
+    barrier()  # every rank has read what is done before any rank appends
+    mine = left[rank::world]
     path = part_path(out, rank)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.stat().st_size:
+    if path.exists():
         _cut_torn_line(path)
-    else:
+    if not path.exists() or path.stat().st_size == 0:
         append_csv_line(path, PART_COLUMNS)
     for index, (start, end) in enumerate(mine):
         append_csv_line(path, [start, end, repr(scorer.accuracy(start, end))])
@@ -193,6 +196,10 @@ def importance_frame(space: ChainSpace, segments: list[tuple[int, int]], scores:
     reference = scores[(0, 0)]
     points = {key: 100.0 * (scores[key] - reference) for key in segments}
     completed = complete_additively(space, points)
+    left_out = len(candidate_segments(space)) - len(completed)
+    if left_out:
+        warnings.warn(f"{left_out} candidate segment(s) could not be completed from the measured ones: the "
+                      "search cannot form them (raise --max-removed)", stacklevel=2)
     rows = [{"start": a, "end": b, "importance": round(value, 4), "method": method,
              "source": "measured" if (a, b) in points else "additive", "model": model_label(space.model),
              "accuracy": scores.get((a, b)), "reference_accuracy": reference}

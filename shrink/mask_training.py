@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from torch import fx, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DepthshrinkError
 from ..models.ops import ACTIVATION_BY_NAME
 from ..models.space import ChainSpace
 from ..profiler.candidates import model_label
+from .data import sample
 from .evaluate import accuracy
 
 BANK = "depthshrink_masks"
@@ -35,6 +36,7 @@ class MaskConfig:
     lr: float = 0.01               # weights
     score_lr: float = 0.05         # mask scores
     distill_weight: float = 0.7
+    bn_images: int = 2048          # training images for BatchNorm re-estimation
     seed: int = 0
 
 
@@ -95,7 +97,7 @@ def train_masks(base: nn.Module, space: ChainSpace, train_data: Dataset, held_ou
     removable = [s.position for s in space.sites if s.activation is not None and s.removable]
     keep = len(removable) // 2 if config.keep is None else config.keep
     torch.manual_seed(config.seed)
-    bn_images = Subset(train_data, range(min(2048, len(train_data))))
+    bn_images = sample(train_data, config.bn_images, config.seed)
     teacher = reestimate_batchnorm(copy.deepcopy(base), bn_images)
     model = masked_network(base, space, keep)
     bank = model.get_submodule(BANK)
@@ -119,8 +121,8 @@ def train_masks(base: nn.Module, space: ChainSpace, train_data: Dataset, held_ou
     low, high = float(scores.min()), float(scores.max())
     normalised = {p: (float(v) - low) / (high - low) if high > low else 1.0 for p, v in zip(removable, scores)}
     held_out_accuracy = accuracy(reestimate_batchnorm(model, bn_images), held_out)
-    rows = [{"start": a, "end": b, "method": "masks", "model": model_label(space.model),
-             "importance": round(-sum(v for p, v in normalised.items() if a < p < b), 6),
-             "unit": "mask score", "masked_accuracy": held_out_accuracy, "kept_sites": keep}
+    rows = [{"start": a, "end": b, "importance": round(-sum(v for p, v in normalised.items() if a < p < b), 6),
+             "method": "masks", "unit": "mask score", "model": model_label(space.model),
+             "masked_accuracy": held_out_accuracy, "kept_sites": keep}
             for a, b in candidate_segments(space)]
     return pd.DataFrame(rows)

@@ -52,6 +52,19 @@ def network_from_checkpoint(state: dict, source: str) -> nn.Module:
     return model.eval()
 
 
+def load_base_network(path: str | os.PathLike) -> tuple[nn.Module, ChainSpace]:
+    """The base network of a ``train`` checkpoint (its EMA weights when it kept them) and its space;
+    a shrunk (finetune) checkpoint is refused."""
+    from .train import load_checkpoint
+
+    state = load_checkpoint(path)
+    if (state.get("spec") or {}).get("masks"):
+        raise DepthshrinkError(f"{path} is already shrunk: give the base network's checkpoint")
+    model, space = build_from_spec((state.get("spec") or {}).get("model"))
+    load_into(model, state.get("ema") or state["model"], str(path))
+    return model.eval(), space
+
+
 def save_merged(folder: str | os.PathLike, merged: nn.Module, spec: dict) -> None:
     folder = Path(folder)
     torch.save(merged.state_dict(), folder / "merged.pt")

@@ -40,6 +40,10 @@ class TrainConfig:
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights (saved as "ema")
     amp: bool = True                # mixed precision (float16 autocast, loss scaling) on CUDA only
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.ema_decay < 1:
+            raise DepthshrinkError(f"the EMA decay must be in [0, 1), not {self.ema_decay}")
+
 
 class GlobalBatchSampler(Sampler[list[int]]):
     """Per epoch, a seeded permutation cut into global batches; this rank's slice of each."""
@@ -101,6 +105,14 @@ def distillation_loss(logits, labels, teacher_logits, config: TrainConfig):
     return config.distill_weight * soft + (1 - config.distill_weight) * loss
 
 
+@dataclass
+class _Step:
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    ema: torch.optim.swa_utils.AveragedModel | None
+
+
 def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.PathLike,
           teacher: nn.Module | None = None, resume: bool = False, progress: bool = True,
           spec: dict | None = None) -> nn.Module:
@@ -122,8 +134,9 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
                                 weight_decay=config.weight_decay)
     steps = config.epochs * len(sampler)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    ema = _ema(model, config.ema_decay)
-    start = _resume(out, model, optimizer, schedule, config, spec or {}, ema) if resume else _fresh(out)
+    step = _Step(optimizer, schedule, torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None,
+                 _ema(model, config.ema_decay))
+    start = _resume(out, model, step, config, spec or {}) if resume else _fresh(out)
     wrapped = model
     if world > 1:
         if device.type == "cuda":
@@ -132,8 +145,6 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
     if teacher is not None:
         teacher.to(device).eval()
     loader = DataLoader(data, batch_sampler=sampler)
-    step = _Step(optimizer, schedule, torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None,
-                 ema)
     for epoch in range(start, config.epochs):
         sampler.epoch = epoch
         record = _epoch(wrapped, teacher, loader, step, config, device, progress and rank == 0,
@@ -141,37 +152,31 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
         if rank == 0:  # the log line first: a resume drops lines the checkpoint has not reached
             with open(out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps({"epoch": epoch + 1, **record}) + "\n")
-            save_checkpoint(out / "last.pt", {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
-                                              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                              "schedule": schedule.state_dict(), "config": asdict(config),
-                                              "rng": torch.get_rng_state(), "spec": spec or {}, **_ema_state(ema)})
+            save_checkpoint(out / "last.pt", _checkpoint(epoch + 1, model, step, config, spec))
+    if step.ema is not None:  # what the caller evaluates and deploys
+        model.load_state_dict(step.ema.module.state_dict())
     if world > 1:  # every rank ends with rank 0's buffers (BN running statistics)
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
-    if ema is not None:  # what the caller evaluates and deploys
-        model.load_state_dict(ema.module.state_dict())
     return model
-
-
-@dataclass
-class _Step:
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler | None
-    ema: torch.optim.swa_utils.AveragedModel | None
 
 
 def _ema(model: nn.Module, decay: float):
     if not decay:
         return None
-    if not 0 < decay < 1:
-        raise DepthshrinkError(f"the EMA decay must be between 0 and 1, not {decay}")
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _ema_state(ema) -> dict:
-    return {} if ema is None else {"ema": ema.module.state_dict(), "ema_updates": int(ema.n_averaged)}
+def _checkpoint(epoch: int, model: nn.Module, step: _Step, config: TrainConfig, spec: dict | None) -> dict:
+    state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
+             "optimizer": step.optimizer.state_dict(), "schedule": step.schedule.state_dict(),
+             "config": asdict(config), "rng": torch.get_rng_state(), "spec": spec or {}}
+    if step.ema is not None:
+        state.update(ema=step.ema.module.state_dict(), ema_updates=int(step.ema.n_averaged))
+    if step.scaler is not None:
+        state["scaler"] = step.scaler.state_dict()
+    return state
 
 
 def _fresh(out: Path) -> int:
@@ -179,7 +184,7 @@ def _fresh(out: Path) -> int:
     return 0
 
 
-def _resume(out: Path, model: nn.Module, optimizer, schedule, config: TrainConfig, spec: dict, ema=None) -> int:
+def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec: dict) -> int:
     """Load ``out/last.pt``; the epoch to continue from (0 when there is none)."""
     from .rebuild import load_into
 
@@ -190,12 +195,14 @@ def _resume(out: Path, model: nn.Module, optimizer, schedule, config: TrainConfi
         raise DepthshrinkError(f"{out}/last.pt was written by a run with other settings or another model: "
                                "resume with the same command, or use a new --out")
     load_into(model, state["model"], str(out / "last.pt"))
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
+    step.optimizer.load_state_dict(state["optimizer"])
+    step.schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["rng"])
-    if ema is not None:
-        ema.module.load_state_dict(state["ema"])
-        ema.n_averaged.fill_(state["ema_updates"])
+    if step.ema is not None:
+        step.ema.module.load_state_dict(state["ema"])
+        step.ema.n_averaged.fill_(state["ema_updates"])
+    if step.scaler is not None and "scaler" in state:
+        step.scaler.load_state_dict(state["scaler"])
     metrics = out / "metrics.jsonl"
     if metrics.exists():  # lines of epochs after the checkpoint were lost with the killed run
         kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= state["epoch"]]

@@ -78,6 +78,8 @@ def test_image_folder_reads_class_folders_with_pil(tmp_path):
                 pixels = np.full((40, 30, 3), 60 * label + 10 * i, dtype=np.uint8)
                 Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.png")
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # hidden: not a class
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "train" / ".ipynb_checkpoints" / "x.png")
     data = ImageFolder(tmp_path / "train", size=16, channels=3)
     assert data.classes == ["cat", "dog"] and len(data) == 6 and data.targets.tolist() == [0, 0, 0, 1, 1, 1]
     image, label = data[4]
@@ -92,6 +94,10 @@ def test_image_folder_reads_class_folders_with_pil(tmp_path):
                  "--data", str(tmp_path), "--epochs", "1", "--batch-size", "2", "--no-progress",
                  "--out", str(tmp_path / "run")]) == 0
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--data", str(tmp_path)]) == 0
+    val = ImageFolder(tmp_path / "val", 8, classes=["ant", "cat", "dog"])  # the training split's numbering
+    assert val.targets.tolist() == [1, 1, 1, 2, 2, 2]
+    with pytest.raises(DepthshrinkError, match=r"classes the training split lacks: \['dog'\]"):
+        ImageFolder(tmp_path / "val", 8, classes=["cat"])
     assert main(["train", "--model", "tiny_mobilenet", "--resolution", "32", "--data", str(tmp_path / "none"),
                  "--out", str(tmp_path / "bad")]) == 1
 
@@ -104,7 +110,7 @@ def test_cifar10_batches_load_and_foreign_pickles_are_refused(tmp_path):
     rng = np.random.default_rng(0)
     for name, size in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
         batch = {b"data": rng.integers(0, 256, (size, 3072), dtype=np.uint8), b"labels": list(range(size))}
-        (tmp_path / name).write_bytes(pickle.dumps(batch))
+        (tmp_path / name).write_bytes(pickle.dumps(batch, protocol=2 if name == "test_batch" else 5))
     train, test = cifar10(tmp_path, "train"), cifar10(tmp_path, "test")
     assert train.tensors[0].shape == (20, 3, 32, 32) and test.tensors[1].tolist() == [0, 1, 2]
     assert abs(float(train.tensors[0].mean())) < 0.5

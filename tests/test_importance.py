@@ -25,12 +25,15 @@ from depthshrink.shrink.mask_training import masked_network
 from depthshrink.shrink.masks import Masks
 
 
+def tiny_space():
+    model = build_model("tiny_mobilenet", in_channels=1, num_classes=10).eval()
+    return model, trace(model, torch.zeros(1, 1, 28, 28), model_info={"name": "tiny_mobilenet"})
+
+
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    model = build_model("tiny_mobilenet", in_channels=1, num_classes=10).eval()
-    space = trace(model, torch.zeros(1, 1, 28, 28), model_info={"name": "tiny_mobilenet"})
-    return model, space
+    return tiny_space()
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +66,21 @@ def test_candidate_segments_match_brute_force(tiny):
 
 def test_longer_segments_are_completed_additively(tiny):
     _, space = tiny
-    cuts = [0, *sorted(s.position for s in space.sites if s.activation is not None), space.num_layers]
-    short = candidate_segments(space, max_removed=1)
-    measured = {segment: -float(i + 1) for i, segment in enumerate(short)}
-    scores = complete_additively(space, measured)
-    assert set(scores) == set(candidate_segments(space))
-    assert all(scores[k] == v for k, v in measured.items())
-    a, b, c = cuts[0], cuts[2], cuts[3]  # removes the sites at cuts[1] and cuts[2]
-    assert (a, c) not in measured
-    # the longest measured first piece [a, b), the site at b alone, and [b, c) (nothing removed)
-    assert scores[(a, c)] == pytest.approx(measured[(a, b)] + measured[(cuts[1], cuts[3])])
+    sites = {s.position: -0.5 - i for i, s in enumerate(s for s in space.sites if s.activation is not None)}
+
+    def additive(a, b):  # a table that is exactly additive over sites
+        return sum(v for p, v in sites.items() if a < p < b)
+
+    for limit in (1, 2, 3):
+        measured = {seg: additive(*seg) for seg in candidate_segments(space, max_removed=limit)}
+        scores = complete_additively(space, measured)
+        assert set(scores) == set(candidate_segments(space))
+        for segment, value in scores.items():
+            assert value == pytest.approx(additive(*segment)), (limit, segment)
+    cuts = [0, *sites, space.num_layers]
+    measured = {seg: -1.0 for seg in candidate_segments(space, max_removed=1)}  # interactions: not additive
+    a, b, c = cuts[0], cuts[2], cuts[3]  # [a, c) removes the sites at cuts[1] and cuts[2]
+    assert complete_additively(space, measured)[(a, c)] == pytest.approx(measured[(a, b)] + measured[(cuts[1], c)])
 
 
 def test_batchnorm_reestimation_gives_the_data_statistics():
@@ -115,12 +123,11 @@ def test_scores_equal_a_direct_computation(tiny, method):
         assert scorer.accuracy(0, 0) == pytest.approx(accuracy(unchanged, held_out), abs=1e-9)
 
 
-def test_command_resumes_from_parts_and_refuses_other_settings(base_checkpoint, tmp_path):
+def test_command_resumes_from_parts_and_refuses_other_settings(base_checkpoint, tmp_path, capsys):
     out = tmp_path / "importance.csv"
     common = ["importance", "--weights", str(base_checkpoint), "--data", "synthetic", "--bn-images", "128",
               "--held-out-images", "100", "--max-removed", "2", "--no-progress", "--out", str(out)]
-    first = candidate_segments(trace(build_model("tiny_mobilenet", in_channels=1, num_classes=10).eval(),
-                                     torch.zeros(1, 1, 28, 28), model_info={"name": "tiny_mobilenet"}), 2)[0]
+    first = candidate_segments(tiny_space()[1], 2)[0]
     part = part_path(out, 0)
     part.parent.mkdir()
     part.write_text(f"start,end,accuracy\n{first[0]},{first[1]},0.125\n7,9,0.5")  # a torn last line
@@ -132,10 +139,11 @@ def test_command_resumes_from_parts_and_refuses_other_settings(base_checkpoint, 
     assert row["importance"] == pytest.approx(100 * (0.125 - row["reference_accuracy"]), abs=1e-3)
     measured = frame[frame["source"] == "measured"]
     assert len(finished(out)) == len(measured) + 1  # every measured segment and the reference, once
-    assert len(frame) == len(candidate_segments(trace(build_model("tiny_mobilenet", in_channels=1,
-                                                                  num_classes=10).eval(), torch.zeros(1, 1, 28, 28),
-                                                      model_info={"name": "tiny_mobilenet"})))
+    assert len(frame) == len(candidate_segments(tiny_space()[1]))
     assert main([*common, "--bn-images", "64"]) == 1  # other settings, same parts
+    assert "holds scores of a run with other settings" in capsys.readouterr().err
+    lines = part.read_text().splitlines()
+    assert len(lines) == len(set(lines)) == len(measured) + 1 + 1  # header, reference, each segment once
 
 
 def test_torchrun_shards_equal_one_process(base_checkpoint, tmp_path):
@@ -175,9 +183,14 @@ def test_masks_method_writes_scores_for_every_segment(base_checkpoint, tmp_path)
     assert main(["importance", "--method", "masks", "--weights", str(base_checkpoint), "--data", "synthetic",
                  "--subset", "512", "--keep", "3", "--no-progress", "--out", str(out)]) == 0
     frame = pd.read_csv(out)
+    assert list(frame.columns[:5]) == ["start", "end", "importance", "method", "unit"]
     assert (frame["method"] == "masks").all() and (frame["importance"] <= 0).all()
     assert frame["importance"].min() < -1  # long segments remove several scored sites
-    assert len(frame) == len(candidate_segments(trace(build_model("tiny_mobilenet", in_channels=1,
-                                                                  num_classes=10).eval(),
-                                                      torch.zeros(1, 1, 28, 28),
-                                                      model_info={"name": "tiny_mobilenet"})))
+    assert (frame["importance"] == 0).any()  # the lowest-scoring site normalises to 0
+    _, space = tiny_space()
+    cuts = [0, *sorted(s.position for s in space.sites if s.activation is not None), space.num_layers]
+    score = {(a, b): v for a, b, v in zip(frame["start"], frame["end"], frame["importance"])}
+    alone = {cuts[i]: score[(cuts[i - 1], cuts[i + 1])] for i in range(1, len(cuts) - 1)}
+    for (a, c), value in score.items():  # a segment scores the sum of its sites: additive by construction
+        assert value == pytest.approx(sum(v for p, v in alone.items() if a < p < c), abs=1e-5)
+    assert len(frame) == len(candidate_segments(tiny_space()[1]))

@@ -2,6 +2,7 @@
 resumes without redoing anything."""
 
 import json
+import re
 import time
 import tomllib
 
@@ -40,6 +41,17 @@ def test_run_command_refuses_a_bad_config_file(tmp_path, capsys):
     assert "unknown key 'epoch'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert main(["run", "--config", str(tmp_path / "missing.toml")]) == 1
+
+
+def test_a_run_folder_of_other_settings_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(PipelineConfig.from_dict({"train": {"epochs": 9}}).to_toml())
+    assert main(["run", "--out", str(run)]) == 1
+    assert re.search(r"holds a run with other settings \((data, )?train differ", capsys.readouterr().err)
+    (run / "config.toml").write_text(PipelineConfig.from_dict({"search": {"budgets": ["2x"]}}).to_toml())
+    from depthshrink.pipeline.stages import Pipeline
+    Pipeline(PipelineConfig(), run)._check_earlier_settings()  # new budgets are fine
 
 
 TINY = """

@@ -1,0 +1,80 @@
+"""Training throughput of the finetuner against a bare PyTorch loop on the same work.
+
+Both train the shrunk small-input MobileNetV2-0.5 (every block linearised, distilling from the
+original) on the same Fashion-MNIST images with the same batch size, optimizer, schedule and
+loss; the finetuner adds its sampler, progress bar, metrics log and checkpoint. Rounds
+alternate (bare, finetuner, bare, ...) so drifting machine load hits both alike.
+
+    python bench/finetune_overhead.py [--images 4096] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from argparse import Namespace
+
+import torch
+
+import depthshrink
+from depthshrink.cli.train import load_data
+from depthshrink.models import build_model
+from depthshrink.shrink.masks import per_block_masks
+from depthshrink.shrink.train import TrainConfig, distillation_loss, train
+
+
+def bare_loop(model, teacher, data, config: TrainConfig) -> float:
+    """Images per second of the plainest loop doing the same steps."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay)
+    steps = len(data) // config.batch_size
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, drop_last=True)
+    model.train()
+    began = time.perf_counter()
+    for images, labels in loader:
+        with torch.no_grad():
+            teacher_logits = teacher(images)
+        loss = distillation_loss(model(images), labels, teacher_logits, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return steps * config.batch_size / (time.perf_counter() - began)
+
+
+def finetuner(model, teacher, data, config: TrainConfig) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        began = time.perf_counter()
+        train(model, data, config, out, teacher=teacher, progress=True, spec={"bench": True})
+        return (len(data) // config.batch_size) * config.batch_size / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--data", default="fashion-mnist")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    teacher = build_model("mobilenet_v2_small", width_mult=0.5, in_channels=1, num_classes=10).eval()
+    space = depthshrink.trace(teacher, torch.zeros(1, 1, 28, 28), model_info={"name": "mobilenet_v2_small"})
+    data = load_data(Namespace(data=args.data, subset=args.images), "train")
+    config = TrainConfig(epochs=1, batch_size=128, lr=0.02, distill_weight=0.7)
+    results = {"bare": [], "finetuner": []}
+    for _ in range(args.rounds):
+        for name, run in (("bare", bare_loop), ("finetuner", finetuner)):
+            shrunk = depthshrink.apply_masks(teacher, space, per_block_masks(space))
+            results[name].append(run(shrunk, teacher, data, config))
+    bare, ours = (max(results[k]) for k in ("bare", "finetuner"))
+    print(f"images/s per round: bare {[round(v) for v in results['bare']]}, "
+          f"finetuner {[round(v) for v in results['finetuner']]}")
+    print(f"best of {args.rounds}: bare loop {bare:.1f} images/s, finetuner {ours:.1f} images/s: "
+          f"overhead {100 * (bare - ours) / bare:+.1f}% (target <= 5%), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {args.images} images, batch {config.batch_size}")
+
+
+if __name__ == "__main__":
+    main()
