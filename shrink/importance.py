@@ -7,10 +7,11 @@ the unchanged network (so the procedure's own effect cancels):
 - ``zero-shot``: remove, re-estimate BatchNorm statistics on training images (forward passes
   only: without it the score misleads), evaluate. Seconds per segment.
 - ``probe`` (Kim et al.): remove, finetune briefly with distillation from the original,
-  evaluate. Segments are sharded over the ranks of ``torchrun`` (rank r takes every world-th
-  segment); rows are appended to per-rank part files as they finish, so a re-run skips them.
+  evaluate. Under ``torchrun`` the segments left to score are dealt among the ranks; rows are
+  appended to per-rank part files as they finish, so a re-run skips them.
 
-The third method, DepthShrinker's learnable masks, lives in :mod:`.mask_training`.
+Segments removing more than ``max_removed`` activations are not measured but completed
+additively (:func:`..search.segments.complete_additively`). The third method, DepthShrinker's learnable masks, lives in :mod:`.mask_training`.
 """
 
 from __future__ import annotations
