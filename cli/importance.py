@@ -76,9 +76,10 @@ def _measured(args, base, space, train_data, held_out, out: Path):
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     dist = _process_group(world)
     if rank == 0:
+        done = len(finished(out))
         print(f"{args.method}: {len(segments)} segments of {space.model['name']} to score"
               + (f", shared among {world} processes" if world > 1 else "")
-              + (f" ({len(finished(out))} done before)" if finished(out) else ""))
+              + (f" ({done} done before)" if done else ""))
     settings = {**{k: v for k, v in asdict(config).items() if k != "max_removed"},
                 "weights": _sha256(args.weights), "data": args.data, "subset": args.subset,
                 "held_out_images": args.held_out_images}

@@ -97,16 +97,23 @@ def append_csv_line(path: Path, values: list) -> None:
         os.close(fd)
 
 
-def _repair_and_read_header(path: Path) -> list[str]:
+def cut_torn_line(path: Path) -> bytes:
+    """Cut a torn last line (an interrupted append) off ``path``, with a warning; what is kept."""
     data = path.read_bytes()
-    if not data.endswith(b"\n"):
+    if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            raise DepthshrinkError(f"{path} is not a LUT: it has no complete header line")
         warnings.warn(f"{path}: dropped a torn last line (an interrupted write): {data[cut:][:60]!r}",
                       stacklevel=3)
         with open(path, "r+b") as handle:
             handle.truncate(cut)
+        data = data[:cut]
+    return data
+
+
+def _repair_and_read_header(path: Path) -> list[str]:
+    data = cut_torn_line(path)
+    if not data:
+        raise DepthshrinkError(f"{path} is not a LUT: it has no complete header line")
     header = data.split(b"\n", 1)[0].decode(errors="replace").strip().split(",")
     missing = [c for c in REQUIRED if c not in header]
     if missing:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DepthshrinkError
-from ..lut.table import append_csv_line
+from ..lut.table import append_csv_line, cut_torn_line
 from ..models.space import ChainSpace, read_json, write_json_atomic
 from ..profiler.candidates import model_label
 from ..search.dp import fastest_splits
@@ -86,7 +86,7 @@ def reestimate_batchnorm(model: nn.Module, images: Dataset, batch_size: int = 25
 
 
 def _probe_finetune(model: nn.Module, teacher: nn.Module, data: Dataset, config: ImportanceConfig) -> None:
-    from .train import TrainConfig, distillation_loss
+    from .train import TrainConfig, distillation_step
 
     loss_config = TrainConfig(distill_weight=config.distill_weight, label_smoothing=0.0)
     generator = torch.Generator().manual_seed(config.seed)
@@ -94,12 +94,7 @@ def _probe_finetune(model: nn.Module, teacher: nn.Module, data: Dataset, config:
     optimizer = torch.optim.SGD(model.parameters(), lr=config.probe_lr, momentum=0.9, nesterov=True)
     model.train()
     for images, labels in DataLoader(data, batch_size=config.probe_batch_size, sampler=order.tolist()):
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        loss = distillation_loss(model(images), labels, teacher_logits, loss_config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        distillation_step(model, teacher, images, labels, optimizer, loss_config)
     model.eval()
 
 
@@ -160,21 +155,13 @@ def score_share(scorer: Scorer, segments: list[tuple[int, int]], out: Path, sett
     path = part_path(out, rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        _cut_torn_line(path)
+        cut_torn_line(path)
     if not path.exists() or path.stat().st_size == 0:
         append_csv_line(path, PART_COLUMNS)
     for index, (start, end) in enumerate(mine):
         append_csv_line(path, [start, end, repr(scorer.accuracy(start, end))])
         if progress:
             progress(index + 1, len(mine))
-
-
-def _cut_torn_line(path: Path) -> None:
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        warnings.warn(f"{path}: dropped a torn last line (an interrupted write)", stacklevel=3)
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _check_settings(out: Path, settings: dict) -> None:

@@ -92,7 +92,7 @@ def train_masks(base: nn.Module, space: ChainSpace, train_data: Dataset, held_ou
 
     from ..search.segments import candidate_segments
     from .importance import reestimate_batchnorm
-    from .train import TrainConfig, distillation_loss
+    from .train import TrainConfig, distillation_step
 
     removable = [s.position for s in space.sites if s.activation is not None and s.removable]
     keep = len(removable) // 2 if config.keep is None else config.keep
@@ -111,12 +111,7 @@ def train_masks(base: nn.Module, space: ChainSpace, train_data: Dataset, held_ou
         loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator,
                             drop_last=True)
         for images, labels in tqdm(loader, desc=f"masks epoch {epoch + 1}/{config.epochs}", disable=not progress):
-            with torch.no_grad():
-                teacher_logits = teacher(images)
-            loss = distillation_loss(model(images), labels, teacher_logits, loss_config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            distillation_step(model, teacher, images, labels, optimizer, loss_config)
     scores = bank.scores.detach()
     low, high = float(scores.min()), float(scores.max())
     normalised = {p: (float(v) - low) / (high - low) if high > low else 1.0 for p, v in zip(removable, scores)}

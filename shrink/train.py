@@ -113,6 +113,18 @@ class _Step:
     ema: torch.optim.swa_utils.AveragedModel | None
 
 
+def distillation_step(model: nn.Module, teacher: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.Tensor:
+    """One plain SGD step on the distillation loss (the short loops of importance estimation)."""
+    with torch.no_grad():
+        teacher_logits = teacher(images)
+    loss = distillation_loss(model(images), labels, teacher_logits, config)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.PathLike,
           teacher: nn.Module | None = None, resume: bool = False, progress: bool = True,
           spec: dict | None = None) -> nn.Module:
