@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,3 +116,22 @@ class TinyNet(nn.Module):
 
     def forward(self, x):
         return self.fc(F.relu(self.conv(x)).mean((2, 3)))
+
+
+_NETWORK_TROUBLE = re.compile(r"Address already in use|Connection (reset|refused|closed)|DistNetworkError|"
+                              r"Socket Timeout|timed out|EADDRINUSE")
+
+
+def torchrun(args: list[str], timeout_s: int = 300) -> subprocess.CompletedProcess:
+    """Two local processes under torchrun over the loopback; the launch is retried once when it
+    failed on a socket (a port taken between torchrun's pick and its use), never on other errors.
+    A failure shows the workers' stderr."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "--local-addr", "127.0.0.1", *args]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    for attempt in range(2):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
+        if result.returncode == 0 or not _NETWORK_TROUBLE.search(result.stderr):
+            break
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

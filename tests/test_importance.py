@@ -3,12 +3,11 @@ direct computation, resumable parts, torchrun sharding, DepthShrinker's learnabl
 
 import copy
 import itertools
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from helpers import torchrun
 from torch import nn
 
 from depthshrink import DepthshrinkError
@@ -150,9 +149,7 @@ def test_torchrun_shards_equal_one_process(base_checkpoint, tmp_path):
     common = ["--weights", str(base_checkpoint), "--data", "synthetic", "--bn-images", "128",
               "--held-out-images", "100", "--max-removed", "1", "--no-progress"]
     assert main(["importance", *common, "--out", str(tmp_path / "one.csv")]) == 0
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    "-m", "depthshrink.cli.main", "importance", *common, "--out", str(tmp_path / "two.csv")],
-                   check=True, capture_output=True, timeout=300)
+    torchrun(["-m", "depthshrink.cli.main", "importance", *common, "--out", str(tmp_path / "two.csv")])
     one, two = pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "two.csv")
     pd.testing.assert_frame_equal(one, two)
     ranks = sorted(p.name for p in (tmp_path / "two.csv.parts").glob("rank*.csv"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TinyNet
+from helpers import TinyNet, torchrun
 
 from depthshrink import DepthshrinkError
 from depthshrink.shrink.data import synthetic
@@ -35,8 +35,7 @@ def test_two_gloo_processes_equal_one(tmp_path):
     single = train(TinyNet(), synthetic(96, seed=1), CONFIG, tmp_path / "one", progress=False).state_dict()
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(TESTS), out=str(tmp_path / "two")))
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(script)], check=True, capture_output=True, timeout=300)
+    torchrun([str(script)])
     ranks = [torch.load(tmp_path / "two" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for key, value in single.items():
         assert torch.equal(ranks[0][key], ranks[1][key])
@@ -160,9 +159,7 @@ def test_ranks_agree_on_a_network_with_batchnorm(tmp_path):
     """BN statistics are per process on the CPU, but every rank ends with the same weights and buffers."""
     script = tmp_path / "bn.py"
     script.write_text(BN_SCRIPT.format(tests=str(TESTS), out=str(tmp_path)))
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    torchrun([str(script)])
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
 
