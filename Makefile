@@ -41,9 +41,10 @@ bench: install
 	rm -f out/bench_lut_mobilenet_v2_224.csv out/bench_lut_mobilenet_v2_224.validation.json
 	$(PY) bench/lut_table.py --model mobilenet_v2 --resolution 224 --out out/bench_lut_mobilenet_v2_224.csv
 	$(PY) -m depthshrink.cli.main predictor evaluate --lut lut/mobilenet_v2_224_b1_onnxruntime_cpu.csv --plot out/parity.png
+	$(PY) bench/predictor_accuracy.py
 	$(PY) bench/search_latency.py
 	rm -f out/bench_adaptive.csv out/bench_adaptive.validation.json
-	$(PY) bench/adaptive_profiling.py --out out/bench_adaptive.csv
+	$(PY) bench/adaptive_profiling.py --out out/bench_adaptive.csv --full out/bench_lut_mobilenet_v2_224.csv
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

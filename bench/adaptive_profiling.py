@@ -1,7 +1,11 @@
 """Adaptive profiling of MobileNetV2-1.0 @224 on this CPU: how many configurations it measures,
 and whether the search then picks networks as fast (measured) as with the full table.
 
-    python bench/adaptive_profiling.py --out out/adaptive.csv [--budget-fraction 0.4]
+    python bench/adaptive_profiling.py --out out/adaptive.csv [--budget-fraction 0.4] [--full FULL.csv]
+
+Compare with a full table measured in the same session (``--full``, as ``make bench`` does):
+this VM's speed drifts by several percent over hours, and a budget in milliseconds from a table
+measured at another time picks a network that much larger or smaller.
 """
 
 from __future__ import annotations
@@ -34,16 +38,19 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget-fraction", default="0.4")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.6])
+    parser.add_argument("--full", default=str(FULL), help="the full table to compare with (default: the shipped one)")
+    parser.add_argument("--reuse", action="store_true", help="compare an adaptive table --out already holds")
     args = parser.parse_args()
-    if Path(args.out).exists():
-        sys.exit(f"{args.out} exists: the benchmark profiles from scratch")
+    if Path(args.out).exists() and not args.reuse:
+        sys.exit(f"{args.out} exists: the benchmark profiles from scratch (or give --reuse)")
     began = time.perf_counter()
-    status = cli(["profile-device", "--cpu", "--model", "mobilenet_v2", "--resolution", "224", "--batch-size", "1",
-                  "--lut", args.out, "--budget-fraction", args.budget_fraction, "--validate", "--no-progress"])
-    if status:
-        sys.exit(status)
+    if not args.reuse:
+        status = cli(["profile-device", "--cpu", "--model", "mobilenet_v2", "--resolution", "224", "--batch-size",
+                      "1", "--lut", args.out, "--budget-fraction", args.budget_fraction, "--validate", "--no-progress"])
+        if status:
+            sys.exit(status)
     frame = read_lut(args.out)
-    total = int((read_lut(FULL)["op"] == "conv").sum())
+    total = int((read_lut(args.full)["op"] == "conv").sum())
     measured = int((frame["op"] == "conv").sum())
     print(f"adaptive: measured {measured} of {total} conv configurations ({measured / total:.0%}) "
           f"in {time.perf_counter() - began:.0f} s")
@@ -52,7 +59,7 @@ def main() -> None:
     cuts = [0] + [s.position for s in space.sites if s.activation] + [space.num_layers]
     importance = {(a, b): -float(sum(1 for c in cuts if a < c < b)) for i, a in enumerate(cuts) for b in cuts[i + 1:]}
     problems = {name: build_problem(space, LatencyTable.read(path).select(), importance)
-                for name, path in (("full", FULL), ("adaptive", args.out))}
+                for name, path in (("full", args.full), ("adaptive", args.out))}
     backend, protocol = OnnxRuntimeBackend(1), TimingProtocol(500, 20, 3000)
     with tempfile.TemporaryDirectory() as folder:
         for fraction in args.fractions:

@@ -25,6 +25,26 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                        help="main-path convs at the end kept out of the chain (default 1)")
 
 
+def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("device corpus (instead of --model)")
+    group.add_argument("--corpus", type=positive_int, metavar="N",
+                       help="N conv configurations sampled for networks of --resolution, not taken from one model: "
+                            "their rows train the latency predictor for every network on this device")
+    group.add_argument("--corpus-seed", type=non_negative_int, default=0, help="which sample (default 0)")
+
+
+def corpus_spec(args: argparse.Namespace):
+    """The corpus the options ask for, or None; exactly one of --model and --corpus."""
+    if bool(args.model) == bool(args.corpus):
+        raise DepthshrinkError("give either --model or --corpus (with --resolution)")
+    if not args.corpus:
+        return None
+    if args.resolution is None:
+        raise DepthshrinkError("--corpus needs --resolution")
+    from ..profiler.corpus import CorpusSpec
+    return CorpusSpec(args.corpus, args.resolution, args.corpus_seed)
+
+
 def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     """Which rows of a LUT to use (a filter left out must have one value in the table)."""
     group = parser.add_argument_group("which LUT rows (default: the only value present)")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, build_space, positive_int
+from .common import add_corpus_arguments, add_model_arguments, build_space, corpus_spec, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_model_arguments(parser, required=False)
+    add_corpus_arguments(parser)
     parser.add_argument("--batch-size", type=positive_int, required=True)
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--no-networks", action="store_true",
@@ -16,8 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..profiler.export import export_bundle
+    from ..profiler.export import export_bundle, export_corpus
 
+    spec = corpus_spec(args)
+    if spec is not None:
+        bundle = export_corpus(spec, args.batch_size, args.out)
+        print(f"corpus of {len(bundle.entries)} conv configurations for {spec.resolution} px networks, "
+              f"batch {args.batch_size} -> {args.out}")
+        return 0
     model, space = build_space(args)
     bundle = export_bundle(model, space, args.batch_size, args.out, networks=not args.no_networks)
     counts = {op: len(bundle.of_op(op)) for op in ("conv", "fixed", "network")}

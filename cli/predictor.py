@@ -12,7 +12,8 @@ from .common import add_setting_arguments, positive_int, setting_filters
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="predictor_command", metavar="ACTION", required=True)
     evaluate = sub.add_parser("evaluate", help="grouped cross-validation of every model on a LUT")
-    evaluate.add_argument("--lut", nargs="+", required=True, help="LUT CSV file(s)")
+    evaluate.add_argument("--lut", nargs="+", required=True,
+                          help="LUT CSV file(s); rows of a device corpus ('profile-device --corpus') only train")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (the best model)")
     evaluate.add_argument("--plot", help="parity plot to write (PNG; predicted vs measured, log axes)")
     evaluate.add_argument("--folds", type=_at_least_two, default=5)
@@ -29,21 +30,23 @@ def _at_least_two(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..lut.predictor import cross_validate
     from ..errors import DepthshrinkError
-    from ..lut.table import LatencyTable
+    from ..lut.table import CORPUS, LatencyTable
 
     if args.plot and not Path(args.plot).parent.is_dir():
         raise DepthshrinkError(f"cannot write {args.plot}: folder {Path(args.plot).parent} does not exist")
 
     table = LatencyTable.read(*args.lut).select(**setting_filters(args))
     results = cross_validate(table.frame, args.folds)
+    corpus_rows = int(((table.frame["op"] == "conv") & (table.frame["model"].astype(str) == CORPUS)).sum())
+    trained_on = f", plus {corpus_rows} corpus rows that only train" if corpus_rows else ""
     if args.plot:
         from ..reports.plots import parity_plot
         parity_plot(results[0], table.setting, args.plot)
     if args.json:
-        print(json.dumps({**results[0].to_dict(), **{k: v for k, v in table.setting.items()}}))
+        print(json.dumps({**results[0].to_dict(), "corpus_rows": corpus_rows, **table.setting}))
         return 0
     print(f"grouped {args.folds}-fold cross-validation on {results[0].rows} conv rows "
-          f"({', '.join(f'{k}={v}' for k, v in table.setting.items())}):")
+          f"({', '.join(f'{k}={v}' for k, v in table.setting.items())}){trained_on}:")
     print(f"  {'model':<22}{'RMSPE':>8}{'±5%':>8}{'±10%':>8}{'±20%':>8}")
     for r in results:
         print(f"  {r.model:<22}{r.rmspe:>8.3f}{r.within_5pct:>8.1%}{r.within_10pct:>8.1%}{r.within_20pct:>8.1%}")

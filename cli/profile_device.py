@@ -6,7 +6,7 @@ import argparse
 import tempfile
 
 from ..errors import DepthshrinkError
-from .common import add_model_arguments, build_space, positive_int
+from .common import add_corpus_arguments, add_model_arguments, build_space, corpus_spec, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     parser.add_argument("--bundle", help="profile a bundle from 'depthshrink export-bundle' (no torch needed)")
     add_model_arguments(parser, required=False)
+    add_corpus_arguments(parser)
     parser.add_argument("--batch-size", type=positive_int, required=True)
     parser.add_argument("--lut", required=True, help="LUT CSV to create or extend (rows are appended)")
     parser.add_argument("--validate", action="store_true",
@@ -80,23 +81,29 @@ def run(args: argparse.Namespace) -> int:
     from ..profiler.session import Settings, profile, validate
     from ..profiler.timing import TimingProtocol
 
-    if bool(args.bundle) == bool(args.model):
-        raise DepthshrinkError("give either --model (with --resolution) or --bundle")
+    if bool(args.bundle) + bool(args.model) + bool(args.corpus) != 1:
+        raise DepthshrinkError("give one of --model (with --resolution), --corpus (with --resolution) or --bundle")
     if args.model and args.resolution is None:
         raise DepthshrinkError("--model needs --resolution")
+    spec = None if args.bundle else corpus_spec(args)
     if args.budget_fraction is not None and not 0 < args.budget_fraction <= 1:
         raise DepthshrinkError("--budget-fraction must be in (0, 1]")
+    bundle = load_bundle(args.bundle) if args.bundle else None
+    if args.validate and (spec is not None or (bundle is not None and bundle.space is None)):
+        raise DepthshrinkError("--validate times whole networks: a corpus has none")
+    if bundle is not None and bundle.batch_size != args.batch_size:
+        raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
+                               f"not --batch-size {args.batch_size}")
     backend, label = _backend(args)
     protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms)
     settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
     with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
         modules = None
-        if args.bundle:
-            bundle = load_bundle(args.bundle)
-            if bundle.batch_size != args.batch_size:
-                raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
-                                       f"not --batch-size {args.batch_size}")
-        else:
+        if spec is not None:
+            from ..profiler.export import export_corpus
+
+            bundle = export_corpus(spec, args.batch_size, scratch, progress=not args.no_progress)
+        elif bundle is None:
             from ..profiler.export import export_bundle, module_builder
 
             model, space = build_space(args)

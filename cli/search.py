@@ -12,7 +12,8 @@ from .common import add_model_arguments, add_setting_arguments, setting_filters
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", help="chain space JSON (or give --model and --resolution)")
     add_model_arguments(parser, required=False)
-    parser.add_argument("--lut", nargs="+", required=True, help="latency LUT CSV file(s)")
+    parser.add_argument("--lut", nargs="+", required=True,
+                        help="latency LUT CSV file(s); a device corpus among them trains the predictor")
     parser.add_argument("--importance", required=True, help="importance CSV (start, end, importance)")
     parser.add_argument("--latency-budget", required=True,
                         help="5ms, 5 ms, 4500us, 0.005s, or 1.6x (speed-up over the original)")

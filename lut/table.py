@@ -38,6 +38,7 @@ SHAPE_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups
                  "padding"]
 SETTING_COLUMNS = ["device", "backend", "precision", "batch_size", "threads"]
 NONE = "none"  # the activation column for "no activation"
+CORPUS = "corpus"  # the model column of conv rows from a device corpus: they train the predictor only
 
 
 def row_key(row: dict) -> tuple:
@@ -211,6 +212,12 @@ class LatencyTable:
         key = (*(getattr(shape, c) for c in SHAPE_COLUMNS), activation or NONE, int(residual_add))
         return self._conv_index.get(key)
 
+    @property
+    def network_heights(self) -> list[int]:
+        """The feature-map sizes of the networks' own conv rows (a corpus's left out), largest first."""
+        conv = self.frame[(self.frame["op"] == "conv") & (self.frame["model"].astype(str) != CORPUS)]
+        return sorted({int(h) for h in conv["height"].dropna()}, reverse=True)
+
     def fixed_latency_ms(self, model: str) -> float | None:
         rows = self.frame[(self.frame["op"] == "fixed") & (self.frame["model"] == model)]
         return None if rows.empty else float(rows["latency_ms"].iloc[0])
@@ -240,8 +247,7 @@ def check_covers(table: LatencyTable, space: ChainSpace, model: str) -> None:
     if not missing and fixed is not None:
         return
     first = space.layers[0].shape
-    sizes = sorted({int(h) for h in table.frame.loc[table.frame["op"] == "conv", "height"].dropna()},
-                   reverse=True)
+    sizes = table.network_heights
     where = ", ".join(f"{k}={v}" for k, v in table.setting.items() if v is not None)
     if missing and first.height not in sizes:
         raise DepthshrinkError(f"the LUT ({where}) was not measured for this input size: the chain starts "

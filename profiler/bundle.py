@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DepthshrinkError
+from ..lut.table import CORPUS as CORPUS_LABEL  # the model label of a corpus bundle (no network)
 from ..models.space import ChainSpace, read_json
 
 BUNDLE_FORMAT = "depthshrink.bundle/1"
@@ -35,7 +36,7 @@ class Bundle:
     model_label: str
     batch_size: int
     entries: list[Entry]
-    space: ChainSpace
+    space: ChainSpace | None        # None for a corpus
 
     def path(self, entry: Entry) -> Path:
         return self.folder / entry.file
@@ -45,7 +46,8 @@ class Bundle:
 
     def to_manifest(self) -> dict:
         return {"format": BUNDLE_FORMAT, "model": self.model, "model_label": self.model_label,
-                "batch_size": self.batch_size, "space": "space.json",
+                "batch_size": self.batch_size,
+                "space": "space.json" if self.space is not None else None,
                 "entries": [{"key": e.key, "op": e.op, "file": e.file, "inputs": e.inputs, **e.fields}
                             for e in self.entries]}
 
@@ -66,5 +68,6 @@ def load_bundle(folder: str | os.PathLike) -> Bundle:
         if not (folder / entry.file).exists():
             raise DepthshrinkError(f"bundle {folder} lacks {entry.file}: copy the whole folder")
         entries.append(entry)
-    space = ChainSpace.from_json(folder / data.get("space", "space.json"))
+    space_file = data.get("space", "space.json")
+    space = ChainSpace.from_json(folder / space_file) if space_file else None
     return Bundle(folder, data["model"], data["model_label"], int(data["batch_size"]), entries, space)

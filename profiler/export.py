@@ -16,8 +16,9 @@ from ..shrink.apply import apply_masks, retrace
 from ..shrink.export import export_onnx
 from ..shrink.masks import per_block_masks
 from ..shrink.merge import merge
-from .bundle import MANIFEST, Bundle, Entry
+from .bundle import CORPUS_LABEL, MANIFEST, Bundle, Entry
 from .candidates import Candidate, distinct_candidates, model_label
+from .corpus import CorpusSpec, sample_candidates
 
 
 class CandidateBlock(nn.Module):
@@ -73,23 +74,43 @@ def fixed_part(model: nn.Module, space: ChainSpace) -> fx.GraphModule:
     return fx.GraphModule(gm, graph)
 
 
-def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: str | os.PathLike,
-                  networks: bool = True, progress: bool = True) -> Bundle:
-    """Export every configuration (and the fixed part, and whole networks) as ONNX files."""
+def _make_folder(folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DepthshrinkError(f"cannot create bundle folder {folder}: {exc.strerror}") from None
-    model = model.eval()
+    return folder
+
+
+def _export_candidates(candidates: list[Candidate], batch_size: int, folder: Path, progress: bool) -> list[Entry]:
+    """One ONNX file per configuration (files already there are kept)."""
     entries = []
-    for candidate in tqdm(distinct_candidates(space), desc="export", unit="onnx", disable=not progress):
+    for candidate in tqdm(candidates, desc="export", unit="onnx", disable=not progress):
         inputs = candidate.input_shapes(batch_size)
         file = f"{candidate.key}_b{batch_size}.onnx"
         if not (folder / file).exists():
             examples = tuple(torch.randn(*shape) for shape in inputs.values())
             export_onnx(CandidateBlock(candidate), examples, folder / file, list(inputs))
         entries.append(Entry(candidate.key, "conv", file, inputs, candidate.lut_fields()))
+    return entries
+
+
+def export_corpus(spec: CorpusSpec, batch_size: int, folder: str | os.PathLike, progress: bool = True) -> Bundle:
+    """A bundle of sampled configurations (see :mod:`.corpus`): conv entries only, no network."""
+    folder = _make_folder(folder)
+    entries = _export_candidates(sample_candidates(spec), batch_size, folder, progress)
+    bundle = Bundle(folder, {"corpus": spec.to_dict()}, CORPUS_LABEL, batch_size, entries, None)
+    write_json_atomic(folder / MANIFEST, bundle.to_manifest())
+    return bundle
+
+
+def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: str | os.PathLike,
+                  networks: bool = True, progress: bool = True) -> Bundle:
+    """Export every configuration (and the fixed part, and whole networks) as ONNX files."""
+    folder = _make_folder(folder)
+    model = model.eval()
+    entries = _export_candidates(distinct_candidates(space), batch_size, folder, progress)
     label = model_label(space.model)
     info = space.model
     image = [batch_size, info["in_channels"], info["height"], info["width"]]

@@ -22,7 +22,7 @@ from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
 from .adaptive import most_uncertain, seed_order
 from .base import Backend, Workload
-from .bundle import Bundle, Entry
+from .bundle import CORPUS_LABEL, Bundle, Entry
 from .candidates import Candidate
 from .timing import Timing, TimingProtocol
 
@@ -61,7 +61,8 @@ def _setting(backend: Backend, settings: Settings) -> dict:
 def _row(entry: Entry, bundle: Bundle, backend: Backend, settings: Settings) -> dict:
     base = _setting(backend, settings)
     if entry.op == "conv":
-        return {**base, **entry.fields, "model": None}
+        corpus = bundle.model_label == CORPUS_LABEL  # its rows are marked: they only train the predictor
+        return {**base, **entry.fields, "op": "conv", "model": CORPUS_LABEL if corpus else None}
     blank = {k: None for k in ("in_channels", "out_channels", "kernel_size", "stride", "groups",
                                "padding", "activation", "residual_add")}
     image = entry.inputs["input"]

@@ -87,9 +87,8 @@ def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple
     spans = space.spans
     span_ms = {key: table.conv_latency_ms(s.shape, s.activation, s.residual_add) for key, s in spans.items()}
     missing = [key for key, value in span_ms.items() if value is None]
-    measured_sizes = set(table.frame.loc[table.frame["op"] == "conv", "height"].dropna().astype(int))
     if (missing and not use_predictor) or table.fixed_latency_ms(label) is None or \
-            space.layers[0].shape.height not in measured_sizes:
+            space.layers[0].shape.height not in table.network_heights:
         check_covers(table, space, label)  # raises, naming what does not match
     source = {key: "measured" for key in span_ms}
     if missing:

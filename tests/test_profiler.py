@@ -231,7 +231,9 @@ def test_the_device_side_runs_without_torch(tmp_path):
                              "--warmup-ms", "5", "--min-time-ms", "5", "--no-progress"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert len(read_lut(tmp_path / "lut.csv")) == len(distinct_candidates(space)) + 1
+    frame = read_lut(tmp_path / "lut.csv")
+    assert len(frame) == len(distinct_candidates(space)) + 1
+    assert (frame["op"] == "conv").sum() == len(distinct_candidates(space))  # rows a search can use
 
 
 def test_adaptive_profiling_stays_within_its_budget(tmp_path, capsys):
