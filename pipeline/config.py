@@ -33,7 +33,8 @@ class DataSection:
 
 @dataclass
 class TrainSection:
-    weights: str = ""                   # an existing base checkpoint (from train): skips training
+    weights: str = ""                   # a base checkpoint from train (used as it is), or a plain
+                                        # state_dict (e.g. ImageNet weights) trained `epochs` from
     epochs: int = 3
     batch_size: int = 128
     lr: float = 0.05

@@ -17,6 +17,8 @@ Run folder (field names fixed; the report reads them)::
 
 from __future__ import annotations
 
+import functools
+
 import json
 import warnings
 from argparse import Namespace
@@ -71,7 +73,11 @@ class Pipeline:
 
     @property
     def base(self) -> Path:
-        return Path(self.config.train.weights) if self.config.train.weights else self.run / "base" / "last.pt"
+        """``[train] weights`` when it is a ``train`` checkpoint, else the run's own base training."""
+        weights = self.config.train.weights
+        if weights and _is_checkpoint(weights):
+            return Path(weights)
+        return self.run / "base" / "last.pt"
 
     # -- stages ---------------------------------------------------------------------------------
     def run_all(self) -> Path:
@@ -102,11 +108,13 @@ class Pipeline:
                                    f"its config.toml): use another --out, or delete the folder")
 
     def train_base(self) -> None:
-        if self.config.train.weights:
-            if not self.base.exists():
-                raise DepthshrinkError(f"[train] weights: {self.base} does not exist")
-            return
-        self._train("base", self.run / "base", self.model_args())
+        weights = self.config.train.weights
+        if weights and not Path(weights).exists():
+            raise DepthshrinkError(f"[train] weights: {weights} does not exist")
+        if weights and self.base == Path(weights):
+            return  # a base checkpoint, used as it is
+        # from scratch, or from a plain state_dict a user brings (e.g. ImageNet weights, torchvision keys)
+        self._train("base", self.run / "base", [*self.model_args(), *(["--weights", weights] if weights else [])])
 
     def _train(self, stage: str, out: Path, model_args: list[str]) -> None:
         t = self.config.train
@@ -239,3 +247,16 @@ def _finished(checkpoint: Path, epochs: int) -> bool:
 def _ort_version() -> str:
     from .._imports import lazy_import
     return lazy_import("onnxruntime").__version__
+
+
+@functools.lru_cache(maxsize=8)
+def _is_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a depthshrink ``train`` checkpoint (not a plain state_dict)."""
+    import torch
+
+    from ..shrink.train import CHECKPOINT_FORMAT
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: the train stage names the problem
+        return False
+    return isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT

@@ -119,3 +119,33 @@ def test_a_tiny_run_end_to_end_then_resumed(tmp_path, capsys):
     changed = [p for p, stamp in stamps.items() if p.stat().st_mtime_ns != stamp and p.name not in
                ("config.toml", "results.csv")]
     assert changed == [] and time.perf_counter() - began < 30
+
+
+def test_base_weights_a_user_brings_are_trained_from_and_checkpoints_used_as_they_are(tmp_path, capsys):
+    """``[train] weights``: a plain state_dict (e.g. ImageNet weights) is the start of base
+    training on the run's data; a ``train`` checkpoint is the base itself."""
+    import torch
+
+    from depthshrink.models import build_model
+    from depthshrink.pipeline.stages import Pipeline
+
+    plain = build_model("tiny_mobilenet", in_channels=1, num_classes=10).state_dict()
+    torch.save(plain, tmp_path / "plain.pt")
+    settings = tomllib.loads(TINY)
+    settings["train"].update(weights=str(tmp_path / "plain.pt"), lr=1e-9)  # the weights stay the user's
+    pipeline = Pipeline(PipelineConfig.from_dict(settings), tmp_path / "run")
+    pipeline.train_base()
+    assert pipeline.base == tmp_path / "run" / "base" / "last.pt"
+    trained = torch.load(pipeline.base, weights_only=True)["model"]
+    assert all(torch.allclose(trained[k], v, atol=1e-6) for k, v in plain.items() if k.endswith("weight"))
+    scratch = build_model("tiny_mobilenet", in_channels=1, num_classes=10).state_dict()  # another draw
+    assert not all(torch.allclose(trained[k], v, atol=1e-3) for k, v in scratch.items() if k.endswith("weight"))
+
+    settings["train"]["weights"] = str(pipeline.base)
+    again = Pipeline(PipelineConfig.from_dict(settings), tmp_path / "again")
+    again.train_base()
+    assert again.base == pipeline.base and not (tmp_path / "again" / "base").exists()
+    settings["train"]["weights"] = str(tmp_path / "none.pt")
+    with pytest.raises(DepthshrinkError, match="none.pt does not exist"):
+        Pipeline(PipelineConfig.from_dict(settings), tmp_path / "missing").train_base()
+    capsys.readouterr()
