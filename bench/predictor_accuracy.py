@@ -5,7 +5,7 @@ accuracy on the rest of the table when only 40% of it is measured (what adaptive
 
     python bench/predictor_accuracy.py [--corpus lut/corpus_224_b1_onnxruntime_cpu.csv] [--configurations 400]
 
-A corpus file that does not exist is measured first (about 1.4 s per configuration).
+A corpus file that does not exist is measured first (about 1.5 s per configuration).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 import depthshrink
 from depthshrink.cli.main import main as cli
 from depthshrink.lut.predictor import LatencyPredictor, cross_validate
-from depthshrink.lut.table import CORPUS, LatencyTable
+from depthshrink.lut.table import LatencyTable, is_corpus
 from depthshrink.models import build_model
 from depthshrink.profiler.candidates import span_candidates
 
@@ -81,7 +81,7 @@ def main() -> None:
     _report("table alone", table.frame, spans)
     both = LatencyTable.read(args.table, args.corpus).select(**table.setting)
     _report("table + corpus", both.frame, spans)
-    _partial(table.frame, both.frame[both.frame["model"].astype(str) == CORPUS])
+    _partial(table.frame, both.frame[is_corpus(both.frame)])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     group.add_argument("--resolution", type=positive_int, required=required, help="input height and width, pixels")
     group.add_argument("--in-channels", type=positive_int, help="input channels (default 3)")
     group.add_argument("--num-classes", type=positive_int, help="classifier outputs (zoo default 1000)")
-    group.add_argument("--weights", help="state_dict file to load (torch.load with weights_only=True)")
+    group.add_argument("--weights", help="state_dict file to load (torch.load with weights_only=True); for train, "
+                                         "another class count or RGB weights for one channel are adapted")
     group.add_argument("--strided-merge", choices=("pointwise", "any"), default="pointwise",
                        help="after a strided conv, allow only 1x1 convs inside a span (pointwise, "
                             "default) or any kernel (grows by stride*(k-1))")
@@ -38,6 +39,8 @@ def corpus_spec(args: argparse.Namespace):
     if bool(args.model) == bool(args.corpus):
         raise DepthshrinkError("give either --model or --corpus (with --resolution)")
     if not args.corpus:
+        if args.corpus_seed:
+            raise DepthshrinkError("--corpus-seed needs --corpus")
         return None
     if args.resolution is None:
         raise DepthshrinkError("--corpus needs --resolution")
@@ -59,7 +62,13 @@ def setting_filters(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in ("device", "backend", "precision", "batch_size", "threads")}
 
 
-def load_weights(model, path: str) -> None:
+def load_weights(model, path: str, adapt: bool = False) -> None:
+    """Load a state_dict (or a checkpoint holding one) into ``model``, strictly.
+
+    With ``adapt`` (training starts from the weights, e.g. ImageNet ones on another dataset), a
+    classifier of another class count is left out (the model's own, new one is trained) and RGB
+    stem weights are summed over colours for a one-channel input; each change is said on stderr.
+    """
     import torch
 
     try:
@@ -71,6 +80,8 @@ def load_weights(model, path: str) -> None:
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
+    if adapt and isinstance(state, dict):
+        state = _adapt_ends(model, dict(state))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -78,8 +89,30 @@ def load_weights(model, path: str) -> None:
         raise DepthshrinkError(f"weights {path} do not fit this model: {first}") from None
 
 
-def build_space(args: argparse.Namespace):
-    """(model in eval mode, chain space) from the model options."""
+def _adapt_ends(model, state: dict) -> dict:
+    import sys
+
+    from torch import nn
+
+    own = model.state_dict()
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    stem = f"{convs[0]}.weight" if convs else None
+    if stem in state and state[stem].shape[1] == 3 and own[stem].shape[1] == 1:
+        state[stem] = state[stem].sum(dim=1, keepdim=True)
+        print(f"note: {stem}: RGB weights summed over colours for a one-channel input", file=sys.stderr)
+    head = linears[-1] if linears else None
+    keys = [k for k in (f"{head}.weight", f"{head}.bias") if k in state and k in own]
+    if keys and any(state[k].shape != own[k].shape for k in keys):
+        print(f"note: {head}: the weights' classifier has {state[keys[0]].shape[0]} outputs, not "
+              f"{own[keys[0]].shape[0]}: it is left out and the model's own is trained", file=sys.stderr)
+        state.update({k: own[k] for k in keys})
+    return state
+
+
+def build_space(args: argparse.Namespace, adapt_weights: bool = False):
+    """(model in eval mode, chain space) from the model options (see :func:`load_weights` for
+    ``adapt_weights``)."""
     import torch
 
     from ..models import build_model, min_resolution
@@ -94,7 +127,7 @@ def build_space(args: argparse.Namespace):
     model = build_model(args.model, width_mult=args.width_mult, in_channels=args.in_channels,
                         num_classes=args.num_classes)
     if args.weights:
-        load_weights(model, args.weights)
+        load_weights(model, args.weights, adapt_weights)
     model.eval()
     in_channels = args.in_channels or _first_conv_in_channels(model)
     info = {"name": args.model, "width_mult": args.width_mult if args.width_mult is not None else 1.0,

@@ -30,14 +30,14 @@ def _at_least_two(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..lut.predictor import cross_validate
     from ..errors import DepthshrinkError
-    from ..lut.table import CORPUS, LatencyTable
+    from ..lut.table import LatencyTable, is_corpus
 
     if args.plot and not Path(args.plot).parent.is_dir():
         raise DepthshrinkError(f"cannot write {args.plot}: folder {Path(args.plot).parent} does not exist")
 
     table = LatencyTable.read(*args.lut).select(**setting_filters(args))
     results = cross_validate(table.frame, args.folds)
-    corpus_rows = int(((table.frame["op"] == "conv") & (table.frame["model"].astype(str) == CORPUS)).sum())
+    corpus_rows = int(((table.frame["op"] == "conv") & is_corpus(table.frame)).sum())
     trained_on = f", plus {corpus_rows} corpus rows that only train" if corpus_rows else ""
     if args.plot:
         from ..reports.plots import parity_plot

@@ -89,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     if args.budget_fraction is not None and not 0 < args.budget_fraction <= 1:
         raise DepthshrinkError("--budget-fraction must be in (0, 1]")
     bundle = load_bundle(args.bundle) if args.bundle else None
-    if args.validate and (spec is not None or (bundle is not None and bundle.space is None)):
+    corpus = spec is not None or (bundle is not None and bundle.space is None)
+    if corpus and args.validate:
         raise DepthshrinkError("--validate times whole networks: a corpus has none")
+    if corpus and args.budget_fraction is not None:
+        raise DepthshrinkError("--budget-fraction chooses among a network's configurations: measure a corpus whole")
     if bundle is not None and bundle.batch_size != args.batch_size:
         raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
                                f"not --batch-size {args.batch_size}")
@@ -99,10 +102,12 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
     with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
         modules = None
-        if spec is not None:
-            from ..profiler.export import export_corpus
+        if corpus:
+            from ..profiler.export import corpus_module, export_corpus
 
-            bundle = export_corpus(spec, args.batch_size, scratch, progress=not args.no_progress)
+            if bundle is None:
+                bundle = export_corpus(spec, args.batch_size, scratch, progress=not args.no_progress)
+            modules = corpus_module  # the torch backend builds each configuration itself
         elif bundle is None:
             from ..profiler.export import export_bundle, module_builder
 

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(args.seed)  # the initial weights too
-    model, space = build_space(args)
+    model, space = build_space(args, adapt_weights=True)  # e.g. ImageNet weights for another dataset
     data = load_data(args, "train", space.model)
     check_fits(data, space.model)
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,

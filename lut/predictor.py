@@ -2,10 +2,12 @@
 without pickles: it is refit from the LUT CSV in seconds whenever it is needed).
 
 Features per configuration: FLOPs, parameters, input/output/weight bytes, arithmetic intensity,
-channels, kernel, stride, groups (depthwise or dense), spatial size, batch, activation and
-residual add; the target is log latency. A linear model on log features with boosted trees on
-its residuals, a random forest, gradient boosting and the linear model alone are compared by
-grouped cross-validation (near-duplicate shapes share a fold) and the best is kept.
+channels, kernel, stride, groups (depthwise or dense), spatial size, batch, activation, residual
+add and how the channels fill 8/16-wide SIMD blocks; the target is log latency. A linear model
+on log features with a Gaussian process or boosted trees on its residuals, a random forest,
+gradient boosting and the linear model alone are compared by grouped cross-validation
+(near-duplicate shapes share a fold) and the best is kept. Rows of a device corpus
+(``model`` = corpus) train every fold but are never scored.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 
 from .._imports import lazy_import
 from ..errors import DepthshrinkError
-from .table import CORPUS
+from .table import is_corpus
 
 MIN_ROWS = 20
 GROUP_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height"]
@@ -164,7 +166,7 @@ class Evaluation:
 def _conv_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the table's conv rows, the corpus rows: training only, marked as another measuring session)."""
     conv = frame[frame["op"] == "conv"]
-    corpus = conv["model"].astype(str) == CORPUS if "model" in conv.columns else np.zeros(len(conv), bool)
+    corpus = is_corpus(conv).to_numpy()
     table = conv[~corpus].reset_index(drop=True)
     if len(table) < MIN_ROWS:  # the model is chosen on them: corpus rows do not count
         raise DepthshrinkError(f"the predictor needs at least {MIN_ROWS} measured conv rows of one setting; "

@@ -41,6 +41,13 @@ NONE = "none"  # the activation column for "no activation"
 CORPUS = "corpus"  # the model column of conv rows from a device corpus: they train the predictor only
 
 
+def is_corpus(frame: pd.DataFrame) -> pd.Series:
+    """Which rows come from a device corpus (never looked up as a network's own measurements)."""
+    if "model" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["model"].astype(str) == CORPUS
+
+
 def row_key(row: dict) -> tuple:
     """The identity of a row, with every value as its CSV text."""
     return tuple("" if row.get(c) is None or (isinstance(row.get(c), float) and pd.isna(row.get(c)))
@@ -171,7 +178,7 @@ class LatencyTable:
     setting: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        conv = self.frame[self.frame["op"] == "conv"]
+        conv = self.frame[(self.frame["op"] == "conv") & ~is_corpus(self.frame)]  # corpus rows only train
         padding = pd.to_numeric(conv["padding"], errors="coerce")
         # a table without padding: assume the usual "same" padding of odd kernels
         padding = padding.fillna((conv["kernel_size"].astype(int) - 1) // 2)
@@ -215,7 +222,7 @@ class LatencyTable:
     @property
     def network_heights(self) -> list[int]:
         """The feature-map sizes of the networks' own conv rows (a corpus's left out), largest first."""
-        conv = self.frame[(self.frame["op"] == "conv") & (self.frame["model"].astype(str) != CORPUS)]
+        conv = self.frame[(self.frame["op"] == "conv") & ~is_corpus(self.frame)]
         return sorted({int(h) for h in conv["height"].dropna()}, reverse=True)
 
     def fixed_latency_ms(self, model: str) -> float | None:

@@ -6,7 +6,7 @@ Run folder (field names fixed; the report reads them)::
 
     config.toml              the resolved settings
     device.json              device, backend, threads, measured peak FLOP/s
-    base/last.pt             the base network (unless [train] weights names one)
+    base/last.pt             the base network (unless [train] weights is a train checkpoint)
     space.json  lut.csv  lut.validation.json  importance.csv
     search/<network>.json    masks (original.json: every activation kept), *.frontier.csv
     finetune/<network>/      finetune checkpoints;  baselines/<network>/: width multipliers
@@ -18,7 +18,6 @@ Run folder (field names fixed; the report reads them)::
 from __future__ import annotations
 
 import functools
-
 import json
 import warnings
 from argparse import Namespace
@@ -249,9 +248,13 @@ def _ort_version() -> str:
     return lazy_import("onnxruntime").__version__
 
 
-@functools.lru_cache(maxsize=8)
 def _is_checkpoint(path: str) -> bool:
     """Whether ``path`` is a depthshrink ``train`` checkpoint (not a plain state_dict)."""
+    return _is_checkpoint_version(path, Path(path).stat().st_mtime_ns) if Path(path).exists() else False
+
+
+@functools.lru_cache(maxsize=8)
+def _is_checkpoint_version(path: str, mtime_ns: int) -> bool:  # a replaced file is read again
     import torch
 
     from ..shrink.train import CHECKPOINT_FORMAT

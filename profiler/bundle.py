@@ -15,6 +15,7 @@ from ..lut.table import CORPUS as CORPUS_LABEL  # the model label of a corpus bu
 from ..models.space import ChainSpace, read_json
 
 BUNDLE_FORMAT = "depthshrink.bundle/1"
+CORPUS_FORMAT = "depthshrink.bundle/2"  # a corpus: no space, no network (older readers refuse it clearly)
 MANIFEST = "manifest.json"
 
 
@@ -45,7 +46,8 @@ class Bundle:
         return [e for e in self.entries if e.op == op]
 
     def to_manifest(self) -> dict:
-        return {"format": BUNDLE_FORMAT, "model": self.model, "model_label": self.model_label,
+        return {"format": BUNDLE_FORMAT if self.space is not None else CORPUS_FORMAT,
+                "model": self.model, "model_label": self.model_label,
                 "batch_size": self.batch_size,
                 "space": "space.json" if self.space is not None else None,
                 "entries": [{"key": e.key, "op": e.op, "file": e.file, "inputs": e.inputs, **e.fields}
@@ -59,8 +61,9 @@ def load_bundle(folder: str | os.PathLike) -> Bundle:
         raise DepthshrinkError(f"{folder} is not a profiling bundle (no {MANIFEST}); make one with "
                                "'depthshrink export-bundle'")
     data = read_json(manifest, "bundle manifest")
-    if data.get("format") != BUNDLE_FORMAT:
-        raise DepthshrinkError(f"{manifest}: format is {data.get('format')!r}, expected {BUNDLE_FORMAT!r}")
+    if data.get("format") not in (BUNDLE_FORMAT, CORPUS_FORMAT):
+        raise DepthshrinkError(f"{manifest}: format is {data.get('format')!r}, expected {BUNDLE_FORMAT!r} "
+                               f"or {CORPUS_FORMAT!r}")
     entries = []
     for item in data["entries"]:
         extra = {k: v for k, v in item.items() if k not in ("key", "op", "file", "inputs")}

@@ -41,8 +41,8 @@ class CorpusSpec:
             raise DepthshrinkError("a corpus needs at least one configuration")
         if self.resolution < 4:
             raise DepthshrinkError(f"corpus resolution {self.resolution} is too small (at least 4)")
-        if not 1 <= self.min_channels <= self.max_channels:
-            raise DepthshrinkError("corpus channels: need 1 <= min_channels <= max_channels")
+        if not 8 <= self.min_channels <= self.max_channels:
+            raise DepthshrinkError("corpus channels: need 8 <= min_channels <= max_channels (multiples of 8)")
         if self.max_kernel < 3 or self.max_kernel % 2 == 0:
             raise DepthshrinkError(f"corpus max_kernel must be odd and at least 3, not {self.max_kernel}")
 
@@ -58,7 +58,7 @@ def _spatial_sizes(resolution: int) -> list[int]:
 def _channels(rng: np.random.Generator, spec: CorpusSpec) -> int:
     """Log-uniform, rounded to a multiple of 8 as width multipliers round them (make_divisible)."""
     value = math.exp(rng.uniform(math.log(spec.min_channels), math.log(spec.max_channels)))
-    return int(min(spec.max_channels, max(spec.min_channels, 8 * round(value / 8))))
+    return int(min(spec.max_channels // 8, max(-(-spec.min_channels // 8), round(value / 8)))) * 8
 
 
 def _draw(rng: np.random.Generator, spec: CorpusSpec, sizes: list[int]) -> Candidate:
@@ -95,8 +95,8 @@ def sample_candidates(spec: CorpusSpec) -> list[Candidate]:
         if len(chosen) == spec.configurations:
             break
         candidate = _draw(rng, spec, sizes)
-        if candidate.shape.kernel_size <= candidate.shape.height + 2 * candidate.shape.padding \
-                and _gflops(candidate) <= spec.max_gflops:
+        # a "same"-padded kernel wider than 2 * map + 1 only adds taps that see padding
+        if candidate.shape.kernel_size <= 2 * candidate.shape.height + 1 and _gflops(candidate) <= spec.max_gflops:
             chosen.setdefault(candidate.key, candidate)
     if len(chosen) < spec.configurations:
         raise DepthshrinkError(f"only {len(chosen)} distinct configurations fit this corpus spec, "

@@ -105,6 +105,11 @@ def export_corpus(spec: CorpusSpec, batch_size: int, folder: str | os.PathLike, 
     return bundle
 
 
+def corpus_module(entry: Entry) -> nn.Module:
+    """The PyTorch module of a corpus entry (the torch backend)."""
+    return CandidateBlock(Candidate.from_fields(entry.fields))
+
+
 def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: str | os.PathLike,
                   networks: bool = True, progress: bool = True) -> Bundle:
     """Export every configuration (and the fixed part, and whole networks) as ONNX files."""

@@ -85,6 +85,28 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
         GlobalBatchSampler(100, 15, 0, rank=0, world=2)
 
 
+def test_training_starts_from_weights_of_another_dataset(tmp_path, capsys):
+    """ImageNet-style weights (RGB stem, 1000 classes) for a one-channel, ten-class model: the stem
+    is summed over colours, the classifier is new; anything else must still fit exactly."""
+    from depthshrink.cli.main import main
+    from depthshrink.models import build_model
+
+    rgb = build_model("mobilenet_v2", width_mult=0.35).state_dict()
+    torch.save(rgb, tmp_path / "imagenet.pt")
+    common = ["--model", "mobilenet_v2_small", "--width-mult", "0.35", "--resolution", "28", "--in-channels", "1",
+              "--num-classes", "10", "--data", "synthetic", "--subset", "64", "--epochs", "1", "--batch-size", "32", "--lr", "1e-9",
+              "--no-progress"]
+    assert main(["train", *common, "--weights", str(tmp_path / "imagenet.pt"), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "RGB weights summed over colours" in err and "classifier has 1000 outputs, not 10" in err
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert torch.allclose(trained["features.0.0.weight"], rgb["features.0.0.weight"].sum(1, keepdim=True), atol=1e-5)
+    assert torch.allclose(trained["features.5.conv.1.0.weight"], rgb["features.5.conv.1.0.weight"], atol=1e-5)
+    torch.save(build_model("mobilenet_v2", width_mult=0.5).state_dict(), tmp_path / "wider.pt")
+    assert main(["train", *common, "--weights", str(tmp_path / "wider.pt"), "--out", str(tmp_path / "bad")]) == 1
+    assert "do not fit this model" in capsys.readouterr().err
+
+
 def test_train_and_evaluate_commands(tmp_path, capsys):
     from depthshrink.cli.main import main
 
