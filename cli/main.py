@@ -64,13 +64,24 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        _close_process_group()
+        return code
     except DepthshrinkError as exc:
         print(f"depthshrink {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"depthshrink {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_process_group() -> None:
+    """A torchrun rank that exits with its process group alive can abort in gloo's threads
+    (SIGABRT, "terminate called without an active exception"): close it after a command that
+    succeeded (not after a failure, where another rank may still wait in a collective)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

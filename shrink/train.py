@@ -66,7 +66,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
 
 def _distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device): one process, or a rank launched by torchrun."""
+    """(rank, world size, device): one process, or a rank launched by torchrun (the process group
+    is opened here once; the caller closes it with ``dist.destroy_process_group()`` before exit)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     if world > 1 and not dist.is_initialized():

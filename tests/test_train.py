@@ -28,6 +28,7 @@ from depthshrink.shrink.train import TrainConfig, train
 import torch.distributed as dist
 model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False)
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
+dist.destroy_process_group()  # exiting with it alive can abort in gloo's threads
 """
 
 
@@ -174,6 +175,7 @@ torch.manual_seed(0)
 model = build_model("tiny_mobilenet", in_channels=1)
 train(model, synthetic(64, seed=3), TrainConfig(epochs=1, batch_size=16, lr=0.1), {out!r}, progress=False)
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
+dist.destroy_process_group()  # exiting with it alive can abort in gloo's threads
 """
 
 
