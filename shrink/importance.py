@@ -36,6 +36,7 @@ from ..search.dp import fastest_splits
 from ..search.segments import candidate_segments, complete_additively
 from .data import sample
 from .evaluate import accuracy
+from .layout import channels_last
 from .masks import Masks
 
 PART_COLUMNS = ["start", "end", "accuracy"]
@@ -117,10 +118,11 @@ class Scorer:
 
         torch.manual_seed(self.config.seed)
         model = apply_masks(self.base, self.space, segment_masks(self.space, start, end))
-        if self.config.method == "probe":
-            _probe_finetune(model, self.teacher, self.train_data, self.config)
-        reestimate_batchnorm(model, self.bn_images)
-        return accuracy(model, self.held_out)
+        with channels_last(model, self.teacher):
+            if self.config.method == "probe":
+                _probe_finetune(model, self.teacher, self.train_data, self.config)
+            reestimate_batchnorm(model, self.bn_images)
+            return accuracy(model, self.held_out)
 
 
 def part_path(out: Path, rank: int) -> Path:

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
+from .layout import channels_last
 
 CHECKPOINT_FORMAT = "depthshrink.checkpoint/1"
 
@@ -135,11 +136,16 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
     BatchNorm statistics are synchronised on GPUs (SyncBatchNorm) but per process on the CPU, and
     dropout draws per process: only networks without them match a single process exactly.
     """
+    with channels_last(model, teacher):
+        return _train(model, data, config, Path(out), teacher, resume, progress, spec)
+
+
+def _train(model: nn.Module, data: Dataset, config: TrainConfig, out: Path, teacher: nn.Module | None,
+           resume: bool, progress: bool, spec: dict | None) -> nn.Module:
     rank, world, device = _distributed()
     sampler = GlobalBatchSampler(len(data), config.batch_size, config.seed, rank, world)
     if len(sampler) == 0:
         raise DepthshrinkError(f"{len(data)} examples make no batch of {config.batch_size}")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + rank)
     model.to(device)
