@@ -27,7 +27,7 @@ class ModelSection:
 @dataclass
 class DataSection:
     source: str = "fashion-mnist"       # fashion-mnist, a folder with its idx files, or synthetic
-    subset: int = 6000                  # training images used (0: all)
+    subset: int = 4500                  # training images used (0: all)
     test_images: int = 0                # test images for the final accuracy (0: the whole split)
 
 
@@ -52,7 +52,7 @@ class ProfileSection:
 class ImportanceSection:
     method: str = "zero-shot"           # zero-shot | probe | masks
     max_removed: int = 2                # longest segments scored (activations removed; 0: all)
-    bn_images: int = 512
+    bn_images: int = 256
     held_out_images: int = 1000
     probe_steps: int = 50
 
