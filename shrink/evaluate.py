@@ -14,7 +14,7 @@ def accuracy(model: nn.Module, data: Dataset, batch_size: int = 512) -> float:
     model.eval()
     device = next(model.parameters()).device
     correct = total = 0
-    with torch.inference_mode(), channels_last(model):
+    with channels_last(model), torch.inference_mode():  # layouts restored outside inference mode
         for images, labels in DataLoader(data, batch_size=batch_size):
             correct += int((model(images.to(device)).argmax(1).cpu() == labels).sum())
             total += len(labels)

@@ -30,3 +30,17 @@ def test_layout_restored_after_an_error():
     except RuntimeError:
         pass
     assert [p.stride() for p in model.parameters()] == strides
+
+
+def test_a_model_trains_after_being_evaluated():
+    from depthshrink.shrink.data import synthetic
+    from depthshrink.shrink.evaluate import accuracy
+
+    model = build_model("tiny_mobilenet", in_channels=1)
+    data = synthetic(8, seed=0)
+    accuracy(model, data)
+    assert not any(p.is_inference() for p in model.parameters())
+    model.train()
+    images = torch.stack([data[i][0] for i in range(4)])
+    model(images).sum().backward()  # no inference tensors left in the parameters
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
