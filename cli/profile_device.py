@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--warmup-ms", type=float, default=200.0)
     timing.add_argument("--min-runs", type=positive_int, default=10)
     timing.add_argument("--min-time-ms", type=float, default=1000.0, help="minimum measuring time per entry")
+    timing.add_argument("--no-cache-flush", dest="cache_flush", action="store_false",
+                        help="onnxruntime: do not stream twice the L2 through the caches before each timed run "
+                             "of a block (check with --validate which of the two this CPU needs)")
     timing.add_argument("--noisy-spread", type=float, default=0.25,
                         help="re-measure once when (p90-p10)/median exceeds this")
     gpu = parser.add_argument_group("TensorRT")
@@ -56,7 +59,7 @@ def _backend(args: argparse.Namespace):
         label = args.device_label or cpu_label()
         if name == "onnxruntime":
             from ..profiler.onnxruntime import OnnxRuntimeBackend
-            return OnnxRuntimeBackend(args.threads), label
+            return OnnxRuntimeBackend(args.threads, args.cache_flush), label
         from ..profiler.pytorch import TorchBackend
         return TorchBackend("cpu", args.threads), label
     if name == "onnxruntime":

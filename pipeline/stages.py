@@ -133,9 +133,10 @@ class Pipeline:
             if not lut.exists():
                 self.cli("profile", "lut", "merge", *p.luts, "--out", str(lut))
         elif not (self.run / "lut.validation.json").exists():
-            budget = ["--budget-fraction", str(p.budget_fraction)] if p.budget_fraction < 1 else []
+            options = ["--budget-fraction", str(p.budget_fraction)] if p.budget_fraction < 1 else []
+            options += [] if p.cache_flush else ["--no-cache-flush"]
             self.cli("profile", "profile-device", "--cpu", *self.model_args(), "--batch-size", "1", "--lut", str(lut),
-                     "--validate", "--threads", str(p.threads), "--min-time-ms", str(p.min_time_ms), *budget)
+                     "--validate", "--threads", str(p.threads), "--min-time-ms", str(p.min_time_ms), *options)
         self._device_json()
 
     def _device_json(self) -> None:

@@ -253,3 +253,28 @@ def test_adaptive_profiling_stays_within_its_budget(tmp_path, capsys):
     assert again.measured.empty
     results = validate(bundle, backend, lut, settings)
     assert all(r["predicted_segments"] > 0 and r["predicted_ms"] > 0 for r in results)
+
+
+def test_cache_flush_can_be_turned_off(tmp_path, monkeypatch):
+    """The block's runner streams twice the L2 before each timed run, or nothing with --no-cache-flush."""
+    from depthshrink.cli.profile_device import _backend
+    from depthshrink.cli.main import build_parser
+    from depthshrink.profiler import onnxruntime as ort_backend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", progress=False)
+    flushes = []
+    original = ort_backend.OnnxRuntimeBackend.runner
+
+    def spy(self, workload, flush_bytes=0):
+        flushes.append(flush_bytes)
+        return original(self, workload, flush_bytes)
+
+    monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "runner", spy)
+    for flag, expected in (([], 2 * ort_backend._l2_bytes()), (["--no-cache-flush"], 0)):
+        args = build_parser().parse_args(["profile-device", "--cpu", "--model", "tiny_mobilenet", "--batch-size", "1",
+                                          "--lut", "x.csv", *flag])
+        backend, _ = _backend(args)
+        flushes.clear()
+        profile(bundle, backend, tmp_path / f"lut{len(flag)}.csv", Settings("cpu-test", 1, FAST, progress=False))
+        assert expected in flushes and set(flushes) <= {expected, 0}  # whole networks are never flushed
