@@ -1,8 +1,8 @@
 """Training throughput of the finetuner against a bare PyTorch loop on the same work.
 
 Both train the shrunk small-input MobileNetV2-0.5 (every block linearised, distilling from the
-original) on the same Fashion-MNIST images with the same batch size, optimizer, schedule and
-loss; the finetuner adds its sampler, progress bar, metrics log and checkpoint. Within
+original) on the same Fashion-MNIST images with the same batch size, optimizer, schedule, loss
+and convolution layout (channels-last); the finetuner adds its sampler, progress bar, metrics log and checkpoint. Within
 each round the order alternates, so a machine that drifts slower hits both alike.
 
     python bench/finetune_overhead.py [--images 4096] [--rounds 4]
@@ -22,7 +22,8 @@ import depthshrink
 from depthshrink.cli.train import load_data
 from depthshrink.models import build_model
 from depthshrink.shrink.masks import per_block_masks
-from depthshrink.shrink.train import TrainConfig, distillation_loss, train
+from depthshrink.shrink.layout import channels_last
+from depthshrink.shrink.train import TrainConfig, distillation_step, train
 
 
 def bare_loop(model, teacher, data, config: TrainConfig) -> float:
@@ -34,14 +35,10 @@ def bare_loop(model, teacher, data, config: TrainConfig) -> float:
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, drop_last=True)
     model.train()
     began = time.perf_counter()
-    for images, labels in loader:
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        loss = distillation_loss(model(images), labels, teacher_logits, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    with channels_last(model, teacher):  # as the finetuner trains
+        for images, labels in loader:
+            distillation_step(model, teacher, images, labels, optimizer, config)
+            schedule.step()
     return steps * config.batch_size / (time.perf_counter() - began)
 
 

@@ -178,7 +178,8 @@ class LatencyTable:
     setting: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        conv = self.frame[(self.frame["op"] == "conv") & ~is_corpus(self.frame)]  # corpus rows only train
+        # the networks' own conv rows; a corpus's only train the predictor
+        conv = self._own_conv = self.frame[(self.frame["op"] == "conv") & ~is_corpus(self.frame)]
         padding = pd.to_numeric(conv["padding"], errors="coerce")
         # a table without padding: assume the usual "same" padding of odd kernels
         padding = padding.fillna((conv["kernel_size"].astype(int) - 1) // 2)
@@ -222,8 +223,7 @@ class LatencyTable:
     @property
     def network_heights(self) -> list[int]:
         """The feature-map sizes of the networks' own conv rows (a corpus's left out), largest first."""
-        conv = self.frame[(self.frame["op"] == "conv") & ~is_corpus(self.frame)]
-        return sorted({int(h) for h in conv["height"].dropna()}, reverse=True)
+        return sorted({int(h) for h in self._own_conv["height"].dropna()}, reverse=True)
 
     def fixed_latency_ms(self, model: str) -> float | None:
         rows = self.frame[(self.frame["op"] == "fixed") & (self.frame["model"] == model)]

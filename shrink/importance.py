@@ -11,7 +11,8 @@ the unchanged network (so the procedure's own effect cancels):
   appended to per-rank part files as they finish, so a re-run skips them.
 
 Segments removing more than ``max_removed`` activations are not measured but completed
-additively (:func:`..search.segments.complete_additively`). The third method, DepthShrinker's learnable masks, lives in :mod:`.mask_training`.
+additively (:func:`..search.segments.complete_additively`). The third method, DepthShrinker's
+learnable masks, lives in :mod:`.mask_training`.
 """
 
 from __future__ import annotations
