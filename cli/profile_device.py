@@ -34,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--threads", type=positive_int, default=1, help="CPU threads (recorded; default 1)")
     timing.add_argument("--warmup-ms", type=float, default=200.0)
     timing.add_argument("--min-runs", type=positive_int, default=10)
-    timing.add_argument("--min-time-ms", type=float, default=1000.0, help="minimum measuring time per entry")
+    timing.add_argument("--min-time-ms", type=float, default=1000.0,
+                        help="minimum measuring time per entry (warm-up and measuring time are shared among passes)")
+    timing.add_argument("--passes", type=positive_int, default=3,
+                        help="time the entries in this many interleaved passes and keep each entry's fastest: "
+                             "a shared machine's slow phases last seconds (default 3; 1 re-measures noisy entries)")
     timing.add_argument("--no-cache-flush", dest="cache_flush", action="store_false",
                         help="onnxruntime: do not stream twice the L2 through the caches before each timed run "
                              "of a block (check with --validate which of the two this CPU needs)")
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
                                f"not --batch-size {args.batch_size}")
     backend, label = _backend(args)
-    protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms)
+    protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms, passes=args.passes)
     settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
     with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
         modules = None

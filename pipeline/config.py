@@ -46,6 +46,7 @@ class ProfileSection:
     budget_fraction: float = 0.4        # share of conv configurations measured (adaptive); 1: all
     threads: int = 1
     min_time_ms: float = 200.0
+    passes: int = 3                     # interleaved timing passes, the fastest kept (see README)
     cache_flush: bool = True            # onnxruntime: flush the caches before timing a block (see README)
 
 

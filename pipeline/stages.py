@@ -136,7 +136,8 @@ class Pipeline:
             options = ["--budget-fraction", str(p.budget_fraction)] if p.budget_fraction < 1 else []
             options += [] if p.cache_flush else ["--no-cache-flush"]
             self.cli("profile", "profile-device", "--cpu", *self.model_args(), "--batch-size", "1", "--lut", str(lut),
-                     "--validate", "--threads", str(p.threads), "--min-time-ms", str(p.min_time_ms), *options)
+                     "--validate", "--threads", str(p.threads), "--min-time-ms", str(p.min_time_ms),
+                     "--passes", str(p.passes), *options)
         self._device_json()
 
     def _device_json(self) -> None:

@@ -1,6 +1,6 @@
-"""One profiling session: time every configuration of a bundle that the LUT lacks, append each
-row as soon as it is measured, re-measure noisy entries once, then (optionally) check that the
-sum of LUT entries predicts whole-network latency."""
+"""One profiling session: time every configuration of a bundle that the LUT lacks, in interleaved
+passes (see :mod:`.timing`; with one pass, noisy entries are re-measured once), append the rows
+once timed, then (optionally) check that the sum of LUT entries predicts whole-network latency."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import pandas as pd
 from tqdm import tqdm
@@ -24,7 +24,9 @@ from .adaptive import most_uncertain, seed_order
 from .base import Backend, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
 from .candidates import Candidate
-from .timing import Timing, TimingProtocol
+from .timing import Timing, TimingProtocol, interleaved
+
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -32,8 +34,10 @@ class Settings:
     device: str
     batch_size: int
     protocol: TimingProtocol = field(default_factory=TimingProtocol)
-    noisy_spread: float = 0.25   # (p90 - p10) / median above this: re-measure once
+    noisy_spread: float = 0.25   # (p90 - p10) / median above this: re-measure once (with one pass)
     progress: bool = True
+    pass_chunk: int = 150        # passes interleave over this many entries at a time: a killed session
+                                 # loses at most one chunk of timings (rows are written per chunk)
 
 
 @dataclass
@@ -50,6 +54,25 @@ def _timed(measure_once: Callable[[], Timing], settings: Settings) -> tuple[Timi
     if timing.spread <= settings.noisy_spread:
         return timing, False
     return min(timing, measure_once(), key=lambda t: t.spread), True
+
+
+def _timings(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], Timing], settings: Settings,
+             after_each: Callable[[Item], None] | None = None) -> Iterator[tuple[Item, Timing, bool]]:
+    """(item, timing, re-measured) for every item: one pass with a re-measure of noisy entries, or
+    the fastest of ``settings.protocol.passes`` passes interleaved over chunks of items (yielded
+    once a chunk's passes ran)."""
+    protocol = settings.protocol
+    if protocol.passes == 1:
+        for item in items:
+            timing, remeasured = _timed(lambda: time_one(item, protocol), settings)
+            if after_each is not None:
+                after_each(item)
+            yield item, timing, remeasured
+        return
+    for start in range(0, len(items), settings.pass_chunk):
+        chunk = items[start:start + settings.pass_chunk]
+        for item, timing in zip(chunk, interleaved(chunk, time_one, protocol, after_each)):
+            yield item, timing, False
 
 
 def _setting(backend: Backend, settings: Settings) -> dict:
@@ -94,20 +117,22 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
         overhead_ms = backend.call_overhead_ms(settings.protocol)
         meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
 
-        def measure_entry(entry: Entry) -> None:
-            workload = _workload(bundle, entry, modules)
-            timing, remeasured = _timed(lambda: backend.time_in_network(workload, settings.protocol), settings)
-            row = {**_row(entry, bundle, backend, settings), **_timing_columns(timing, overhead_ms), **meta,
-                   "remeasured": int(remeasured), "noisy": int(timing.spread > settings.noisy_spread),
-                   "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-            writer.append(row)
-            rows.append(row)
+        def time_one(entry: Entry, protocol: TimingProtocol) -> Timing:
+            return backend.time_in_network(_workload(bundle, entry, modules), protocol)
+
+        def measure_entries(entries: list[Entry], after_each: Callable[[Entry], None] | None = None) -> None:
+            for entry, timing, remeasured in _timings(entries, time_one, settings, after_each):
+                row = {**_row(entry, bundle, backend, settings), **_timing_columns(timing, overhead_ms), **meta,
+                       "remeasured": int(remeasured), "noisy": int(timing.spread > settings.noisy_spread),
+                       "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                writer.append(row)
+                rows.append(row)
 
         if budget_fraction is None:
-            bar = tqdm(pending, desc=f"profile {backend.name}", unit="cfg", disable=not settings.progress)
-            for entry in bar:
-                bar.set_postfix_str(entry.key[:48])
-                measure_entry(entry)
+            passes = settings.protocol.passes
+            with tqdm(total=len(pending) * passes, unit="cfg", disable=not settings.progress,
+                      desc=f"profile {backend.name}" + (f" ({passes} passes)" if passes > 1 else "")) as bar:
+                measure_entries(pending, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()))
         else:
             total = sum(e.op == "conv" for e in todo)
             # never fewer rows than the predictor needs to fit (or every configuration, if fewer)
@@ -118,15 +143,15 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
             def measured() -> pd.DataFrame:  # every row of this setting, earlier runs included
                 return LatencyTable.read(lut_path).select(**setting).frame
 
-            _adaptive(pending, limit, measure_entry, measured, target_within_10pct, settings)
+            _adaptive(pending, limit, measure_entries, measured, target_within_10pct, settings)
     return Report(pd.DataFrame(rows), len(todo) - len(pending), time.perf_counter() - began)
 
 
-def _adaptive(pending: list[Entry], limit: int, measure_entry: Callable[[Entry], None],
+def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[[list[Entry]], None],
               measured: Callable[[], pd.DataFrame], target: float, settings: Settings, batch: int = 5) -> None:
-    """Seed sample, then the most uncertain configurations, ``limit`` conv rows at most."""
-    for entry in (e for e in pending if e.op != "conv"):
-        measure_entry(entry)
+    """Seed sample, then the most uncertain configurations, ``limit`` conv rows at most (the passes
+    of the protocol interleave within the seed sample and within each later batch)."""
+    measure_entries([e for e in pending if e.op != "conv"])
     left = [e for e in pending if e.op == "conv"]
     if limit <= 0 or not left:
         return
@@ -135,12 +160,13 @@ def _adaptive(pending: list[Entry], limit: int, measure_entry: Callable[[Entry],
 
     def take(positions: list[int]) -> None:
         nonlocal taken
-        for entry in [left[i] for i in positions]:
+        entries = [left[i] for i in positions]
+        for entry in entries:
             left.remove(entry)
-            bar.set_postfix_str(entry.key[:48])
-            measure_entry(entry)
-            bar.update()
-            taken += 1
+        bar.set_postfix_str(f"{len(entries)} configurations")
+        measure_entries(entries)
+        bar.update(len(entries))
+        taken += len(entries)
 
     take(seed_order(_fields(left, settings.batch_size), min(limit, max(2 * MIN_ROWS, limit // 2))))
     while left and taken < limit:
@@ -185,9 +211,9 @@ def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     """Time each whole network of the bundle and compare it with the sum of its LUT entries."""
     table = LatencyTable.read(lut_path).select(**_setting(backend, settings))
     results = []
-    for entry in bundle.of_op("network"):
-        workload = _workload(bundle, entry, modules)
-        timing, _ = _timed(lambda: backend.time(workload, settings.protocol), settings)
+    networks = bundle.of_op("network")
+    timings = _timings(networks, lambda e, protocol: backend.time(_workload(bundle, e, modules), protocol), settings)
+    for entry, timing, _ in timings:
         predicted, predicted_segments = predict_network_ms(table, bundle, entry.fields["segments"])
         results.append({"model": bundle.model_label, "network": entry.key.removeprefix("network_"),
                         "segments": len(entry.fields["segments"]), "predicted_segments": predicted_segments,

@@ -1,13 +1,19 @@
 """The timing protocol shared by every backend: warm-up by time, then runs until both a minimum
 count and a minimum measuring time are reached; median with p10/p90 (trtexec's defaults are
 200 ms warm-up, ≥ 10 runs and ≥ 3 s).
+
+On a shared machine (a cloud VM) the speed changes in phases that last seconds: a neighbour's
+load, the host's clock. One timing window lands in one phase, so two measurements of the same
+configuration minutes apart disagree. With ``passes`` > 1 a list of workloads is timed in that
+many interleaved passes (each pass gets its share of the warm-up and measuring time) and every
+workload keeps its fastest pass: interference only ever slows a run down.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -18,6 +24,16 @@ class TimingProtocol:
     min_runs: int = 10
     min_time_ms: float = 1000.0
     max_runs: int = 100_000
+    passes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.passes < 1:
+            raise ValueError(f"a timing protocol needs at least one pass, not {self.passes}")
+
+    def one_pass(self) -> "TimingProtocol":
+        """The protocol of one of ``passes`` passes: its share of the warm-up and measuring time."""
+        return replace(self, warmup_ms=self.warmup_ms / self.passes, min_time_ms=self.min_time_ms / self.passes,
+                       passes=1)
 
 
 @dataclass(frozen=True)
@@ -45,13 +61,23 @@ class Timing:
                       self.runs, self.warmup_ms)
 
     @classmethod
+    def fastest(cls, timings: Sequence["Timing"]) -> "Timing":
+        """The timing with the lowest median, counting the runs and warm-up of all of them."""
+        best = min(timings, key=lambda t: t.latency_ms)
+        return replace(best, runs=sum(t.runs for t in timings), warmup_ms=sum(t.warmup_ms for t in timings))
+
+    @classmethod
     def from_samples(cls, samples_ms: list[float], warmup_ms: float) -> "Timing":
         p10, median, p90 = np.percentile(samples_ms, [10, 50, 90])
         return cls(float(median), float(p10), float(p90), len(samples_ms), warmup_ms)
 
 
 def measure(run_timed: Callable[[], float], protocol: TimingProtocol = TimingProtocol()) -> Timing:
-    """Time repeated runs under ``protocol``; ``run_timed`` runs once and returns its milliseconds."""
+    """Time repeated runs under ``protocol``; ``run_timed`` runs once and returns its milliseconds.
+    Several passes of one workload run back to back, the fastest kept (:func:`interleaved`
+    spreads the passes of several workloads over time)."""
+    if protocol.passes > 1:
+        return Timing.fastest([measure(run_timed, protocol.one_pass()) for _ in range(protocol.passes)])
     start = time.perf_counter()
     while (time.perf_counter() - start) * 1e3 < protocol.warmup_ms:
         run_timed()
@@ -62,6 +88,23 @@ def measure(run_timed: Callable[[], float], protocol: TimingProtocol = TimingPro
             len(samples) < protocol.min_runs or (time.perf_counter() - began) * 1e3 < protocol.min_time_ms):
         samples.append(run_timed())
     return Timing.from_samples(samples, warmup_ms)
+
+
+Item = TypeVar("Item")
+
+
+def interleaved(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], Timing],
+                protocol: TimingProtocol, after_each: Callable[[Item], None] | None = None) -> list[Timing]:
+    """Time every item in ``protocol.passes`` passes over the whole list (item 1, 2, …, 1, 2, …);
+    each item's fastest pass. ``after_each`` is called after every single timing (progress)."""
+    per_pass = protocol.one_pass()
+    timings: list[list[Timing]] = [[] for _ in items]
+    for _ in range(protocol.passes):
+        for item, kept in zip(items, timings):
+            kept.append(time_one(item, per_pass))
+            if after_each is not None:
+                after_each(item)
+    return [Timing.fastest(kept) for kept in timings]
 
 
 def host_timed(run_once: Callable[[], object]) -> Callable[[], float]:

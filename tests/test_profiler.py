@@ -132,7 +132,7 @@ def _cli(*args):
 def test_sigkill_halfway_then_rerun_measures_each_configuration_once(tmp_path):
     lut = tmp_path / "lut.csv"
     args = ["profile-device", "--cpu", "--model", "tiny_mobilenet", "--resolution", "16", "--batch-size", "1",
-            "--lut", str(lut), "--warmup-ms", "20", "--min-time-ms", "60", "--no-progress"]
+            "--lut", str(lut), "--warmup-ms", "20", "--min-time-ms", "60", "--passes", "1", "--no-progress"]
     process = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and (not lut.exists() or lut.read_text().count("\n") < 8):
@@ -278,3 +278,34 @@ def test_cache_flush_can_be_turned_off(tmp_path, monkeypatch):
         flushes.clear()
         profile(bundle, backend, tmp_path / f"lut{len(flag)}.csv", Settings("cpu-test", 1, FAST, progress=False))
         assert expected in flushes and set(flushes) <= {expected, 0}  # whole networks are never flushed
+
+
+def test_passes_interleave_per_chunk_and_each_chunk_is_written_once_timed(tmp_path, monkeypatch):
+    """Three passes over chunks of four configurations: 1 2 3 4 1 2 3 4 1 2 3 4, then 5 6 …; a
+    chunk's rows reach the LUT before the next chunk is timed; the layout share is profiled once."""
+    from depthshrink.profiler import onnxruntime as ort_backend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1)
+    timed, rows_seen, profiled = [], [], []
+    original_time, original_profile = ort_backend.OnnxRuntimeBackend.time_in_network, backend._profile
+
+    def spy(self, workload, protocol):
+        assert protocol.passes == 1 and protocol.min_time_ms == pytest.approx(FAST.min_time_ms)
+        timed.append(workload.key)
+        rows_seen.append(read_lut(lut).shape[0] if lut.exists() else 0)
+        return original_time(self, workload, protocol)
+
+    monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "time_in_network", spy)
+    monkeypatch.setattr(backend, "_profile", lambda workload: profiled.append(workload.key) or original_profile(workload))
+    protocol = TimingProtocol(warmup_ms=15, min_runs=5, min_time_ms=15, passes=3)
+    report = profile(bundle, backend, lut, Settings("cpu-test", 1, protocol, progress=False, pass_chunk=4))
+    keys = [e.key for e in bundle.entries if e.op in ("conv", "fixed")]
+    chunks = [keys[i:i + 4] for i in range(0, len(keys), 4)]
+    assert timed == [key for chunk in chunks for key in chunk * 3]
+    assert rows_seen == [rows for i, chunk in enumerate(chunks) for rows in [4 * i] * len(chunk) * 3]
+    assert len(profiled) == len(set(profiled)) and set(profiled) == set(keys) | {"relu"}  # relu: the profiler's floor
+    frame = read_lut(lut)
+    assert len(frame) == len(keys) == len(report.measured)
+    assert (frame["runs"] >= 15).all() and (frame["remeasured"] == 0).all()  # 3 passes of at least 5 runs

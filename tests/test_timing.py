@@ -1,0 +1,42 @@
+"""The timing protocol's passes: interleaving, each pass's share of the time, the fastest kept."""
+
+import pytest
+
+from depthshrink.profiler.timing import Timing, TimingProtocol, interleaved, measure
+
+
+def test_one_pass_gets_its_share_of_the_time():
+    protocol = TimingProtocol(warmup_ms=300, min_runs=10, min_time_ms=900, passes=3)
+    assert protocol.one_pass() == TimingProtocol(warmup_ms=100, min_runs=10, min_time_ms=300, passes=1)
+    with pytest.raises(ValueError, match="at least one pass"):
+        TimingProtocol(passes=0)
+
+
+def test_passes_interleave_and_keep_each_items_fastest():
+    speeds = {"a": [2.0, 1.0, 3.0], "b": [5.0, 6.0, 4.0]}  # each item's median in passes 1, 2, 3
+    calls, progress = [], []
+
+    def time_one(item: str, protocol: TimingProtocol) -> Timing:
+        assert protocol.passes == 1 and protocol.min_time_ms == 100
+        median = speeds[item][sum(1 for c in calls if c == item)]
+        calls.append(item)
+        return Timing(median, 0.9 * median, 1.2 * median, runs=7, warmup_ms=10)
+
+    timings = interleaved(["a", "b"], time_one, TimingProtocol(warmup_ms=30, min_time_ms=300, passes=3),
+                          progress.append)
+    assert calls == ["a", "b"] * 3 and progress == calls
+    assert [t.latency_ms for t in timings] == [1.0, 4.0]
+    assert timings[0] == Timing(1.0, 0.9, 1.2, runs=21, warmup_ms=30)  # the fastest pass, all runs counted
+
+
+def test_a_single_pass_is_the_plain_protocol():
+    protocol = TimingProtocol(warmup_ms=50, min_time_ms=200)
+    seen = []
+    timings = interleaved([1, 2], lambda item, p: seen.append(p) or Timing(item, item, item, 5, 1.0), protocol)
+    assert seen == [protocol, protocol] and [t.latency_ms for t in timings] == [1, 2]
+
+
+def test_measure_runs_the_passes_of_one_workload_back_to_back():
+    durations = iter([5.0] * 4 + [1.0] * 4 + [3.0] * 4)  # three passes of four runs (no warm-up)
+    timing = measure(lambda: next(durations), TimingProtocol(warmup_ms=0, min_runs=4, min_time_ms=0, passes=3))
+    assert timing.latency_ms == 1.0 and timing.runs == 12
