@@ -61,14 +61,15 @@ def _report(shrunk, merged, info: dict, threads: int, out: Path) -> None:
     """Parameters, FLOPs and ONNX Runtime latency (batch 1) before and after merging."""
     from ..models.space import write_json_atomic
     from ..profiler.timing import TimingProtocol
-    from ..shrink.measure import flops, onnx_timing, parameters
+    from ..shrink.measure import flops, onnx_timings, parameters
 
     import torch
 
     shape = (1, info["in_channels"], info["height"], info["width"])
+    nets = {"before": shrunk, "after": merged}
+    timings = onnx_timings([(net, shape) for net in nets.values()], threads, TimingProtocol(200, 10, 600, passes=3))
     rows = {}
-    for name, net in (("before", shrunk), ("after", merged)):
-        timing = onnx_timing(net, shape, threads, TimingProtocol(200, 10, 500))
+    for (name, net), timing in zip(nets.items(), timings):
         rows[name] = {"parameters": parameters(net), "flops": flops(net, torch.zeros(shape)),
                       "latency_ms": timing.latency_ms, "latency_p10_ms": timing.latency_p10_ms,
                       "latency_p90_ms": timing.latency_p90_ms}

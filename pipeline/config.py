@@ -83,6 +83,7 @@ class BaselineSection:
 class MeasureSection:
     threads: int = 1
     min_time_ms: float = 500.0
+    passes: int = 3                     # every network timed in the same interleaved passes (see README)
     throughput_batch_size: int = 64
 
 
@@ -111,6 +112,9 @@ class PipelineConfig:
                 setattr(config, name, _section(type(default), value, f"{source} [{name}]"))
             else:
                 setattr(config, name, _typed(value, type(default), f"{source}: {name}"))
+        for section in ("profile", "measure"):
+            if getattr(config, section).passes < 1:
+                raise DepthshrinkError(f"{source} [{section}] passes must be at least 1")
         return config
 
     @classmethod

@@ -57,24 +57,31 @@ def load_network(pipeline, network: Network):
     return load_merged(pipeline.run / "networks" / network.name)
 
 
-def measure_network(pipeline, network: Network, test, device: dict) -> dict:
+def measure_networks(pipeline, networks: list[Network], test, device: dict) -> list[dict]:
+    """Each network's accuracy, parameters and FLOPs, and its latency and throughput: all networks
+    are timed in the same interleaved passes, so a shared machine's slow phase favours none."""
     from ..profiler.timing import TimingProtocol
     from ..shrink.evaluate import accuracy
-    from ..shrink.measure import cost
+    from ..shrink.measure import costs
 
     m, settings = pipeline.config.model, pipeline.config.measure
-    model = load_network(pipeline, network)
-    measured = cost(model, (m.in_channels, m.resolution, m.resolution), settings.threads,
-                    TimingProtocol(300, 20, settings.min_time_ms), settings.throughput_batch_size)
-    masks = json.loads((pipeline.run / network.masks).read_text()) if network.masks else {}
-    result = {"network": network.name, "kind": network.kind, "budget": network.budget,
-              "latency_budget_ms": masks.get("latency_budget_ms") if network.kind != "original" else None,
-              "predicted_latency_ms": masks.get("predicted_latency_ms"),
-              "accuracy": accuracy(model, test), "test_images": len(test), **measured.to_dict(),
-              "device": device["device"], "backend": device["backend"], "masks": network.masks}
-    print(f"{network.name}: accuracy {result['accuracy']:.2%}, latency {measured.latency_ms:.4f} ms "
-          f"(predicted {result['predicted_latency_ms'] or float('nan'):.4f}), {measured.throughput_ips:.0f} images/s")
-    return result
+    models = [load_network(pipeline, network) for network in networks]
+    accuracies = [accuracy(model, test) for model in models]
+    measured = costs(models, (m.in_channels, m.resolution, m.resolution), settings.threads,
+                     TimingProtocol(300, 20, settings.min_time_ms, passes=settings.passes),
+                     settings.throughput_batch_size)
+    results = []
+    for network, network_accuracy, cost in zip(networks, accuracies, measured):
+        masks = json.loads((pipeline.run / network.masks).read_text()) if network.masks else {}
+        result = {"network": network.name, "kind": network.kind, "budget": network.budget,
+                  "latency_budget_ms": masks.get("latency_budget_ms") if network.kind != "original" else None,
+                  "predicted_latency_ms": masks.get("predicted_latency_ms"),
+                  "accuracy": network_accuracy, "test_images": len(test), **cost.to_dict(),
+                  "device": device["device"], "backend": device["backend"], "masks": network.masks}
+        print(f"{network.name}: accuracy {network_accuracy:.2%}, latency {cost.latency_ms:.4f} ms (predicted "
+              f"{result['predicted_latency_ms'] or float('nan'):.4f}), {cost.throughput_ips:.0f} images/s")
+        results.append(result)
+    return results
 
 
 def results_frame(run: Path, networks: list[Network]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import DepthshrinkError
 from ..models.space import write_json_atomic
 from .config import PipelineConfig
-from .networks import Network, measure_network, network_list, results_frame
+from .networks import Network, measure_networks, network_list, results_frame
 
 
 class Pipeline:
@@ -221,12 +221,13 @@ class Pipeline:
         if self.config.data.test_images:
             test = sample(test, self.config.data.test_images)
         device = json.loads((self.run / "device.json").read_text())
-        for network in networks:
-            path = self.run / "networks" / network.name / "result.json"
-            if not path.exists():
-                print(f"\n== measure {network.name}", flush=True)
+        pending = [n for n in networks if not (self.run / "networks" / n.name / "result.json").exists()]
+        if pending:
+            print(f"\n== measure {', '.join(n.name for n in pending)}", flush=True)
+            for network, result in zip(pending, measure_networks(self, pending, test, device)):
+                path = self.run / "networks" / network.name / "result.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(path, measure_network(self, network, test, device))
+                write_json_atomic(path, result)
         frame = results_frame(self.run, networks)
         frame.to_csv(self.run / "results.csv", index=False)
         print("\n" + frame[["network", "accuracy", "latency_ms", "throughput_ips", "predicted_latency_ms"]]

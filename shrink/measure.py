@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..profiler.timing import Timing, TimingProtocol
+from ..profiler.timing import Timing, TimingProtocol, interleaved
 from .export import export_onnx
 
 
@@ -57,24 +57,36 @@ def flops(model: nn.Module, example: torch.Tensor) -> int:
     return total
 
 
-def onnx_timing(model: nn.Module, input_shape: tuple[int, ...], threads: int, protocol: TimingProtocol) -> Timing:
-    """``model`` exported at ``input_shape`` and timed whole in ONNX Runtime."""
+def onnx_timings(runs: list[tuple[nn.Module, tuple[int, ...]]], threads: int, protocol: TimingProtocol) -> list[Timing]:
+    """Each (model, input shape) exported and timed whole in ONNX Runtime; with several passes in
+    ``protocol`` the models are timed in interleaved passes, so they see the same phases of a
+    shared machine (see :mod:`depthshrink.profiler.timing`)."""
     from ..profiler.base import Workload
     from ..profiler.onnxruntime import OnnxRuntimeBackend
 
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "network.onnx"
-        export_onnx(model, torch.zeros(input_shape), path)
-        return OnnxRuntimeBackend(threads).time(Workload("network", {"input": list(input_shape)}, path), protocol)
+        workloads = []
+        for i, (model, input_shape) in enumerate(runs):
+            path = Path(folder) / f"network{i}.onnx"
+            export_onnx(model, torch.zeros(input_shape), path)
+            workloads.append(Workload(f"network{i}", {"input": list(input_shape)}, path))
+        return interleaved(workloads, OnnxRuntimeBackend(threads).time, protocol)
+
+
+def costs(models: list[nn.Module], image_shape: tuple[int, int, int], threads: int = 1,
+          protocol: TimingProtocol = TimingProtocol(300, 20, 1000), throughput_batch_size: int = 64) -> list[Cost]:
+    """The cost of each model; all latencies and throughputs are timed in the same passes."""
+    runs = [(model, (batch, *image_shape)) for model in models for batch in (1, throughput_batch_size)]
+    timings = onnx_timings(runs, threads, protocol)
+    return [Cost(parameters(model), flops(model, torch.zeros(1, *image_shape)), latency.latency_ms,
+                 latency.latency_p10_ms, latency.latency_p90_ms, throughput_batch_size,
+                 1000.0 * throughput_batch_size / batched.latency_ms, threads)
+            for model, latency, batched in zip(models, timings[::2], timings[1::2])]
 
 
 def cost(model: nn.Module, image_shape: tuple[int, int, int], threads: int = 1,
          protocol: TimingProtocol = TimingProtocol(300, 20, 1000), throughput_batch_size: int = 64) -> Cost:
-    latency = onnx_timing(model, (1, *image_shape), threads, protocol)
-    batched = onnx_timing(model, (throughput_batch_size, *image_shape), threads, protocol)
-    return Cost(parameters(model), flops(model, torch.zeros(1, *image_shape)), latency.latency_ms,
-                latency.latency_p10_ms, latency.latency_p90_ms, throughput_batch_size,
-                1000.0 * throughput_batch_size / batched.latency_ms, threads)
+    return costs([model], image_shape, threads, protocol, throughput_batch_size)[0]
 
 
 def peak_flops_per_s(threads: int = 1, size: int = 1024, protocol: TimingProtocol = TimingProtocol(300, 10, 1000)) -> float:

@@ -29,6 +29,7 @@ def test_config_round_trips_through_toml():
     ({"train": {"epochs": "2"}}, r"epochs must be int"),
     ({"search": {"budgets": "1.5x"}}, r"budgets must be a list"),
     ({"model": 3}, r"\[model\] must be a table"),
+    ({"measure": {"passes": 0}}, r"\[measure\] passes must be at least 1"),
 ])
 def test_bad_settings_are_named(data, message):
     with pytest.raises(DepthshrinkError, match=message):

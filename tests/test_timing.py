@@ -40,3 +40,25 @@ def test_measure_runs_the_passes_of_one_workload_back_to_back():
     durations = iter([5.0] * 4 + [1.0] * 4 + [3.0] * 4)  # three passes of four runs (no warm-up)
     timing = measure(lambda: next(durations), TimingProtocol(warmup_ms=0, min_runs=4, min_time_ms=0, passes=3))
     assert timing.latency_ms == 1.0 and timing.runs == 12
+
+
+def test_networks_are_costed_in_the_same_interleaved_passes(monkeypatch):
+    """Latency (batch 1) and throughput (batch 4) of two networks: 4 workloads, 3 passes, in turn."""
+    from torch import nn
+
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+    from depthshrink.shrink.measure import costs
+
+    timed = []
+    original = OnnxRuntimeBackend.time
+
+    def spy(self, workload, protocol):
+        timed.append((workload.key, workload.inputs["input"][0]))
+        return original(self, workload, protocol)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "time", spy)
+    small, large = nn.Conv2d(1, 4, 3, padding=1), nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.Conv2d(64, 64, 3))
+    result = costs([small, large], (1, 16, 16), protocol=TimingProtocol(3, 3, 6, passes=3), throughput_batch_size=4)
+    assert timed == [("network0", 1), ("network1", 4), ("network2", 1), ("network3", 4)] * 3
+    assert [c.parameters for c in result] == [40, 640 + 36928]
+    assert result[0].latency_ms < result[1].latency_ms and result[0].throughput_ips > result[1].throughput_ips
