@@ -39,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--passes", type=positive_int, default=3,
                         help="time the entries in this many interleaved passes and keep each entry's fastest: "
                              "a shared machine's slow phases last seconds (default 3; 1 re-measures noisy entries)")
-    timing.add_argument("--no-cache-flush", dest="cache_flush", action="store_false",
-                        help="onnxruntime: do not stream twice the L2 through the caches before each timed run "
-                             "of a block (check with --validate which of the two this CPU needs)")
+    timing.add_argument("--cache-flush", choices=("auto", "on", "off"), default="auto",
+                        help="onnxruntime: stream twice the L2 through the caches before each timed run of a block; "
+                             "auto: time the original network and its layers both ways first, keep the closer "
+                             "(on when there is no whole network to compare with)")
     timing.add_argument("--noisy-spread", type=float, default=0.25,
                         help="re-measure once when (p90-p10)/median exceeds this")
     gpu = parser.add_argument_group("TensorRT")
@@ -63,7 +64,8 @@ def _backend(args: argparse.Namespace):
         label = args.device_label or cpu_label()
         if name == "onnxruntime":
             from ..profiler.onnxruntime import OnnxRuntimeBackend
-            return OnnxRuntimeBackend(args.threads, args.cache_flush), label
+            flush = {"auto": None, "on": True, "off": False}[args.cache_flush]
+            return OnnxRuntimeBackend(args.threads, flush), label
         from ..profiler.pytorch import TorchBackend
         return TorchBackend("cpu", args.threads), label
     if name == "onnxruntime":
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             from ..profiler.export import export_bundle, module_builder
 
             model, space = build_space(args)
-            bundle = export_bundle(model, space, args.batch_size, scratch, networks=args.validate,
+            bundle = export_bundle(model, space, args.batch_size, scratch, networks=args.validate or args.cache_flush == "auto",
                                    progress=not args.no_progress)
             modules = module_builder(model, space)
         try:
@@ -135,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_report(report, bundle, label, backend, lut) -> None:
     measured = report.measured
+    if report.cache_flush is not None:
+        print(report.cache_flush.describe())
     print(f"{bundle.model_label} on {label} ({backend.name}, {backend.precision}, batch {bundle.batch_size}): "
           f"measured {len(measured)}, already in the LUT {report.skipped}, {report.seconds:.1f} s -> {lut}")
     if measured.empty:

@@ -47,7 +47,7 @@ class ProfileSection:
     threads: int = 1
     min_time_ms: float = 200.0
     passes: int = 3                     # interleaved timing passes, the fastest kept (see README)
-    cache_flush: bool = True            # onnxruntime: flush the caches before timing a block (see README)
+    cache_flush: str = "auto"           # onnxruntime: flush the caches before timing a block? auto|on|off (README)
 
 
 @dataclass
@@ -112,6 +112,8 @@ class PipelineConfig:
                 setattr(config, name, _section(type(default), value, f"{source} [{name}]"))
             else:
                 setattr(config, name, _typed(value, type(default), f"{source}: {name}"))
+        if config.profile.cache_flush not in ("auto", "on", "off"):
+            raise DepthshrinkError(f"{source} [profile] cache_flush must be auto, on or off")
         for section in ("profile", "measure"):
             if getattr(config, section).passes < 1:
                 raise DepthshrinkError(f"{source} [{section}] passes must be at least 1")

@@ -134,7 +134,7 @@ class Pipeline:
                 self.cli("profile", "lut", "merge", *p.luts, "--out", str(lut))
         elif not (self.run / "lut.validation.json").exists():
             options = ["--budget-fraction", str(p.budget_fraction)] if p.budget_fraction < 1 else []
-            options += [] if p.cache_flush else ["--no-cache-flush"]
+            options += ["--cache-flush", p.cache_flush]
             self.cli("profile", "profile-device", "--cpu", *self.model_args(), "--batch-size", "1", "--lut", str(lut),
                      "--validate", "--threads", str(p.threads), "--min-time-ms", str(p.min_time_ms),
                      "--passes", str(p.passes), *options)

@@ -76,12 +76,13 @@ class OnnxRuntimeBackend(Backend):
     the whole network's footprint instead, i.e. timing from DRAM, overestimated MobileNetV2 at
     224 px by 63% here: inside a network the shared cache still holds much of it.) The flush
     is a machine's choice, ``cache_flush=False`` turns it off: on an Intel Xeon VM (2 MiB L2)
-    it made µs-scale blocks of a 28 px network twice as slow as inside the network.
+    it made µs-scale blocks of a 28 px network twice as slow as inside the network. ``None``
+    leaves the choice to the profiling session (see :mod:`.cache_flush`); until then it flushes.
     """
 
     name = "onnxruntime"
 
-    def __init__(self, threads: int = 1, cache_flush: bool = True) -> None:
+    def __init__(self, threads: int = 1, cache_flush: bool | None = True) -> None:
         self.ort = lazy_import("onnxruntime")
         self.threads, self.cache_flush = threads, cache_flush
         self._profiler_floor_us: float | None = None
@@ -104,7 +105,7 @@ class OnnxRuntimeBackend(Backend):
         that share is taken out. (Profiled times alone mislead for µs-scale blocks: the profiler
         adds its own µs to every node.)
         """
-        with self.runner(workload, 2 * _l2_bytes() if self.cache_flush else 0) as runner:
+        with self.runner(workload, 2 * _l2_bytes() if self.cache_flush is not False else 0) as runner:
             timing = measure(runner.run_timed, protocol).minus(self.call_overhead_ms(protocol))
         if workload.key not in self._layout_shares:
             self._layout_shares[workload.key] = _layout_share(self._profile(workload), self._profiler_floor())

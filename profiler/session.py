@@ -23,6 +23,7 @@ from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
 from .adaptive import most_uncertain, seed_order
 from .base import Backend, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
+from .cache_flush import FlushChoice, choose_cache_flush
 from .candidates import Candidate
 from .timing import Timing, TimingProtocol, interleaved
 
@@ -46,6 +47,7 @@ class Report:
     skipped: int
     seconds: float
     validation: list[dict] = field(default_factory=list)
+    cache_flush: FlushChoice | None = None   # when the session chose it (onnxruntime, auto)
 
 
 def _timed(measure_once: Callable[[], Timing], settings: Settings) -> tuple[Timing, bool]:
@@ -113,6 +115,9 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
     pending = [e for e in todo if row_key(_row(e, bundle, backend, settings)) not in done]
     began = time.perf_counter()
     rows: list[dict] = []
+    flush = None
+    if pending and hasattr(backend, "cache_flush") and backend.cache_flush is None:
+        flush = choose_cache_flush(bundle, backend, settings.protocol, lambda e: _workload(bundle, e, modules))
     if pending:
         overhead_ms = backend.call_overhead_ms(settings.protocol)
         meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
@@ -144,7 +149,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
                 return LatencyTable.read(lut_path).select(**setting).frame
 
             _adaptive(pending, limit, measure_entries, measured, target_within_10pct, settings)
-    return Report(pd.DataFrame(rows), len(todo) - len(pending), time.perf_counter() - began)
+    return Report(pd.DataFrame(rows), len(todo) - len(pending), time.perf_counter() - began, cache_flush=flush)
 
 
 def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[[list[Entry]], None],

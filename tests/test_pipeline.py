@@ -30,6 +30,7 @@ def test_config_round_trips_through_toml():
     ({"search": {"budgets": "1.5x"}}, r"budgets must be a list"),
     ({"model": 3}, r"\[model\] must be a table"),
     ({"measure": {"passes": 0}}, r"\[measure\] passes must be at least 1"),
+    ({"profile": {"cache_flush": "yes"}}, r"cache_flush must be auto, on or off"),
 ])
 def test_bad_settings_are_named(data, message):
     with pytest.raises(DepthshrinkError, match=message):

@@ -255,8 +255,9 @@ def test_adaptive_profiling_stays_within_its_budget(tmp_path, capsys):
     assert all(r["predicted_segments"] > 0 and r["predicted_ms"] > 0 for r in results)
 
 
-def test_cache_flush_can_be_turned_off(tmp_path, monkeypatch):
-    """The block's runner streams twice the L2 before each timed run, or nothing with --no-cache-flush."""
+def test_cache_flush_on_off_or_chosen_by_the_network(tmp_path, monkeypatch):
+    """The block's runner streams twice the L2 before each timed run (on), nothing (off), or, with
+    auto, whichever makes the original network's layers sum closer to the network measured whole."""
     from depthshrink.cli.profile_device import _backend
     from depthshrink.cli.main import build_parser
     from depthshrink.profiler import onnxruntime as ort_backend
@@ -271,13 +272,27 @@ def test_cache_flush_can_be_turned_off(tmp_path, monkeypatch):
         return original(self, workload, flush_bytes)
 
     monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "runner", spy)
-    for flag, expected in (([], 2 * ort_backend._l2_bytes()), (["--no-cache-flush"], 0)):
+    flushed = 2 * ort_backend._l2_bytes()
+    for flag, expected in (("on", flushed), ("off", 0), ("auto", None)):
         args = build_parser().parse_args(["profile-device", "--cpu", "--model", "tiny_mobilenet", "--batch-size", "1",
-                                          "--lut", "x.csv", *flag])
+                                          "--lut", "x.csv", "--cache-flush", flag])
         backend, _ = _backend(args)
         flushes.clear()
-        profile(bundle, backend, tmp_path / f"lut{len(flag)}.csv", Settings("cpu-test", 1, FAST, progress=False))
-        assert expected in flushes and set(flushes) <= {expected, 0}  # whole networks are never flushed
+        report = profile(bundle, backend, tmp_path / f"lut_{flag}.csv", Settings("cpu-test", 1, FAST, progress=False))
+        if expected is None:  # auto: both settings tried on the original's layers, then one kept
+            choice = report.cache_flush
+            assert choice is not None and backend.cache_flush is choice.cache_flush
+            assert choice.network_ms > 0 and choice.with_flush_ms > 0 and choice.without_flush_ms > 0
+            errors = {flush: abs(total - choice.network_ms) for flush, total in
+                      ((True, choice.with_flush_ms), (False, choice.without_flush_ms))}
+            assert errors[choice.cache_flush] == min(errors.values())
+            assert {0, flushed} <= set(flushes)
+            expected = flushed if choice.cache_flush else 0
+            table = flushes[-len(report.measured):]  # the table itself, after the choice
+        else:
+            assert report.cache_flush is None
+            table = flushes
+        assert expected in table and set(table) <= {expected, 0}  # whole networks are never flushed
 
 
 def test_passes_interleave_per_chunk_and_each_chunk_is_written_once_timed(tmp_path, monkeypatch):

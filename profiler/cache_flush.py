@@ -1,0 +1,69 @@
+"""Whether ONNX Runtime blocks are timed after a cache flush, chosen on the machine (``auto``).
+
+A block timed back to back alone finds its weights and input in the core's private cache. Inside
+a network the other layers may have pushed them out (flush before each timed run) or not, when
+the network's working set lives in the private cache too (no flush). Which holds depends on the
+CPU and the network: on an AMD EPYC VM (512 KiB L2) the flush was right for a 28 px
+MobileNetV2-0.5, on an Intel Xeon VM (2 MiB L2) it made the same table sum to twice the network.
+So ``auto`` times the original network whole and each of its layers both ways (one short pass,
+the two settings interleaved), and keeps the setting whose sum of layers is closer to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .base import Workload
+from .bundle import Bundle, Entry
+from .candidates import Candidate
+from .timing import Timing, TimingProtocol, interleaved
+
+
+@dataclass(frozen=True)
+class FlushChoice:
+    cache_flush: bool
+    network_ms: float | None = None      # the original network, measured whole
+    with_flush_ms: float | None = None   # fixed part + its layers + one call overhead, flushed
+    without_flush_ms: float | None = None
+
+    def describe(self) -> str:
+        if self.network_ms is None:
+            return f"cache flush {'on' if self.cache_flush else 'off'} (no whole network to choose by)"
+        def error(value: float) -> str:
+            return f"{100 * (value - self.network_ms) / self.network_ms:+.1f}%"
+        return (f"cache flush {'on' if self.cache_flush else 'off'}: the original network measured "
+                f"{self.network_ms:.4f} ms, its layers sum to {error(self.with_flush_ms)} with the flush, "
+                f"{error(self.without_flush_ms)} without")
+
+
+def choose_cache_flush(bundle: Bundle, backend, protocol: TimingProtocol,
+                       workload: Callable[[Entry], Workload]) -> FlushChoice:
+    """The setting (``backend.cache_flush``, left set) whose sum of the original network's layers
+    comes closer to the network; on by default when the bundle holds no whole network."""
+    original = next((e for e in bundle.of_op("network") if e.key == "network_original"), None)
+    if original is None or bundle.space is None:
+        backend.cache_flush = True
+        return FlushChoice(True)
+    by_key = {e.key: e for e in bundle.entries}
+    fixed = next(e.key for e in bundle.entries if e.op == "fixed")
+    parts = [_key(bundle, start, end) for start, end in original.fields["segments"]] + [fixed]
+    quick = protocol.one_pass()
+
+    def time_one(item: tuple[str, bool], one_pass: TimingProtocol) -> Timing:
+        key, flush = item
+        backend.cache_flush = flush
+        return backend.time_in_network(workload(by_key[key]), one_pass)
+
+    items = [(key, flush) for key in dict.fromkeys(parts) for flush in (True, False)]
+    timings = dict(zip(items, interleaved(items, time_one, quick)))
+    network_ms = backend.time(workload(original), quick).latency_ms
+    overhead_ms = backend.call_overhead_ms(quick)
+    sums = {flush: overhead_ms + sum(timings[(key, flush)].latency_ms for key in parts) for flush in (True, False)}
+    backend.cache_flush = min(sums, key=lambda flush: abs(sums[flush] - network_ms))
+    return FlushChoice(backend.cache_flush, network_ms, sums[True], sums[False])
+
+
+def _key(bundle: Bundle, start: int, end: int) -> str:
+    span = bundle.space.spans[(start, end)]
+    return Candidate(span.shape, span.activation, span.residual_add).key
