@@ -1,7 +1,7 @@
 """How long a full latency table takes on this CPU, how many configurations it holds, and how
 well the sum of its entries predicts whole networks (ONNX Runtime).
 
-    python bench/lut_table.py --model mobilenet_v2 --resolution 224 --out lut/NAME.csv
+    python bench/lut_table.py --model mobilenet_v2 --resolution 224 --out lut/NAME.csv [--passes 3] [--cache-flush auto]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--num-classes", default="1000")
     parser.add_argument("--batch-size", default="1")
     parser.add_argument("--threads", default="1")
+    parser.add_argument("--passes", default="3", help="interleaved timing passes (profile-device --passes)")
+    parser.add_argument("--cache-flush", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--out", required=True, help="LUT to write (must not exist: this times a full table)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -33,7 +35,8 @@ def main() -> None:
     status = cli(["profile-device", "--cpu", "--model", args.model, "--width-mult", args.width_mult,
                   "--resolution", args.resolution, "--in-channels", args.in_channels,
                   "--num-classes", args.num_classes, "--batch-size", args.batch_size,
-                  "--threads", args.threads, "--lut", str(out), "--validate", "--no-progress"])
+                  "--threads", args.threads, "--passes", args.passes, "--cache-flush", args.cache_flush,
+                  "--lut", str(out), "--validate", "--no-progress"])
     seconds = time.perf_counter() - began
     if status:
         sys.exit(status)

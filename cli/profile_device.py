@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "auto: time the original network and its layers both ways first, keep the closer "
                              "(on when there is no whole network to compare with)")
     timing.add_argument("--noisy-spread", type=float, default=0.25,
-                        help="re-measure once when (p90-p10)/median exceeds this")
+                        help="flag an entry as noisy when (p90-p10)/median exceeds this (with --passes 1, "
+                             "re-measure it once)")
     gpu = parser.add_argument_group("TensorRT")
     gpu.add_argument("--engine-cache", help="folder for built engines (default ~/.cache/depthshrink/engines)")
     gpu.add_argument("--workspace-mb", type=positive_int, default=1024)
@@ -56,6 +57,8 @@ def _backend(args: argparse.Namespace):
     from ..profiler.devices import cpu_label, resolve_gpu
 
     name = args.backend or ("onnxruntime" if args.cpu else "tensorrt")
+    if name != "onnxruntime" and args.cache_flush != "auto":
+        raise DepthshrinkError("--cache-flush applies to the onnxruntime backend")
     if args.cpu:
         if name == "tensorrt":
             raise DepthshrinkError("the tensorrt backend needs --gpu")
@@ -107,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
                                f"not --batch-size {args.batch_size}")
     backend, label = _backend(args)
+    auto_flush = getattr(backend, "cache_flush", False) is None  # it times the original network first
     protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms, passes=args.passes)
     settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
     with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
@@ -121,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             from ..profiler.export import export_bundle, module_builder
 
             model, space = build_space(args)
-            bundle = export_bundle(model, space, args.batch_size, scratch, networks=args.validate or args.cache_flush == "auto",
+            bundle = export_bundle(model, space, args.batch_size, scratch, networks=args.validate or auto_flush,
                                    progress=not args.no_progress)
             modules = module_builder(model, space)
         try:

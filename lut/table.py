@@ -31,7 +31,8 @@ KEY_COLUMNS = ["device", "backend", "precision", "batch_size", "threads", "op", 
                "activation", "residual_add"]
 COLUMNS = KEY_COLUMNS + [
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs", "warmup_ms", "call_overhead_ms",
-    "remeasured", "noisy", "source", "tool", "tool_version", "host", "measured_at"]
+    "remeasured", "noisy", "source", "tool", "tool_version", "host", "measured_at", "cache_flush"]
+OPTIONAL = ["cache_flush"]  # later additions: a LUT without them is still extended (left empty there)
 REQUIRED = ["device", "backend", "precision", "batch_size", "op", "in_channels", "out_channels",
             "kernel_size", "stride", "groups", "height", "width", "activation", "latency_ms"]
 SHAPE_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width",
@@ -80,7 +81,7 @@ class LutWriter:
             except OSError as exc:
                 raise DepthshrinkError(f"cannot write {self.path}: {exc.strerror}") from None
             self.columns = list(COLUMNS)
-        missing = [c for c in COLUMNS if c not in self.columns]
+        missing = [c for c in COLUMNS if c not in self.columns and c not in OPTIONAL]
         if missing:
             raise DepthshrinkError(f"{self.path} is a LUT of an older layout (no {', '.join(missing)}): "
                                    "write to a new file and merge them with 'depthshrink lut merge'")

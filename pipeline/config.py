@@ -104,6 +104,9 @@ class PipelineConfig:
     def from_dict(cls, data: dict, source: str = "config") -> "PipelineConfig":
         config = cls()
         _check_keys(data, [f.name for f in dataclasses.fields(cls)], source)
+        profile = data.get("profile")
+        if isinstance(profile, dict) and isinstance(profile.get("cache_flush"), bool):  # run folders before auto
+            data = {**data, "profile": {**profile, "cache_flush": "on" if profile["cache_flush"] else "off"}}
         for name, value in data.items():
             default = getattr(config, name)
             if dataclasses.is_dataclass(default):

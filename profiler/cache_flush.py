@@ -5,14 +5,17 @@ a network the other layers may have pushed them out (flush before each timed run
 the network's working set lives in the private cache too (no flush). Which holds depends on the
 CPU and the network: on an AMD EPYC VM (512 KiB L2) the flush was right for a 28 px
 MobileNetV2-0.5, on an Intel Xeon VM (2 MiB L2) it made the same table sum to twice the network.
-So ``auto`` times the original network whole and each of its layers both ways (one short pass,
-the two settings interleaved), and keeps the setting whose sum of layers is closer to it.
+So ``auto`` times the original network whole and each of its layers both ways (interleaved
+passes of one pass's time in all), and keeps the setting whose sum of layers is closer to it.
+The choice is recorded in the LUT (``cache_flush``) and kept when the table is extended.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
+
+import pandas as pd
 
 from .base import Workload
 from .bundle import Bundle, Entry
@@ -26,8 +29,11 @@ class FlushChoice:
     network_ms: float | None = None      # the original network, measured whole
     with_flush_ms: float | None = None   # fixed part + its layers + one call overhead, flushed
     without_flush_ms: float | None = None
+    kept: bool = False                   # as the LUT's earlier rows of this setting were measured
 
     def describe(self) -> str:
+        if self.kept:
+            return f"cache flush {'on' if self.cache_flush else 'off'}, as the LUT's earlier rows of this setting"
         if self.network_ms is None:
             return f"cache flush {'on' if self.cache_flush else 'off'} (no whole network to choose by)"
         def error(value: float) -> str:
@@ -40,7 +46,10 @@ class FlushChoice:
 def choose_cache_flush(bundle: Bundle, backend, protocol: TimingProtocol,
                        workload: Callable[[Entry], Workload]) -> FlushChoice:
     """The setting (``backend.cache_flush``, left set) whose sum of the original network's layers
-    comes closer to the network; on by default when the bundle holds no whole network."""
+    comes closer to the network; on by default when the bundle holds no whole network.
+
+    The network and each layer both ways are timed in ``protocol.passes`` interleaved passes of
+    one pass's time in all (fastest kept), so a slow phase of the machine falls on all of them."""
     original = next((e for e in bundle.of_op("network") if e.key == "network_original"), None)
     if original is None or bundle.space is None:
         backend.cache_flush = True
@@ -48,20 +57,31 @@ def choose_cache_flush(bundle: Bundle, backend, protocol: TimingProtocol,
     by_key = {e.key: e for e in bundle.entries}
     fixed = next(e.key for e in bundle.entries if e.op == "fixed")
     parts = [_key(bundle, start, end) for start, end in original.fields["segments"]] + [fixed]
-    quick = protocol.one_pass()
+    one_pass = protocol.one_pass()
+    quick = replace(one_pass, passes=protocol.passes)  # one pass's time, spread over the passes
 
-    def time_one(item: tuple[str, bool], one_pass: TimingProtocol) -> Timing:
+    def time_one(item: tuple[str, bool | None], one_pass: TimingProtocol) -> Timing:
         key, flush = item
+        if flush is None:
+            return backend.time(workload(original), one_pass)
         backend.cache_flush = flush
         return backend.time_in_network(workload(by_key[key]), one_pass)
 
-    items = [(key, flush) for key in dict.fromkeys(parts) for flush in (True, False)]
+    layers = [(key, flush) for key in dict.fromkeys(parts) for flush in (True, False)]
+    middle = len(layers) // 2  # the network twice a pass: at its start and half way
+    items = [(original.key, None)] + layers[:middle] + [(original.key + "@middle", None)] + layers[middle:]
     timings = dict(zip(items, interleaved(items, time_one, quick)))
-    network_ms = backend.time(workload(original), quick).latency_ms
-    overhead_ms = backend.call_overhead_ms(quick)
+    network_ms = min(timings[(original.key, None)].latency_ms, timings[(original.key + "@middle", None)].latency_ms)
+    overhead_ms = backend.call_overhead_ms(one_pass)
     sums = {flush: overhead_ms + sum(timings[(key, flush)].latency_ms for key in parts) for flush in (True, False)}
     backend.cache_flush = min(sums, key=lambda flush: abs(sums[flush] - network_ms))
     return FlushChoice(backend.cache_flush, network_ms, sums[True], sums[False])
+
+
+def earlier_choice(frame: pd.DataFrame) -> bool | None:
+    """The flush setting of a LUT's rows of one setting (the latest one recorded), if any."""
+    recorded = pd.to_numeric(frame.get("cache_flush", pd.Series(dtype=float)), errors="coerce").dropna()
+    return None if recorded.empty else bool(recorded.iloc[-1])
 
 
 def _key(bundle: Bundle, start: int, end: int) -> str:

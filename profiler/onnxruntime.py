@@ -86,14 +86,16 @@ class OnnxRuntimeBackend(Backend):
         self.ort = lazy_import("onnxruntime")
         self.threads, self.cache_flush = threads, cache_flush
         self._profiler_floor_us: float | None = None
-        self._layout_shares: dict[str, float] = {}  # per workload key: one profiled pass, however many timings
+        self._layout_shares: dict[tuple[str, str], float] = {}  # per graph: one profiled pass, however many timings
 
     def runner(self, workload: Workload, flush_bytes: int = 0) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(session_from_onnx(workload.onnx_path, self.threads), workload.random_inputs(),
                                  flush_bytes)
 
     def metadata(self) -> dict:
-        return {"tool": "onnxruntime", "tool_version": self.ort.__version__, "threads": self.threads}
+        flush = None if self.cache_flush is None else int(self.cache_flush)
+        return {"tool": "onnxruntime", "tool_version": self.ort.__version__, "threads": self.threads,
+                "cache_flush": flush}
 
     def time_in_network(self, workload: Workload, protocol: TimingProtocol) -> Timing:
         """The latency a block adds inside a whole network.
@@ -107,9 +109,10 @@ class OnnxRuntimeBackend(Backend):
         """
         with self.runner(workload, 2 * _l2_bytes() if self.cache_flush is not False else 0) as runner:
             timing = measure(runner.run_timed, protocol).minus(self.call_overhead_ms(protocol))
-        if workload.key not in self._layout_shares:
-            self._layout_shares[workload.key] = _layout_share(self._profile(workload), self._profiler_floor())
-        return timing.scaled(1.0 - self._layout_shares[workload.key])
+        graph = (str(workload.onnx_path), str(sorted(workload.inputs.items())))  # keys repeat across bundles
+        if graph not in self._layout_shares:
+            self._layout_shares[graph] = _layout_share(self._profile(workload), self._profiler_floor())
+        return timing.scaled(1.0 - self._layout_shares[graph])
 
     def _profile(self, workload: Workload) -> list[dict]:
         with tempfile.TemporaryDirectory(prefix="depthshrink-ort-") as folder:

@@ -23,7 +23,7 @@ from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
 from .adaptive import most_uncertain, seed_order
 from .base import Backend, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
-from .cache_flush import FlushChoice, choose_cache_flush
+from .cache_flush import FlushChoice, choose_cache_flush, earlier_choice
 from .candidates import Candidate
 from .timing import Timing, TimingProtocol, interleaved
 
@@ -39,6 +39,10 @@ class Settings:
     progress: bool = True
     pass_chunk: int = 150        # passes interleave over this many entries at a time: a killed session
                                  # loses at most one chunk of timings (rows are written per chunk)
+
+    def __post_init__(self) -> None:
+        if self.pass_chunk < 1:
+            raise ValueError(f"pass_chunk must be at least 1, not {self.pass_chunk}")
 
 
 @dataclass
@@ -71,8 +75,10 @@ def _timings(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], T
                 after_each(item)
             yield item, timing, remeasured
         return
-    for start in range(0, len(items), settings.pass_chunk):
-        chunk = items[start:start + settings.pass_chunk]
+    count = math.ceil(len(items) / settings.pass_chunk)  # chunks of even size: no short one left to run alone
+    bounds = [len(items) * i // count for i in range(count + 1)]
+    for start, end in zip(bounds, bounds[1:]):
+        chunk = items[start:end]
         for item, timing in zip(chunk, interleaved(chunk, time_one, protocol, after_each)):
             yield item, timing, False
 
@@ -115,9 +121,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
     pending = [e for e in todo if row_key(_row(e, bundle, backend, settings)) not in done]
     began = time.perf_counter()
     rows: list[dict] = []
-    flush = None
-    if pending and hasattr(backend, "cache_flush") and backend.cache_flush is None:
-        flush = choose_cache_flush(bundle, backend, settings.protocol, lambda e: _workload(bundle, e, modules))
+    flush = _cache_flush(bundle, backend, lut_path, settings, modules) if pending else None
     if pending:
         overhead_ms = backend.call_overhead_ms(settings.protocol)
         meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
@@ -152,7 +156,23 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
     return Report(pd.DataFrame(rows), len(todo) - len(pending), time.perf_counter() - began, cache_flush=flush)
 
 
-def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[[list[Entry]], None],
+def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
+                 modules: Callable[[Entry], object] | None) -> FlushChoice | None:
+    """With ``cache_flush`` left to the session (onnxruntime, auto): the setting the table's
+    earlier rows were measured with, or else the one the original network calls for."""
+    if getattr(backend, "cache_flush", False) is not None:
+        return None
+    try:
+        earlier = earlier_choice(LatencyTable.read(lut_path).select(**_setting(backend, settings)).frame)
+    except DepthshrinkError:  # no rows of this setting yet
+        earlier = None
+    if earlier is not None:
+        backend.cache_flush = earlier
+        return FlushChoice(earlier, kept=True)
+    return choose_cache_flush(bundle, backend, settings.protocol, lambda e: _workload(bundle, e, modules))
+
+
+def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[..., None],
               measured: Callable[[], pd.DataFrame], target: float, settings: Settings, batch: int = 5) -> None:
     """Seed sample, then the most uncertain configurations, ``limit`` conv rows at most (the passes
     of the protocol interleave within the seed sample and within each later batch)."""
@@ -160,7 +180,9 @@ def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[[list[
     left = [e for e in pending if e.op == "conv"]
     if limit <= 0 or not left:
         return
-    bar = tqdm(total=limit, desc="profile (adaptive)", unit="cfg", disable=not settings.progress)
+    passes = settings.protocol.passes
+    bar = tqdm(total=limit * passes, desc="profile (adaptive" + (f", {passes} passes)" if passes > 1 else ")"),
+               unit="cfg", disable=not settings.progress)
     taken = checked = 0
 
     def take(positions: list[int]) -> None:
@@ -168,9 +190,7 @@ def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[[list[
         entries = [left[i] for i in positions]
         for entry in entries:
             left.remove(entry)
-        bar.set_postfix_str(f"{len(entries)} configurations")
-        measure_entries(entries)
-        bar.update(len(entries))
+        measure_entries(entries, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()))
         taken += len(entries)
 
     take(seed_order(_fields(left, settings.batch_size), min(limit, max(2 * MIN_ROWS, limit // 2))))

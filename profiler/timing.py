@@ -5,12 +5,13 @@ count and a minimum measuring time are reached; median with p10/p90 (trtexec's d
 On a shared machine (a cloud VM) the speed changes in phases that last seconds: a neighbour's
 load, the host's clock. One timing window lands in one phase, so two measurements of the same
 configuration minutes apart disagree. With ``passes`` > 1 a list of workloads is timed in that
-many interleaved passes (each pass gets its share of the warm-up and measuring time) and every
+many interleaved passes (each pass gets its share of the warm-up, measuring time and runs) and every
 workload keeps its fastest pass: interference only ever slows a run down.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence, TypeVar
@@ -31,9 +32,9 @@ class TimingProtocol:
             raise ValueError(f"a timing protocol needs at least one pass, not {self.passes}")
 
     def one_pass(self) -> "TimingProtocol":
-        """The protocol of one of ``passes`` passes: its share of the warm-up and measuring time."""
+        """The protocol of one of ``passes`` passes: its share of the warm-up, measuring time and runs."""
         return replace(self, warmup_ms=self.warmup_ms / self.passes, min_time_ms=self.min_time_ms / self.passes,
-                       passes=1)
+                       min_runs=math.ceil(self.min_runs / self.passes), passes=1)
 
 
 @dataclass(frozen=True)

@@ -261,23 +261,28 @@ def test_cache_flush_on_off_or_chosen_by_the_network(tmp_path, monkeypatch):
     from depthshrink.cli.profile_device import _backend
     from depthshrink.cli.main import build_parser
     from depthshrink.profiler import onnxruntime as ort_backend
+    from depthshrink.profiler.cache_flush import _key
 
     model, space = _tiny_space()
     bundle = export_bundle(model, space, 1, tmp_path / "bundle", progress=False)
-    flushes = []
+    flushes, pairs = [], []
     original = ort_backend.OnnxRuntimeBackend.runner
 
     def spy(self, workload, flush_bytes=0):
         flushes.append(flush_bytes)
+        pairs.append((workload.key, flush_bytes))
         return original(self, workload, flush_bytes)
 
     monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "runner", spy)
     flushed = 2 * ort_backend._l2_bytes()
+    keys = [_key(bundle, start, end) for start, end in next(e for e in bundle.of_op("network")
+                                                            if e.key == "network_original").fields["segments"]]
     for flag, expected in (("on", flushed), ("off", 0), ("auto", None)):
         args = build_parser().parse_args(["profile-device", "--cpu", "--model", "tiny_mobilenet", "--batch-size", "1",
                                           "--lut", "x.csv", "--cache-flush", flag])
         backend, _ = _backend(args)
         flushes.clear()
+        pairs.clear()
         report = profile(bundle, backend, tmp_path / f"lut_{flag}.csv", Settings("cpu-test", 1, FAST, progress=False))
         if expected is None:  # auto: both settings tried on the original's layers, then one kept
             choice = report.cache_flush
@@ -286,17 +291,18 @@ def test_cache_flush_on_off_or_chosen_by_the_network(tmp_path, monkeypatch):
             errors = {flush: abs(total - choice.network_ms) for flush, total in
                       ((True, choice.with_flush_ms), (False, choice.without_flush_ms))}
             assert errors[choice.cache_flush] == min(errors.values())
-            assert {0, flushed} <= set(flushes)
-            expected = flushed if choice.cache_flush else 0
-            table = flushes[-len(report.measured):]  # the table itself, after the choice
+            layers = {key for key in keys if key.startswith("conv")}  # the original's layers, timed both ways
+            assert layers and all((key, 0) in pairs and (key, flushed) in pairs for key in layers)
+            assert ("network_original", 0) in pairs  # the network whole, never flushed
+            table = read_lut(tmp_path / f"lut_{flag}.csv")
+            assert (table["cache_flush"] == int(choice.cache_flush)).all()  # recorded in every row
         else:
             assert report.cache_flush is None
-            table = flushes
-        assert expected in table and set(table) <= {expected, 0}  # whole networks are never flushed
+            assert expected in flushes and set(flushes) <= {expected, 0}  # whole networks are never flushed
 
 
 def test_passes_interleave_per_chunk_and_each_chunk_is_written_once_timed(tmp_path, monkeypatch):
-    """Three passes over chunks of four configurations: 1 2 3 4 1 2 3 4 1 2 3 4, then 5 6 …; a
+    """Three passes over chunks of (at most) four configurations: 1 2 3 4 1 2 3 4 1 2 3 4, then 5 6 …; a
     chunk's rows reach the LUT before the next chunk is timed; the layout share is profiled once."""
     from depthshrink.profiler import onnxruntime as ort_backend
 
@@ -307,7 +313,7 @@ def test_passes_interleave_per_chunk_and_each_chunk_is_written_once_timed(tmp_pa
     original_time, original_profile = ort_backend.OnnxRuntimeBackend.time_in_network, backend._profile
 
     def spy(self, workload, protocol):
-        assert protocol.passes == 1 and protocol.min_time_ms == pytest.approx(FAST.min_time_ms)
+        assert protocol.passes == 1 and protocol.min_time_ms == pytest.approx(15 / 3)
         timed.append(workload.key)
         rows_seen.append(read_lut(lut).shape[0] if lut.exists() else 0)
         return original_time(self, workload, protocol)
@@ -317,10 +323,32 @@ def test_passes_interleave_per_chunk_and_each_chunk_is_written_once_timed(tmp_pa
     protocol = TimingProtocol(warmup_ms=15, min_runs=5, min_time_ms=15, passes=3)
     report = profile(bundle, backend, lut, Settings("cpu-test", 1, protocol, progress=False, pass_chunk=4))
     keys = [e.key for e in bundle.entries if e.op in ("conv", "fixed")]
-    chunks = [keys[i:i + 4] for i in range(0, len(keys), 4)]
+    count = -(-len(keys) // 4)  # chunks of at most four, of even size
+    bounds = [len(keys) * i // count for i in range(count + 1)]
+    chunks = [keys[a:b] for a, b in zip(bounds, bounds[1:])]
+    assert max(map(len, chunks)) <= 4 and max(map(len, chunks)) - min(map(len, chunks)) <= 1
     assert timed == [key for chunk in chunks for key in chunk * 3]
-    assert rows_seen == [rows for i, chunk in enumerate(chunks) for rows in [4 * i] * len(chunk) * 3]
+    assert rows_seen == [bounds[i] for i, chunk in enumerate(chunks) for _ in chunk * 3]
     assert len(profiled) == len(set(profiled)) and set(profiled) == set(keys) | {"relu"}  # relu: the profiler's floor
     frame = read_lut(lut)
     assert len(frame) == len(keys) == len(report.measured)
-    assert (frame["runs"] >= 15).all() and (frame["remeasured"] == 0).all()  # 3 passes of at least 5 runs
+    assert (frame["runs"] >= 6).all() and (frame["remeasured"] == 0).all()  # 3 passes of at least ceil(5 / 3) runs
+
+
+def test_auto_cache_flush_keeps_the_setting_a_table_was_begun_with(tmp_path):
+    """A killed table resumed with auto keeps its rows' setting (recorded in ``cache_flush``)
+    rather than choosing again; rows of a LUT written before the column simply lack it."""
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
+    lut, settings = tmp_path / "lut.csv", Settings("cpu-test", 1, FAST, progress=False)
+    first = profile(bundle, OnnxRuntimeBackend(1, cache_flush=False), lut, settings)
+    assert first.cache_flush is None and (read_lut(lut)["cache_flush"] == 0).all()
+    lines = lut.read_text().splitlines(keepends=True)
+    lut.write_text("".join(lines[:-3]))  # as if killed three rows before the end
+    auto = OnnxRuntimeBackend(1, cache_flush=None)
+    resumed = profile(bundle, auto, lut, settings)
+    assert len(resumed.measured) == 3 and resumed.cache_flush.kept and auto.cache_flush is False
+    assert "as the LUT's earlier rows" in resumed.cache_flush.describe()
+    assert (read_lut(lut)["cache_flush"] == 0).all()

@@ -7,7 +7,7 @@ from depthshrink.profiler.timing import Timing, TimingProtocol, interleaved, mea
 
 def test_one_pass_gets_its_share_of_the_time():
     protocol = TimingProtocol(warmup_ms=300, min_runs=10, min_time_ms=900, passes=3)
-    assert protocol.one_pass() == TimingProtocol(warmup_ms=100, min_runs=10, min_time_ms=300, passes=1)
+    assert protocol.one_pass() == TimingProtocol(warmup_ms=100, min_runs=4, min_time_ms=300, passes=1)
     with pytest.raises(ValueError, match="at least one pass"):
         TimingProtocol(passes=0)
 
@@ -38,7 +38,7 @@ def test_a_single_pass_is_the_plain_protocol():
 
 def test_measure_runs_the_passes_of_one_workload_back_to_back():
     durations = iter([5.0] * 4 + [1.0] * 4 + [3.0] * 4)  # three passes of four runs (no warm-up)
-    timing = measure(lambda: next(durations), TimingProtocol(warmup_ms=0, min_runs=4, min_time_ms=0, passes=3))
+    timing = measure(lambda: next(durations), TimingProtocol(warmup_ms=0, min_runs=12, min_time_ms=0, passes=3))
     assert timing.latency_ms == 1.0 and timing.runs == 12
 
 
