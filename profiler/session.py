@@ -110,7 +110,8 @@ def _timing_columns(timing: Timing, overhead_ms: float) -> dict:
 def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
             modules: Callable[[Entry], object] | None = None, budget_fraction: float | None = None,
             target_within_10pct: float = 0.95) -> Report:
-    """Measure what ``lut_path`` lacks for this bundle; rows are appended as they are measured.
+    """Measure what ``lut_path`` lacks for this bundle; rows are appended as they are timed (with
+    several passes, chunk by chunk).
 
     With ``budget_fraction``, at most that share of the conv configurations is measured
     (adaptively, see :mod:`.adaptive`); the predictor fills in the rest when the table is used.
