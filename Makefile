@@ -35,6 +35,7 @@ test: install
 
 # The README's results (about 1.5 hours on 2 cores, on a quiet machine: latencies are measured).
 bench: install
+	$(PY) bench/timer_drift.py
 	$(VENV)/bin/depthshrink run --config bench/pipeline.toml --out out/bench
 	$(PY) bench/finetune_overhead.py
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge
