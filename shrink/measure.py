@@ -84,11 +84,6 @@ def costs(models: list[nn.Module], image_shape: tuple[int, int, int], threads: i
             for model, latency, batched in zip(models, timings[::2], timings[1::2])]
 
 
-def cost(model: nn.Module, image_shape: tuple[int, int, int], threads: int = 1,
-         protocol: TimingProtocol = TimingProtocol(300, 20, 1000), throughput_batch_size: int = 64) -> Cost:
-    return costs([model], image_shape, threads, protocol, throughput_batch_size)[0]
-
-
 def peak_flops_per_s(threads: int = 1, size: int = 1024, protocol: TimingProtocol = TimingProtocol(300, 10, 1000)) -> float:
     """The CPU's achievable FLOP/s: a large single-precision matrix product in ONNX Runtime."""
     import onnx

@@ -1,0 +1,54 @@
+"""How well two measurements of the same table agree, and what the predictor makes of each.
+
+Rows are matched by configuration; the overall ratio between the two tables (the machine's drift
+between them) is taken out, then the share of rows within ±10% / ±5% of the other table is
+printed for the median (``latency_ms``) and the p10. Then the linear + GP predictor's held-out
+±10% accuracy (grouped 5-fold cross-validation) on each table, with each row's median and with
+its p10 as the latency.
+
+    python bench/lut_table.py --out A.csv && python bench/lut_table.py --out B.csv
+    python bench/lut_repeatability.py A.csv B.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from depthshrink.lut.predictor import cross_validate
+from depthshrink.lut.table import KEY_COLUMNS, LatencyTable
+
+SHAPE = [c for c in KEY_COLUMNS if c not in ("device", "host")]
+
+
+def _agreement(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[int, float, float]:
+    """(rows matched, share within ±10%, share within ±5%) once the median ratio is taken out."""
+    keys = [c for c in SHAPE if c in a.columns]
+    joined = a[a["op"] == "conv"].merge(b[b["op"] == "conv"], on=keys, suffixes=("_a", "_b"))
+    ratio = joined[f"{column}_b"].astype(float) / joined[f"{column}_a"].astype(float)
+    off = np.abs(ratio / ratio.median() - 1)
+    return len(joined), float(np.mean(off <= 0.10)), float(np.mean(off <= 0.05))
+
+
+def _predictor_within_10pct(frame: pd.DataFrame) -> float:
+    return next(r.within_10pct for r in cross_validate(frame) if r.model == "linear_plus_gp")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tables", nargs=2, help="two LUTs of the same network and setting")
+    args = parser.parse_args()
+    frames = [LatencyTable.read(path).select().frame for path in args.tables]
+    for column in ("latency_ms", "latency_p10_ms"):
+        rows, within_10, within_5 = _agreement(*frames, column)
+        print(f"{column}: {rows} rows matched, {within_10:.1%} within ±10% of the other table, {within_5:.1%} within ±5%")
+    for path, frame in zip(args.tables, frames):
+        median = _predictor_within_10pct(frame)
+        p10 = _predictor_within_10pct(frame.assign(latency_ms=frame["latency_p10_ms"]))
+        print(f"{path}: linear + GP predicts {median:.1%} of held-out rows within ±10% (median), {p10:.1%} (p10)")
+
+
+if __name__ == "__main__":
+    main()
