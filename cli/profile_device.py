@@ -8,6 +8,8 @@ import tempfile
 from ..errors import DepthshrinkError
 from .common import add_corpus_arguments, add_model_arguments, build_space, corpus_spec, positive_int
 
+DRIFT_WARNING = 0.10  # a whole network's slowest pass this much over its fastest: say the machine drifts
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
@@ -23,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, required=True)
     parser.add_argument("--lut", required=True, help="LUT CSV to create or extend (rows are appended)")
     parser.add_argument("--validate", action="store_true",
-                        help="also time whole networks and report the sum-of-LUT error")
+                        help="also time whole networks and report the sum-of-LUT error (with several passes "
+                             "they are timed among the configurations, in the same passes)")
     parser.add_argument("--device-label", help="the LUT's device column (default: from the hardware)")
     parser.add_argument("--budget-fraction", type=float,
                         help="measure at most this share of the conv configurations (at least 20), choosing adaptively "
@@ -130,10 +133,10 @@ def run(args: argparse.Namespace) -> int:
             modules = module_builder(model, space)
         try:
             report = profile(bundle, backend, args.lut, settings, modules, args.budget_fraction,
-                             args.target_accuracy)
+                             args.target_accuracy, networks=args.validate)
             _print_report(report, bundle, label, backend, args.lut)
             if args.validate:
-                _print_validation(validate(bundle, backend, args.lut, settings, modules))
+                _print_validation(validate(bundle, backend, args.lut, settings, modules, report.networks))
         finally:
             backend.close()
     return 0
@@ -160,8 +163,14 @@ def _print_report(report, bundle, label, backend, lut) -> None:
 
 
 def _print_validation(results: list[dict]) -> None:
-    print("sum of LUT entries vs measured whole network:")
+    among = all(r["timed_among_rows"] for r in results)
+    print("sum of LUT entries vs measured whole network" + (" (timed in the table's passes):" if among else ":"))
     for r in results:
         guessed = f" ({r['predicted_segments']} from the predictor)" if r["predicted_segments"] else ""
         print(f"  {r['network']:<14} {r['segments']:>3} segments{guessed}  measured {r['measured_ms']:.3f} ms  "
               f"predicted {r['predicted_ms']:.3f} ms  error {r['error_pct']:+.1f}%")
+    moved = max(r["slowest_pass_ms"] / r["fastest_pass_ms"] - 1 for r in results)
+    if moved > DRIFT_WARNING:
+        print(f"warning: a whole network's passes differed by up to {moved:.0%} while they were timed; "
+              "this machine's speed moves in phases, so latencies measured at different times differ "
+              "by about as much")

@@ -1,6 +1,9 @@
 """One profiling session: time every configuration of a bundle that the LUT lacks, in interleaved
 passes (see :mod:`.timing`; with one pass, noisy entries are re-measured once), append the rows
-once timed, then (optionally) check that the sum of LUT entries predicts whole-network latency."""
+once timed, then (optionally) check that the sum of LUT entries predicts whole-network latency.
+
+With several passes the whole networks to validate against ride along in the same passes, so
+they are timed in the same phases of the machine as the rows they are compared with."""
 
 from __future__ import annotations
 
@@ -50,8 +53,21 @@ class Report:
     measured: pd.DataFrame
     skipped: int
     seconds: float
-    validation: list[dict] = field(default_factory=list)
     cache_flush: FlushChoice | None = None   # when the session chose it (onnxruntime, auto)
+    networks: dict[str, "NetworkTiming"] = field(default_factory=dict)  # timed in the passes, by entry key
+
+
+@dataclass(frozen=True)
+class NetworkTiming:
+    """A whole network timed among the rows: its fastest pass (per chunk, the median over chunks)
+    and every pass's median, whose range shows how far the machine's speed moved meanwhile."""
+    timing: Timing
+    pass_ms: tuple[float, ...]
+
+    @classmethod
+    def of(cls, per_chunk: list[Timing], pass_ms: list[float]) -> "NetworkTiming":
+        ordered = sorted(per_chunk, key=lambda t: t.latency_ms)
+        return cls(ordered[(len(ordered) - 1) // 2], tuple(pass_ms))
 
 
 def _timed(measure_once: Callable[[], Timing], settings: Settings) -> tuple[Timing, bool]:
@@ -63,10 +79,12 @@ def _timed(measure_once: Callable[[], Timing], settings: Settings) -> tuple[Timi
 
 
 def _timings(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], Timing], settings: Settings,
-             after_each: Callable[[Item], None] | None = None) -> Iterator[tuple[Item, Timing, bool]]:
+             after_each: Callable[[Item], None] | None = None,
+             riders: Sequence[Item] = ()) -> Iterator[tuple[Item, Timing, bool]]:
     """(item, timing, re-measured) for every item: one pass with a re-measure of noisy entries, or
     the fastest of ``settings.protocol.passes`` passes interleaved over chunks of items (yielded
-    once a chunk's passes ran)."""
+    once a chunk's passes ran). ``riders`` (several passes only) are timed in every chunk too,
+    spread evenly over it, and yielded with it: once per chunk."""
     protocol = settings.protocol
     if protocol.passes == 1:
         for item in items:
@@ -75,12 +93,21 @@ def _timings(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], T
                 after_each(item)
             yield item, timing, remeasured
         return
-    count = math.ceil(len(items) / settings.pass_chunk)  # chunks of even size: no short one left to run alone
-    bounds = [len(items) * i // count for i in range(count + 1)]
-    for start, end in zip(bounds, bounds[1:]):
-        chunk = items[start:end]
-        for item, timing in zip(chunk, interleaved(chunk, time_one, protocol, after_each)):
+    for chunk in _chunks(items, settings.pass_chunk):
+        spread = list(chunk)
+        for i, rider in reversed(list(enumerate(riders))):
+            spread.insert((2 * i + 1) * len(chunk) // (2 * len(riders)), rider)
+        for item, timing in zip(spread, interleaved(spread, time_one, protocol, after_each)):
             yield item, timing, False
+
+
+def _chunks(items: Sequence[Item], size: int) -> list[Sequence[Item]]:
+    """``items`` in chunks of at most ``size``, of even sizes: no short one left to run alone."""
+    count = math.ceil(len(items) / size)
+    if count == 0:
+        return []
+    bounds = [len(items) * i // count for i in range(count + 1)]
+    return [items[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
 def _setting(backend: Backend, settings: Settings) -> dict:
@@ -107,54 +134,84 @@ def _timing_columns(timing: Timing, overhead_ms: float) -> dict:
             "warmup_ms": round(timing.warmup_ms, 1), "call_overhead_ms": round(overhead_ms, 6)}
 
 
+class _Recorder:
+    """Times entries for one session and appends their rows; whole networks riding along in the
+    passes (``riders``) are kept aside, each chunk's fastest and every pass's median."""
+
+    def __init__(self, bundle: Bundle, backend: Backend, settings: Settings, writer: LutWriter,
+                 modules: Callable[[Entry], object] | None) -> None:
+        self.bundle, self.backend, self.settings, self.writer, self.modules = bundle, backend, settings, writer, modules
+        self.overhead_ms = backend.call_overhead_ms(settings.protocol)
+        self.meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
+        self.rows: list[dict] = []
+        self.per_chunk: dict[str, list[Timing]] = {}
+        self.pass_ms: dict[str, list[float]] = {}
+
+    def time_one(self, entry: Entry, protocol: TimingProtocol) -> Timing:
+        workload = _workload(self.bundle, entry, self.modules)
+        if entry.op != "network":
+            return self.backend.time_in_network(workload, protocol)
+        timing = self.backend.time(workload, protocol)
+        self.pass_ms.setdefault(entry.key, []).append(timing.latency_ms)
+        return timing
+
+    def measure(self, entries: list[Entry], after_each: Callable[[Entry], None] | None = None,
+                riders: Sequence[Entry] = ()) -> None:
+        for entry, timing, remeasured in _timings(entries, self.time_one, self.settings, after_each, riders):
+            if entry.op == "network":
+                self.per_chunk.setdefault(entry.key, []).append(timing)
+                continue
+            row = {**_row(entry, self.bundle, self.backend, self.settings),
+                   **_timing_columns(timing, self.overhead_ms), **self.meta, "remeasured": int(remeasured),
+                   "noisy": int(timing.spread > self.settings.noisy_spread),
+                   "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            self.writer.append(row)
+            self.rows.append(row)
+
+    def networks(self) -> dict[str, "NetworkTiming"]:
+        return {key: NetworkTiming.of(timings, self.pass_ms[key]) for key, timings in self.per_chunk.items()}
+
+
 def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
             modules: Callable[[Entry], object] | None = None, budget_fraction: float | None = None,
-            target_within_10pct: float = 0.95) -> Report:
+            target_within_10pct: float = 0.95, networks: bool = False) -> Report:
     """Measure what ``lut_path`` lacks for this bundle; rows are appended as they are timed (with
     several passes, chunk by chunk).
 
     With ``budget_fraction``, at most that share of the conv configurations is measured
     (adaptively, see :mod:`.adaptive`); the predictor fills in the rest when the table is used.
+    With ``networks`` (and several passes), the bundle's whole networks are timed in every chunk's
+    passes too (adaptively: in the seed sample's), reported in ``Report.networks`` for :func:`validate`.
     """
     writer = LutWriter(lut_path)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
     pending = [e for e in todo if row_key(_row(e, bundle, backend, settings)) not in done]
     began = time.perf_counter()
-    rows: list[dict] = []
     flush = _cache_flush(bundle, backend, lut_path, settings, modules) if pending else None
-    if pending:
-        overhead_ms = backend.call_overhead_ms(settings.protocol)
-        meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
+    if not pending:
+        return Report(pd.DataFrame(), len(todo), time.perf_counter() - began)
+    recorder = _Recorder(bundle, backend, settings, writer, modules)
+    passes = settings.protocol.passes
+    riders = bundle.of_op("network") if networks and passes > 1 else []
+    if budget_fraction is None:
+        timings = (len(pending) + len(riders) * len(_chunks(pending, settings.pass_chunk))) * passes
+        with tqdm(total=timings, unit="cfg", disable=not settings.progress,
+                  desc=f"profile {backend.name}" + (f" ({passes} passes)" if passes > 1 else "")) as bar:
+            recorder.measure(pending, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()), riders)
+    else:
+        total = sum(e.op == "conv" for e in todo)
+        # never fewer rows than the predictor needs to fit (or every configuration, if fewer)
+        wanted = max(math.ceil(budget_fraction * total), min(MIN_ROWS, total))
+        limit = wanted - (total - sum(e.op == "conv" for e in pending))
+        setting = _setting(backend, settings)
 
-        def time_one(entry: Entry, protocol: TimingProtocol) -> Timing:
-            return backend.time_in_network(_workload(bundle, entry, modules), protocol)
+        def measured() -> pd.DataFrame:  # every row of this setting, earlier runs included
+            return LatencyTable.read(lut_path).select(**setting).frame
 
-        def measure_entries(entries: list[Entry], after_each: Callable[[Entry], None] | None = None) -> None:
-            for entry, timing, remeasured in _timings(entries, time_one, settings, after_each):
-                row = {**_row(entry, bundle, backend, settings), **_timing_columns(timing, overhead_ms), **meta,
-                       "remeasured": int(remeasured), "noisy": int(timing.spread > settings.noisy_spread),
-                       "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-                writer.append(row)
-                rows.append(row)
-
-        if budget_fraction is None:
-            passes = settings.protocol.passes
-            with tqdm(total=len(pending) * passes, unit="cfg", disable=not settings.progress,
-                      desc=f"profile {backend.name}" + (f" ({passes} passes)" if passes > 1 else "")) as bar:
-                measure_entries(pending, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()))
-        else:
-            total = sum(e.op == "conv" for e in todo)
-            # never fewer rows than the predictor needs to fit (or every configuration, if fewer)
-            wanted = max(math.ceil(budget_fraction * total), min(MIN_ROWS, total))
-            limit = wanted - (total - sum(e.op == "conv" for e in pending))
-            setting = _setting(backend, settings)
-
-            def measured() -> pd.DataFrame:  # every row of this setting, earlier runs included
-                return LatencyTable.read(lut_path).select(**setting).frame
-
-            _adaptive(pending, limit, measure_entries, measured, target_within_10pct, settings)
-    return Report(pd.DataFrame(rows), len(todo) - len(pending), time.perf_counter() - began, cache_flush=flush)
+        _adaptive(pending, limit, recorder.measure, measured, target_within_10pct, settings, riders)
+    return Report(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
+                  recorder.networks())
 
 
 def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
@@ -174,27 +231,30 @@ def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, setting
 
 
 def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[..., None],
-              measured: Callable[[], pd.DataFrame], target: float, settings: Settings, batch: int = 5) -> None:
+              measured: Callable[[], pd.DataFrame], target: float, settings: Settings,
+              riders: Sequence[Entry] = (), batch: int = 5) -> None:
     """Seed sample, then the most uncertain configurations, ``limit`` conv rows at most (the passes
-    of the protocol interleave within the seed sample and within each later batch)."""
+    of the protocol interleave within the seed sample, with the ``riders``, and within each later
+    batch)."""
     measure_entries([e for e in pending if e.op != "conv"])
     left = [e for e in pending if e.op == "conv"]
     if limit <= 0 or not left:
         return
-    passes = settings.protocol.passes
-    bar = tqdm(total=limit * passes, desc="profile (adaptive" + (f", {passes} passes)" if passes > 1 else ")"),
+    passes, seed = settings.protocol.passes, min(limit, max(2 * MIN_ROWS, limit // 2))
+    timings = (limit + len(riders) * len(_chunks(left[:seed], settings.pass_chunk))) * passes
+    bar = tqdm(total=timings, desc="profile (adaptive" + (f", {passes} passes)" if passes > 1 else ")"),
                unit="cfg", disable=not settings.progress)
     taken = checked = 0
 
-    def take(positions: list[int]) -> None:
+    def take(positions: list[int], riders: Sequence[Entry] = ()) -> None:
         nonlocal taken
         entries = [left[i] for i in positions]
         for entry in entries:
             left.remove(entry)
-        measure_entries(entries, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()))
+        measure_entries(entries, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()), riders)
         taken += len(entries)
 
-    take(seed_order(_fields(left, settings.batch_size), min(limit, max(2 * MIN_ROWS, limit // 2))))
+    take(seed_order(_fields(left, settings.batch_size), seed), riders)
     while left and taken < limit:
         frame = measured()
         if taken - checked >= 2 * batch:  # held-out accuracy every few rows: it costs seconds
@@ -233,19 +293,32 @@ def predict_network_ms(table: LatencyTable, bundle: Bundle, segments: list[list[
 
 
 def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
-             modules: Callable[[Entry], object] | None = None) -> list[dict]:
-    """Time each whole network of the bundle and compare it with the sum of its LUT entries."""
+             modules: Callable[[Entry], object] | None = None,
+             timed: dict[str, NetworkTiming] | None = None) -> list[dict]:
+    """Compare each whole network of the bundle with the sum of its LUT entries. Networks timed
+    among the rows (``timed``, see :func:`profile`) are not timed again; the others are, now."""
     table = LatencyTable.read(lut_path).select(**_setting(backend, settings))
+    timed = dict(timed or {})
+    networks = [e for e in bundle.of_op("network") if e.key not in timed]
+    pass_ms: dict[str, list[float]] = {e.key: [] for e in networks}
+
+    def time_one(entry: Entry, protocol: TimingProtocol) -> Timing:
+        timing = backend.time(_workload(bundle, entry, modules), protocol)
+        pass_ms[entry.key].append(timing.latency_ms)
+        return timing
+
+    for entry, timing, _ in _timings(networks, time_one, settings):
+        timed[entry.key] = NetworkTiming(timing, tuple(pass_ms[entry.key]))
     results = []
-    networks = bundle.of_op("network")
-    timings = _timings(networks, lambda e, protocol: backend.time(_workload(bundle, e, modules), protocol), settings)
-    for entry, timing, _ in timings:
+    for entry in bundle.of_op("network"):
+        timing, passes = timed[entry.key].timing, timed[entry.key].pass_ms
         predicted, predicted_segments = predict_network_ms(table, bundle, entry.fields["segments"])
         results.append({"model": bundle.model_label, "network": entry.key.removeprefix("network_"),
                         "segments": len(entry.fields["segments"]), "predicted_segments": predicted_segments,
                         "measured_ms": timing.latency_ms,
                         "measured_p10_ms": timing.latency_p10_ms, "measured_p90_ms": timing.latency_p90_ms,
-                        "predicted_ms": predicted,
+                        "fastest_pass_ms": min(passes), "slowest_pass_ms": max(passes),
+                        "timed_among_rows": entry.key not in pass_ms, "predicted_ms": predicted,
                         "error_pct": 100 * (predicted - timing.latency_ms) / timing.latency_ms,
                         **{k: v for k, v in table.setting.items()}})
     out = Path(lut_path).with_suffix(".validation.json")

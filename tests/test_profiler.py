@@ -335,6 +335,57 @@ def test_passes_interleave_per_chunk_and_each_chunk_is_written_once_timed(tmp_pa
     assert (frame["runs"] >= 6).all() and (frame["remeasured"] == 0).all()  # 3 passes of at least ceil(5 / 3) runs
 
 
+def test_networks_to_validate_ride_in_every_chunks_passes_and_are_not_timed_again(tmp_path, monkeypatch):
+    """With --validate and several passes, the whole networks are timed inside each chunk (spread
+    over it), in the same passes as the rows; validate() then reports them without timing again."""
+    from depthshrink.profiler import onnxruntime as ort_backend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
+    lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1, cache_flush=False)
+    backend.call_overhead_ms(FAST)  # timed once, before the spy
+    order = []
+    for method in ("time", "time_in_network"):
+        original = getattr(ort_backend.OnnxRuntimeBackend, method)
+        monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, method,
+                            lambda self, workload, protocol, original=original:
+                            order.append(workload.key) or original(self, workload, protocol))
+    protocol = TimingProtocol(warmup_ms=5, min_runs=3, min_time_ms=5, passes=3)
+    settings = Settings("cpu-test", 1, protocol, progress=False, pass_chunk=6)
+    report = profile(bundle, backend, lut, settings, networks=True)
+    networks = [e.key for e in bundle.of_op("network")]
+    rows = [e.key for e in bundle.entries if e.op in ("conv", "fixed")]
+    chunks = -(-len(rows) // 6)
+    assert len(order) == 3 * (len(rows) + 2 * chunks) and set(networks) <= set(order)
+    first_pass = order[:order.index(order[0], 1)]  # one pass over the first chunk, the networks spread in it
+    assert [k for k in first_pass if k in networks] == networks
+    positions = [first_pass.index(k) for k in networks]
+    assert 0 < positions[0] < positions[1] < len(first_pass) - 1
+    assert set(report.networks) == set(networks) and len(report.measured) == len(rows)
+    assert all(len(t.pass_ms) == 3 * chunks for t in report.networks.values())
+    assert all(min(t.pass_ms) <= t.timing.latency_ms for t in report.networks.values())
+    before = len(order)
+    results = validate(bundle, backend, lut, settings, timed=report.networks)
+    assert len(order) == before  # nothing timed again
+    for r in results:
+        assert r["timed_among_rows"] and r["fastest_pass_ms"] <= r["measured_ms"] <= r["slowest_pass_ms"]
+    alone = validate(bundle, backend, lut, settings)  # without them: timed now, in their own passes
+    assert len(order) == before + 3 * 2 and not any(r["timed_among_rows"] for r in alone)
+
+
+@pytest.mark.parametrize("slowest_ms, warned", [(5.4, False), (5.6, True)])
+def test_validation_warns_when_a_networks_passes_drift_over_ten_percent(capsys, slowest_ms, warned):
+    from depthshrink.cli.profile_device import _print_validation
+
+    result = {"network": "original", "segments": 3, "predicted_segments": 0, "measured_ms": 5.0,
+              "predicted_ms": 5.5, "error_pct": 10.0, "fastest_pass_ms": 5.0, "slowest_pass_ms": slowest_ms,
+              "timed_among_rows": True}
+    _print_validation([result])
+    out = capsys.readouterr().out
+    assert "timed in the table's passes" in out and "error +10.0%" in out
+    assert ("passes differed by up to 12%" in out) is warned
+
+
 def test_auto_cache_flush_keeps_the_setting_a_table_was_begun_with(tmp_path):
     """A killed table resumed with auto keeps its rows' setting (recorded in ``cache_flush``)
     rather than choosing again; rows of a LUT written before the column simply lack it."""
