@@ -182,7 +182,24 @@ def _conv_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise DepthshrinkError(f"the predictor needs at least {MIN_ROWS} measured conv rows of one setting; "
                                f"this table has {len(table)}" + (" (and corpus rows, which only train)"
                                                                  if np.any(corpus) else ""))
-    return table, conv[corpus].assign(**{EXTRA: 1.0}).reset_index(drop=True)
+    extra = conv[corpus].assign(**{EXTRA: 1.0}).reset_index(drop=True)
+    _check_same_flush(table, extra)
+    return table, extra
+
+
+def _check_same_flush(table: pd.DataFrame, corpus: pd.DataFrame) -> None:
+    """Refuse corpus rows timed with the other cache-flush setting than the table's (both recorded):
+    a flush moves small configurations far more than large ones, which no offset can learn."""
+    def settings(rows: pd.DataFrame) -> set[bool]:
+        return {bool(v) for v in pd.to_numeric(rows.get("cache_flush", pd.Series(dtype=float)),
+                                               errors="coerce").dropna()}
+
+    own, other = settings(table), settings(corpus)
+    if own and other and own != other:
+        def name(values: set[bool]) -> str:
+            return " and ".join(sorted("on" if v else "off" for v in values))
+        raise DepthshrinkError(f"the table's rows were timed with cache flush {name(own)}, the corpus rows with "
+                               f"{name(other)}: measure the corpus with --cache-flush {name(own)}")
 
 
 def _groups(conv: pd.DataFrame) -> pd.Series:
