@@ -33,7 +33,7 @@ class FlushChoice:
 
     def describe(self) -> str:
         if self.kept:
-            return f"cache flush {'on' if self.cache_flush else 'off'}, as the LUT's earlier rows of this setting"
+            return f"cache flush {'on' if self.cache_flush else 'off'}, as the LUT's earlier timings of this setting"
         if self.network_ms is None:
             return f"cache flush {'on' if self.cache_flush else 'off'} (no whole network to choose by)"
         def error(value: float) -> str:

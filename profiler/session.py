@@ -28,6 +28,7 @@ from .base import Backend, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
 from .cache_flush import FlushChoice, choose_cache_flush, earlier_choice
 from .candidates import Candidate
+from .pass_log import PassLog
 from .timing import Timing, TimingProtocol, interleaved
 
 Item = TypeVar("Item")
@@ -79,12 +80,13 @@ def _timed(measure_once: Callable[[], Timing], settings: Settings) -> tuple[Timi
 
 
 def _timings(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], Timing], settings: Settings,
-             after_each: Callable[[Item], None] | None = None,
-             riders: Sequence[Item] = ()) -> Iterator[tuple[Item, Timing, bool]]:
+             after_each: Callable[[Item], None] | None = None, riders: Sequence[Item] = (),
+             earlier: Callable[[Item], Sequence[Timing]] | None = None) -> Iterator[tuple[Item, Timing, bool]]:
     """(item, timing, re-measured) for every item: one pass with a re-measure of noisy entries, or
     the fastest of ``settings.protocol.passes`` passes interleaved over chunks of items (yielded
-    once a chunk's passes ran). ``riders`` (several passes only) are timed in every chunk too,
-    spread evenly over it, and yielded with it: once per chunk."""
+    once a chunk's passes ran; ``earlier`` passes of an item are not run again). ``riders``
+    (several passes only) are timed in every chunk too, spread evenly over it, and yielded with
+    it: once per chunk."""
     protocol = settings.protocol
     if protocol.passes == 1:
         for item in items:
@@ -97,7 +99,7 @@ def _timings(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], T
         spread = list(chunk)
         for i, rider in reversed(list(enumerate(riders))):
             spread.insert((2 * i + 1) * len(chunk) // (2 * len(riders)), rider)
-        for item, timing in zip(spread, interleaved(spread, time_one, protocol, after_each)):
+        for item, timing in zip(spread, interleaved(spread, time_one, protocol, after_each, earlier)):
             yield item, timing, False
 
 
@@ -135,14 +137,16 @@ def _timing_columns(timing: Timing, overhead_ms: float) -> dict:
 
 
 class _Recorder:
-    """Times entries for one session and appends their rows; whole networks riding along in the
-    passes (``riders``) are kept aside, each chunk's fastest and every pass's median."""
+    """Times entries for one session and appends their rows (with several passes, each pass also to
+    the :class:`.PassLog`, so a killed session resumes with them); whole networks riding along in
+    the passes (``riders``) are kept aside, each chunk's fastest and every pass's median."""
 
     def __init__(self, bundle: Bundle, backend: Backend, settings: Settings, writer: LutWriter,
                  modules: Callable[[Entry], object] | None) -> None:
         self.bundle, self.backend, self.settings, self.writer, self.modules = bundle, backend, settings, writer, modules
         self.overhead_ms = backend.call_overhead_ms(settings.protocol)
         self.meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
+        self.log = PassLog(writer.path, settings.protocol)
         self.rows: list[dict] = []
         self.per_chunk: dict[str, list[Timing]] = {}
         self.pass_ms: dict[str, list[float]] = {}
@@ -150,14 +154,18 @@ class _Recorder:
     def time_one(self, entry: Entry, protocol: TimingProtocol) -> Timing:
         workload = _workload(self.bundle, entry, self.modules)
         if entry.op != "network":
-            return self.backend.time_in_network(workload, protocol)
+            timing = self.backend.time_in_network(workload, protocol)
+            if self.settings.protocol.passes > 1:
+                self.log.record(self.key(entry), self.cache_flush, timing)
+            return timing
         timing = self.backend.time(workload, protocol)
         self.pass_ms.setdefault(entry.key, []).append(timing.latency_ms)
         return timing
 
     def measure(self, entries: list[Entry], after_each: Callable[[Entry], None] | None = None,
                 riders: Sequence[Entry] = ()) -> None:
-        for entry, timing, remeasured in _timings(entries, self.time_one, self.settings, after_each, riders):
+        for entry, timing, remeasured in _timings(entries, self.time_one, self.settings, after_each, riders,
+                                                  self.earlier):
             if entry.op == "network":
                 self.per_chunk.setdefault(entry.key, []).append(timing)
                 continue
@@ -167,6 +175,16 @@ class _Recorder:
                    "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             self.writer.append(row)
             self.rows.append(row)
+
+    def key(self, entry: Entry) -> str:
+        return "|".join(row_key(_row(entry, self.bundle, self.backend, self.settings)))
+
+    def earlier(self, entry: Entry) -> list[Timing]:
+        return [] if entry.op == "network" else self.log.taken(self.key(entry), self.cache_flush)
+
+    @property
+    def cache_flush(self) -> bool | None:
+        return getattr(self.backend, "cache_flush", None)
 
     def networks(self) -> dict[str, "NetworkTiming"]:
         return {key: NetworkTiming.of(timings, self.pass_ms[key]) for key, timings in self.per_chunk.items()}
@@ -190,12 +208,14 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
     began = time.perf_counter()
     flush = _cache_flush(bundle, backend, lut_path, settings, modules) if pending else None
     if not pending:
+        PassLog(lut_path, settings.protocol).close()  # left by a session killed after its last rows
         return Report(pd.DataFrame(), len(todo), time.perf_counter() - began)
     recorder = _Recorder(bundle, backend, settings, writer, modules)
     passes = settings.protocol.passes
     riders = bundle.of_op("network") if networks and passes > 1 else []
     if budget_fraction is None:
-        timings = (len(pending) + len(riders) * len(_chunks(pending, settings.pass_chunk))) * passes
+        timings = (len(pending) + len(riders) * len(_chunks(pending, settings.pass_chunk))) * passes \
+            - sum(min(len(recorder.earlier(e)), passes) for e in pending)
         with tqdm(total=timings, unit="cfg", disable=not settings.progress,
                   desc=f"profile {backend.name}" + (f" ({passes} passes)" if passes > 1 else "")) as bar:
             recorder.measure(pending, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()), riders)
@@ -210,6 +230,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
             return LatencyTable.read(lut_path).select(**setting).frame
 
         _adaptive(pending, limit, recorder.measure, measured, target_within_10pct, settings, riders)
+    recorder.log.close()
     return Report(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
                   recorder.networks())
 
@@ -217,13 +238,16 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
 def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
                  modules: Callable[[Entry], object] | None) -> FlushChoice | None:
     """With ``cache_flush`` left to the session (onnxruntime, auto): the setting the table's
-    earlier rows were measured with, or else the one the original network calls for."""
+    earlier rows (or a killed session's passes) were measured with, or else the one the original
+    network calls for."""
     if getattr(backend, "cache_flush", False) is not None:
         return None
     try:
         earlier = earlier_choice(LatencyTable.read(lut_path).select(**_setting(backend, settings)).frame)
     except DepthshrinkError:  # no rows of this setting yet
         earlier = None
+    if earlier is None and settings.protocol.passes > 1:
+        earlier = PassLog(lut_path, settings.protocol).cache_flush
     if earlier is not None:
         backend.cache_flush = earlier
         return FlushChoice(earlier, kept=True)

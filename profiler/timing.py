@@ -95,13 +95,17 @@ Item = TypeVar("Item")
 
 
 def interleaved(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], Timing],
-                protocol: TimingProtocol, after_each: Callable[[Item], None] | None = None) -> list[Timing]:
+                protocol: TimingProtocol, after_each: Callable[[Item], None] | None = None,
+                earlier: Callable[[Item], Sequence[Timing]] | None = None) -> list[Timing]:
     """Time every item in ``protocol.passes`` passes over the whole list (item 1, 2, …, 1, 2, …);
-    each item's fastest pass. ``after_each`` is called after every single timing (progress)."""
+    each item's fastest pass. ``after_each`` is called after every single timing (progress).
+    ``earlier`` gives the passes an item already has (a resumed session): only the rest are run."""
     per_pass = protocol.one_pass()
-    timings: list[list[Timing]] = [[] for _ in items]
-    for _ in range(protocol.passes):
+    timings: list[list[Timing]] = [list(earlier(item))[:protocol.passes] if earlier else [] for item in items]
+    for number in range(protocol.passes):
         for item, kept in zip(items, timings):
+            if len(kept) > number:
+                continue
             kept.append(time_one(item, per_pass))
             if after_each is not None:
                 after_each(item)

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -150,6 +151,67 @@ def test_sigkill_halfway_then_rerun_measures_each_configuration_once(tmp_path):
     keys = [row_key(r) for r in frame.to_dict("records")]
     model, space = _tiny_space()
     assert len(keys) == len(set(keys)) == len(distinct_candidates(space)) + 1
+
+
+def test_sigkill_mid_pass_then_rerun_keeps_the_passes_already_run(tmp_path):
+    """With several passes rows reach the LUT only once their chunk is done; each pass is logged
+    as it is taken (LUT.passes.csv), so a killed run resumes with them, and the log goes at the end."""
+    lut, log = tmp_path / "lut.csv", tmp_path / "lut.passes.csv"
+    model, space = _tiny_space()
+    rows = len(distinct_candidates(space)) + 1
+    args = ["profile-device", "--cpu", "--model", "tiny_mobilenet", "--resolution", "16", "--batch-size", "1",
+            "--lut", str(lut), "--warmup-ms", "30", "--min-time-ms", "90", "--passes", "3", "--cache-flush", "off",
+            "--no-progress"]
+    process = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < rows + 5):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    logged = pd.read_csv(log)
+    assert len(logged) >= rows + 4 and logged["key"].nunique() == rows  # the second pass had begun
+    assert not lut.exists() or read_lut(lut).empty  # one chunk: no row written yet
+    subprocess.run(_cli(*args), check=True, capture_output=True)
+    assert not log.exists()
+    frame = read_lut(lut)
+    assert len(frame) == rows and (frame["remeasured"] == 0).all()
+
+
+def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
+    """Passes a killed session logged are kept (with its cache-flush setting, an auto session
+    takes it over), other protocols' and other settings' are not; only the missing passes run."""
+    from depthshrink.profiler import onnxruntime as ort_backend
+    from depthshrink.profiler.pass_log import PassLog
+    from depthshrink.profiler.session import _row
+    from depthshrink.profiler.timing import Timing
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1, cache_flush=None)  # auto
+    protocol = TimingProtocol(warmup_ms=5, min_runs=3, min_time_ms=5, passes=3)
+    settings = Settings("cpu-test", 1, protocol, progress=False)
+    first, second = [e for e in bundle.entries if e.op == "conv"][:2]
+    earlier = PassLog(lut, protocol)
+    for entry, count in ((first, 2), (second, 3)):  # as a killed session left them: absurdly fast
+        for _ in range(count):
+            key = "|".join(row_key(_row(entry, bundle, backend, settings)))
+            earlier.record(key, True, Timing(1e-5, 1e-5, 1e-5, 7, 1.0))  # another flush setting: not used
+            earlier.record(key, False, Timing(1e-4, 1e-4, 1e-4, 7, 1.0))
+    PassLog(lut, TimingProtocol(passes=3)).record("other protocol", False, Timing(1e-4, 1e-4, 1e-4, 7, 1.0))
+    assert PassLog(lut, protocol).cache_flush is False
+    timed = []
+    original = ort_backend.OnnxRuntimeBackend.time_in_network
+    monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "time_in_network",
+                        lambda self, workload, p: timed.append(workload.key) or original(self, workload, p))
+    report = profile(bundle, backend, lut, settings)
+    assert report.cache_flush.kept and backend.cache_flush is False  # as the killed session's passes
+    assert timed.count(first.key) == 1 and timed.count(second.key) == 0
+    rows = [e for e in bundle.entries if e.op in ("conv", "fixed")]
+    assert all(timed.count(e.key) == 3 for e in rows if e not in (first, second))
+    latency = {row_key(r): r["latency_ms"] for r in read_lut(lut).to_dict("records")}
+    for entry in (first, second):  # the fastest pass kept: the logged one
+        assert latency[row_key(_row(entry, bundle, backend, settings))] < 1e-3
+    assert not (tmp_path / "lut.passes.csv").exists()
 
 
 def test_gpu_selection_and_tensorrt_compatibility():
@@ -401,5 +463,5 @@ def test_auto_cache_flush_keeps_the_setting_a_table_was_begun_with(tmp_path):
     auto = OnnxRuntimeBackend(1, cache_flush=None)
     resumed = profile(bundle, auto, lut, settings)
     assert len(resumed.measured) == 3 and resumed.cache_flush.kept and auto.cache_flush is False
-    assert "as the LUT's earlier rows" in resumed.cache_flush.describe()
+    assert "as the LUT's earlier timings" in resumed.cache_flush.describe()
     assert (read_lut(lut)["cache_flush"] == 0).all()
