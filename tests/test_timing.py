@@ -29,6 +29,21 @@ def test_passes_interleave_and_keep_each_items_fastest():
     assert timings[0] == Timing(1.0, 0.9, 1.2, runs=21, warmup_ms=30)  # the fastest pass, all runs counted
 
 
+def test_passes_an_item_already_has_are_not_run_again():
+    """A resumed session: "a" has two of three passes, "b" all three (one extra is ignored), "c" none."""
+    earlier = {"a": [Timing(0.5, 0.4, 0.6, 3, 5.0)] * 2, "b": [Timing(9.0, 8.0, 10.0, 3, 5.0)] * 4}
+    calls = []
+
+    def time_one(item: str, protocol: TimingProtocol) -> Timing:
+        calls.append(item)
+        return Timing(1.0, 0.9, 1.1, 3, 5.0)
+
+    timings = interleaved(["a", "b", "c"], time_one, TimingProtocol(passes=3), None,
+                          lambda item: earlier.get(item, []))
+    assert calls == ["c", "c", "a", "c"]  # pass 1: c; pass 2: c; pass 3: a, c
+    assert [t.latency_ms for t in timings] == [0.5, 9.0, 1.0] and timings[0].runs == 9 and timings[1].runs == 9
+
+
 def test_a_single_pass_is_the_plain_protocol():
     protocol = TimingProtocol(warmup_ms=50, min_time_ms=200)
     seen = []
