@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 
 from ..errors import DepthshrinkError
 from .common import add_corpus_arguments, add_model_arguments, build_space, corpus_spec, positive_int
 
-DRIFT_WARNING = 0.10  # a whole network's slowest pass this much over its fastest: say the machine drifts
+DRIFT_WARNING_FRACTION = 0.10  # a whole network's slowest pass this much over its fastest: the machine drifts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     corpus = spec is not None or (bundle is not None and bundle.space is None)
     if corpus and args.validate:
         raise DepthshrinkError("--validate times whole networks: a corpus has none")
+    if args.validate and bundle is not None and not bundle.of_op("network"):
+        raise DepthshrinkError("--validate times whole networks: this bundle has none "
+                               "(export it without --no-networks)")
     if corpus and args.budget_fraction is not None:
         raise DepthshrinkError("--budget-fraction chooses among a network's configurations: measure a corpus whole")
     if bundle is not None and bundle.batch_size != args.batch_size:
@@ -169,8 +173,8 @@ def _print_validation(results: list[dict]) -> None:
         guessed = f" ({r['predicted_segments']} from the predictor)" if r["predicted_segments"] else ""
         print(f"  {r['network']:<14} {r['segments']:>3} segments{guessed}  measured {r['measured_ms']:.3f} ms  "
               f"predicted {r['predicted_ms']:.3f} ms  error {r['error_pct']:+.1f}%")
-    moved = max(r["slowest_pass_ms"] / r["fastest_pass_ms"] - 1 for r in results)
-    if moved > DRIFT_WARNING:
-        print(f"warning: a whole network's passes differed by up to {moved:.0%} while they were timed; "
+    moved = max((r["slowest_pass_ms"] / r["fastest_pass_ms"] - 1 for r in results), default=0.0)
+    if moved > DRIFT_WARNING_FRACTION:
+        print(f"warning: a whole network's timings differed by up to {moved:.0%} while they were taken; "
               "this machine's speed moves in phases, so latencies measured at different times differ "
-              "by about as much")
+              "by about as much", file=sys.stderr)

@@ -3,23 +3,32 @@
 A row reaches the LUT only once its chunk's passes are all done (a MobileNetV2 table is one
 chunk of about four minutes on a CPU). Each pass's timing of a row is appended here as it is
 taken (one write, then fsync, as the LUT's rows), so a killed session resumes with the passes it
-already ran and times only the rest (and keeps the cache-flush setting they were timed with,
-when it was the session's to choose). The file (``LUT.passes.csv``) is removed once a session
-ends; lines of another protocol or flush setting are ignored.
+already ran and times only the rest, and, when the flush was the session's to choose, keeps
+the cache-flush setting they were timed with. A log is read for one setting (device, backend,
+precision, batch, threads), protocol and host: other lines are left alone, and removed with
+this setting's when its session ends (the file goes once it holds none).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import platform
 from dataclasses import astuple
 from pathlib import Path
 
 from ..lut.table import append_csv_line, cut_torn_line
 from .timing import Timing, TimingProtocol
 
-FIELDS = ["key", "protocol", "cache_flush", "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs", "warmup_ms"]
-TIMING = FIELDS[3:]
+FIELDS = ["key", "protocol", "host", "cache_flush", "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs",
+          "warmup_ms"]
+
+
+def log_path(lut_path: str | Path) -> Path:
+    """``cpu.csv`` → ``cpu.passes.csv``; a LUT named otherwise gets ``.passes.csv`` appended."""
+    lut_path = Path(lut_path)
+    stem = lut_path.name[:-len(".csv")] if lut_path.name.endswith(".csv") else lut_path.name
+    return lut_path.with_name(stem + ".passes.csv")
 
 
 def _protocol_text(protocol: TimingProtocol) -> str:
@@ -27,35 +36,59 @@ def _protocol_text(protocol: TimingProtocol) -> str:
            f"time {protocol.min_time_ms:g} ms, passes {protocol.passes}"
 
 
-class PassLog:
-    """Pass timings by row key (the LUT row's identity, one text) and cache-flush setting
-    (``None``: a backend without one), earlier sessions' included."""
+def _timing(line: dict) -> Timing | None:
+    try:
+        return Timing(float(line["latency_ms"]), float(line["latency_p10_ms"]), float(line["latency_p90_ms"]),
+                      int(line["runs"]), float(line["warmup_ms"]))
+    except (TypeError, ValueError):  # a line of another layout, or damaged: not used
+        return None
 
-    def __init__(self, lut_path: str | Path, protocol: TimingProtocol) -> None:
-        self.path = Path(lut_path).with_suffix(".passes.csv")
-        self.protocol = _protocol_text(protocol)
+
+class PassLog:
+    """Pass timings of one setting by row key (the LUT row's identity as one text, which begins
+    with ``setting``) and cache-flush setting (``None``: a backend without one)."""
+
+    def __init__(self, lut_path: str | Path, protocol: TimingProtocol, setting: str) -> None:
+        self.path, self.setting = log_path(lut_path), setting
+        self.protocol, self.host = _protocol_text(protocol), platform.node()
         self.earlier: dict[tuple[str, bool | None], list[Timing]] = {}
-        self.cache_flush: bool | None = None  # the setting of the latest line, if any had one
-        lines = csv.DictReader(io.StringIO(cut_torn_line(self.path).decode(errors="replace"))) \
-            if self.path.exists() else []
-        for line in lines:
-            if line.get("protocol") != self.protocol or not line.get("key") or None in line.values():
-                continue  # another protocol's, or not a line of this layout
-            flush = {"1": True, "0": False}.get(line["cache_flush"])
+        self.cache_flush: bool | None = None  # the setting of this setting's latest line, if any had one
+        for line in self._lines():
+            timing = _timing(line)
+            if (not self._ours(line) or line.get("protocol") != self.protocol or line.get("host") != self.host
+                    or timing is None):
+                continue
+            flush = {"1": True, "0": False}.get(line.get("cache_flush") or "")
             self.cache_flush = flush if flush is not None else self.cache_flush
-            timing = Timing(*(float(line[f]) for f in TIMING[:3]), int(line["runs"]), float(line["warmup_ms"]))
             self.earlier.setdefault((line["key"], flush), []).append(timing)
+
+    def _lines(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return list(csv.DictReader(io.StringIO(cut_torn_line(self.path).decode(errors="replace"))))
+
+    def _ours(self, line: dict) -> bool:
+        return str(line.get("key") or "").startswith(self.setting + "|")
 
     def taken(self, key: str, cache_flush: bool | None) -> list[Timing]:
         """The passes an earlier, killed session already ran for this row, with this flush setting."""
         return self.earlier.get((key, cache_flush), [])
 
     def record(self, key: str, cache_flush: bool | None, timing: Timing) -> None:
-        if not self.path.exists():
+        if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.write_text(",".join(FIELDS) + "\n")
         flush = "" if cache_flush is None else int(cache_flush)
-        append_csv_line(self.path, [key, self.protocol, flush, *astuple(timing)])
+        append_csv_line(self.path, [key, self.protocol, self.host, flush, *astuple(timing)])
 
     def close(self) -> None:
-        """The session ended: its rows are in the LUT, the passes are no longer needed."""
-        self.path.unlink(missing_ok=True)
+        """The session ended: its rows are in the LUT. This setting's lines go (the file, once
+        it holds no other setting's)."""
+        others = [line for line in self._lines() if not self._ours(line)]
+        if not others:
+            self.path.unlink(missing_ok=True)
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(others)
+        self.path.write_text(buffer.getvalue())

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import pandas as pd
 from tqdm import tqdm
 
-from ..lut.table import LatencyTable, LutWriter, row_key
+from ..lut.table import SETTING_COLUMNS, LatencyTable, LutWriter, row_key
 from ..models.space import write_json_atomic
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
@@ -41,8 +41,8 @@ class Settings:
     protocol: TimingProtocol = field(default_factory=TimingProtocol)
     noisy_spread: float = 0.25   # (p90 - p10) / median above this: re-measure once (with one pass)
     progress: bool = True
-    pass_chunk: int = 150        # passes interleave over this many entries at a time: a killed session
-                                 # loses at most one chunk of timings (rows are written per chunk)
+    pass_chunk: int = 150        # passes interleave over this many entries at a time (rows are written
+                                 # per chunk; a killed session keeps its passes, see .pass_log)
 
     def __post_init__(self) -> None:
         if self.pass_chunk < 1:
@@ -118,6 +118,12 @@ def _setting(backend: Backend, settings: Settings) -> dict:
             "batch_size": settings.batch_size, "threads": backend.metadata().get("threads")}
 
 
+def _pass_log(lut_path: str | Path, backend: Backend, settings: Settings) -> PassLog:
+    """The pass log of this setting (its row keys begin with the setting's columns)."""
+    setting = "|".join(row_key(_setting(backend, settings))[:len(SETTING_COLUMNS)])
+    return PassLog(lut_path, settings.protocol, setting)
+
+
 def _row(entry: Entry, bundle: Bundle, backend: Backend, settings: Settings) -> dict:
     base = _setting(backend, settings)
     if entry.op == "conv":
@@ -139,14 +145,17 @@ def _timing_columns(timing: Timing, overhead_ms: float) -> dict:
 class _Recorder:
     """Times entries for one session and appends their rows (with several passes, each pass also to
     the :class:`.PassLog`, so a killed session resumes with them); whole networks riding along in
-    the passes (``riders``) are kept aside, each chunk's fastest and every pass's median."""
+    the passes (``riders``) are kept aside, each chunk's fastest and every pass's median. A
+    resumed session's networks did not meet the phases of the passes it took over: they are
+    dropped (:func:`validate` times them alone)."""
 
     def __init__(self, bundle: Bundle, backend: Backend, settings: Settings, writer: LutWriter,
                  modules: Callable[[Entry], object] | None) -> None:
         self.bundle, self.backend, self.settings, self.writer, self.modules = bundle, backend, settings, writer, modules
         self.overhead_ms = backend.call_overhead_ms(settings.protocol)
         self.meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
-        self.log = PassLog(writer.path, settings.protocol)
+        self.log = _pass_log(writer.path, backend, settings)
+        self.resumed = False
         self.rows: list[dict] = []
         self.per_chunk: dict[str, list[Timing]] = {}
         self.pass_ms: dict[str, list[float]] = {}
@@ -180,13 +189,17 @@ class _Recorder:
         return "|".join(row_key(_row(entry, self.bundle, self.backend, self.settings)))
 
     def earlier(self, entry: Entry) -> list[Timing]:
-        return [] if entry.op == "network" else self.log.taken(self.key(entry), self.cache_flush)
+        taken = [] if entry.op == "network" else self.log.taken(self.key(entry), self.cache_flush)
+        self.resumed = self.resumed or bool(taken)
+        return taken
 
     @property
     def cache_flush(self) -> bool | None:
         return getattr(self.backend, "cache_flush", None)
 
     def networks(self) -> dict[str, "NetworkTiming"]:
+        if self.resumed:
+            return {}
         return {key: NetworkTiming.of(timings, self.pass_ms[key]) for key, timings in self.per_chunk.items()}
 
 
@@ -208,7 +221,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
     began = time.perf_counter()
     flush = _cache_flush(bundle, backend, lut_path, settings, modules) if pending else None
     if not pending:
-        PassLog(lut_path, settings.protocol).close()  # left by a session killed after its last rows
+        _pass_log(lut_path, backend, settings).close()  # left by a session killed after its last rows
         return Report(pd.DataFrame(), len(todo), time.perf_counter() - began)
     recorder = _Recorder(bundle, backend, settings, writer, modules)
     passes = settings.protocol.passes
@@ -247,7 +260,7 @@ def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, setting
     except DepthshrinkError:  # no rows of this setting yet
         earlier = None
     if earlier is None and settings.protocol.passes > 1:
-        earlier = PassLog(lut_path, settings.protocol).cache_flush
+        earlier = _pass_log(lut_path, backend, settings).cache_flush
     if earlier is not None:
         backend.cache_flush = earlier
         return FlushChoice(earlier, kept=True)

@@ -71,15 +71,17 @@ def test_a_corpus_timed_with_the_other_cache_flush_is_refused(tmp_path, capsys):
     frame = pd.read_csv(LUT)
     corpus = frame[frame["op"] == "conv"].assign(model="corpus", height=frame["height"] * 2)
     paths = {}
-    for name, table_flush, corpus_flush in (("same", 0, 0), ("other", 0, 1), ("unrecorded", 0, None)):
+    both = [i % 2 for i in range(len(frame))]  # a table extended with the other setting: nothing refused
+    for name, table_flush, corpus_flush in (("same", 0, 0), ("other", 0, 1), ("unrecorded", 0, None),
+                                            ("mixed table", both, 1)):
         paths[name] = (tmp_path / f"{name}_table.csv", tmp_path / f"{name}_corpus.csv")
         frame.assign(cache_flush=table_flush).to_csv(paths[name][0], index=False)
         corpus.assign(cache_flush=corpus_flush).to_csv(paths[name][1], index=False)
-    for name in ("same", "unrecorded"):
+    for name in ("same", "unrecorded", "mixed table"):
         table = LatencyTable.read(*paths[name]).select()
         assert LatencyPredictor(table.frame, model="linear_log").model == "linear_log"
     assert main(["predictor", "evaluate", "--lut", *map(str, paths["other"])]) == 1
-    assert ("timed with cache flush off, the corpus rows with on: measure the corpus with --cache-flush off"
+    assert ("timed with cache flush off, corpus rows with on: measure the corpus with --cache-flush off"
             in capsys.readouterr().err)
 
 

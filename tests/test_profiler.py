@@ -153,9 +153,10 @@ def test_sigkill_halfway_then_rerun_measures_each_configuration_once(tmp_path):
     assert len(keys) == len(set(keys)) == len(distinct_candidates(space)) + 1
 
 
-def test_sigkill_mid_pass_then_rerun_keeps_the_passes_already_run(tmp_path):
-    """With several passes rows reach the LUT only once their chunk is done; each pass is logged
-    as it is taken (LUT.passes.csv), so a killed run resumes with them, and the log goes at the end."""
+def test_sigkill_mid_pass_then_rerun_completes_the_table_and_removes_the_pass_log(tmp_path):
+    """With several passes rows reach the LUT only once their chunk is done; each pass is logged as
+    it is taken (LUT.passes.csv, which survives the kill) and the log goes when a session ends.
+    (That a resumed session uses the logged passes is the next test's.)"""
     lut, log = tmp_path / "lut.csv", tmp_path / "lut.passes.csv"
     model, space = _tiny_space()
     rows = len(distinct_candidates(space)) + 1
@@ -168,6 +169,7 @@ def test_sigkill_mid_pass_then_rerun_keeps_the_passes_already_run(tmp_path):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    assert time.time() < deadline, "the first pass never finished"
     logged = pd.read_csv(log)
     assert len(logged) >= rows + 4 and logged["key"].nunique() == rows  # the second pass had begun
     assert not lut.exists() or read_lut(lut).empty  # one chunk: no row written yet
@@ -179,39 +181,46 @@ def test_sigkill_mid_pass_then_rerun_keeps_the_passes_already_run(tmp_path):
 
 def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
     """Passes a killed session logged are kept (with its cache-flush setting, an auto session
-    takes it over), other protocols' and other settings' are not; only the missing passes run."""
+    takes it over); other protocols', hosts', settings' and flush settings' lines are not used,
+    and other settings' lines stay in the log. Only the missing passes run."""
     from depthshrink.profiler import onnxruntime as ort_backend
-    from depthshrink.profiler.pass_log import PassLog
-    from depthshrink.profiler.session import _row
+    from depthshrink.profiler.pass_log import FIELDS, PassLog
+    from depthshrink.profiler.session import _pass_log, _row
     from depthshrink.profiler.timing import Timing
 
     model, space = _tiny_space()
-    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
     lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1, cache_flush=None)  # auto
     protocol = TimingProtocol(warmup_ms=5, min_runs=3, min_time_ms=5, passes=3)
     settings = Settings("cpu-test", 1, protocol, progress=False)
     first, second = [e for e in bundle.entries if e.op == "conv"][:2]
-    earlier = PassLog(lut, protocol)
-    for entry, count in ((first, 2), (second, 3)):  # as a killed session left them: absurdly fast
+    log, fast = _pass_log(lut, backend, settings), Timing(1e-4, 1e-4, 1e-4, 7, 1.0)  # absurdly fast passes
+    keys = {e.key: "|".join(row_key(_row(e, bundle, backend, settings))) for e in (first, second)}
+    for entry, count in ((first, 2), (second, 3)):  # as a killed session left them, 7 runs each
         for _ in range(count):
-            key = "|".join(row_key(_row(entry, bundle, backend, settings)))
-            earlier.record(key, True, Timing(1e-5, 1e-5, 1e-5, 7, 1.0))  # another flush setting: not used
-            earlier.record(key, False, Timing(1e-4, 1e-4, 1e-4, 7, 1.0))
-    PassLog(lut, TimingProtocol(passes=3)).record("other protocol", False, Timing(1e-4, 1e-4, 1e-4, 7, 1.0))
-    assert PassLog(lut, protocol).cache_flush is False
+            log.record(keys[entry.key], True, Timing(1e-5, 1e-5, 1e-5, 5, 1.0))  # another flush setting
+            log.record(keys[entry.key], False, fast)
+    PassLog(lut, TimingProtocol(passes=3), log.setting).record(keys[second.key], False, Timing(1e-6, 1e-6, 1e-6, 2, 1))
+    other = keys[second.key].replace("cpu-test", "cpu-other")
+    PassLog(lut, protocol, "cpu-other|onnxruntime|fp32|1|1").record(other, True, fast)  # another setting
+    with open(log.path, "a") as handle:  # another host
+        handle.write(f"{keys[second.key]},{log.protocol},elsewhere,0,1e-6,1e-6,1e-6,3,1.0\n")
+    assert _pass_log(lut, backend, settings).cache_flush is False  # not the other setting's True
     timed = []
     original = ort_backend.OnnxRuntimeBackend.time_in_network
     monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "time_in_network",
                         lambda self, workload, p: timed.append(workload.key) or original(self, workload, p))
-    report = profile(bundle, backend, lut, settings)
+    report = profile(bundle, backend, lut, settings, networks=True)
     assert report.cache_flush.kept and backend.cache_flush is False  # as the killed session's passes
     assert timed.count(first.key) == 1 and timed.count(second.key) == 0
     rows = [e for e in bundle.entries if e.op in ("conv", "fixed")]
     assert all(timed.count(e.key) == 3 for e in rows if e not in (first, second))
-    latency = {row_key(r): r["latency_ms"] for r in read_lut(lut).to_dict("records")}
-    for entry in (first, second):  # the fastest pass kept: the logged one
-        assert latency[row_key(_row(entry, bundle, backend, settings))] < 1e-3
-    assert not (tmp_path / "lut.passes.csv").exists()
+    by_key = {"|".join(row_key(r)): r for r in read_lut(lut).to_dict("records")}
+    assert by_key[keys[second.key]]["runs"] == 21  # exactly its three logged passes, nothing else
+    assert by_key[keys[first.key]]["runs"] > 14 and by_key[keys[first.key]]["latency_ms"] < 1e-3
+    assert report.networks == {}  # they did not meet the passes taken over: validate times them alone
+    assert pd.read_csv(log.path)["key"].tolist() == [other]  # this setting's lines gone, the other's kept
+    assert list(pd.read_csv(log.path).columns) == FIELDS
 
 
 def test_gpu_selection_and_tensorrt_compatibility():
@@ -443,9 +452,20 @@ def test_validation_warns_when_a_networks_passes_drift_over_ten_percent(capsys, 
               "predicted_ms": 5.5, "error_pct": 10.0, "fastest_pass_ms": 5.0, "slowest_pass_ms": slowest_ms,
               "timed_among_rows": True}
     _print_validation([result])
-    out = capsys.readouterr().out
-    assert "timed in the table's passes" in out and "error +10.0%" in out
-    assert ("passes differed by up to 12%" in out) is warned
+    captured = capsys.readouterr()
+    assert "timed in the table's passes" in captured.out and "error +10.0%" in captured.out
+    assert ("timings differed by up to 12%" in captured.err) is warned
+    _print_validation([{**result, "timed_among_rows": False}])
+    assert "whole network:\n" in capsys.readouterr().out  # timed alone: said without the passes
+
+
+def test_validate_refuses_a_bundle_without_networks(tmp_path, capsys):
+    model, space = _tiny_space()
+    export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    assert main(["profile-device", "--cpu", "--bundle", str(tmp_path / "bundle"), "--batch-size", "1",
+                 "--lut", str(tmp_path / "lut.csv"), "--validate", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "this bundle has none (export it without --no-networks)" in err and err.count("\n") == 1
 
 
 def test_auto_cache_flush_keeps_the_setting_a_table_was_begun_with(tmp_path):
