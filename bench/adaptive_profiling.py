@@ -2,6 +2,7 @@
 and whether the search then picks networks as fast (measured) as with the full table.
 
     python bench/adaptive_profiling.py --out out/adaptive.csv [--budget-fraction 0.4] [--full FULL.csv]
+                                       [--cache-flush auto|on|off]
 
 Compare with a full table measured in the same session (``--full``, as ``make bench`` does):
 this VM's speed drifts by several percent over hours, and a budget in milliseconds from a table
@@ -23,6 +24,7 @@ from depthshrink.cli.main import main as cli
 from depthshrink.lut.table import LatencyTable, read_lut
 from depthshrink.models import build_model
 from depthshrink.profiler.base import Workload
+from depthshrink.profiler.cache_flush import earlier_choice
 from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 from depthshrink.profiler.timing import TimingProtocol, interleaved
 from depthshrink.search.budget import Budget
@@ -40,13 +42,20 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.6])
     parser.add_argument("--full", default=str(FULL), help="the full table to compare with (default: the shipped one)")
     parser.add_argument("--reuse", action="store_true", help="compare an adaptive table --out already holds")
+    parser.add_argument("--cache-flush", default="auto", choices=("auto", "on", "off"),
+                        help="auto: the full table's recorded setting, else chosen on this machine (at 224 px the "
+                             "two are within the noise of each other, and a fresh choice may differ)")
     args = parser.parse_args()
     if Path(args.out).exists() and not args.reuse:
         sys.exit(f"{args.out} exists: the benchmark profiles from scratch (or give --reuse)")
     began = time.perf_counter()
+    flush, recorded = args.cache_flush, earlier_choice(read_lut(args.full))
+    if flush == "auto" and recorded is not None:
+        flush = "on" if recorded else "off"
     if not args.reuse:
         status = cli(["profile-device", "--cpu", "--model", "mobilenet_v2", "--resolution", "224", "--batch-size",
-                      "1", "--lut", args.out, "--budget-fraction", args.budget_fraction, "--validate", "--no-progress"])
+                      "1", "--lut", args.out, "--budget-fraction", args.budget_fraction, "--cache-flush",
+                      flush, "--validate", "--no-progress"])
         if status:
             sys.exit(status)
     frame = read_lut(args.out)
