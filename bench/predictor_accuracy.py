@@ -41,6 +41,10 @@ def _report(title: str, frame: pd.DataFrame, spans: pd.DataFrame) -> None:
     predicted, _ = predictor.predict(spans)
     print(f"  choose ({predictor.model}), fit and predict all {len(predicted)} spans: "
           f"{time.perf_counter() - began:.1f} s")
+    began = time.perf_counter()
+    predicted, _ = LatencyPredictor(frame, model=predictor.model).predict(spans)
+    print(f"  fit {predictor.model} (the model given) and predict all {len(predicted)} spans: "
+          f"{time.perf_counter() - began:.1f} s")
 
 
 def _partial(table: pd.DataFrame, corpus: pd.DataFrame, share: float = 0.4, draws: int = 3) -> None:
