@@ -242,7 +242,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
         def measured() -> pd.DataFrame:  # every row of this setting, earlier runs included
             return LatencyTable.read(lut_path).select(**setting).frame
 
-        _adaptive(pending, limit, recorder.measure, measured, target_within_10pct, settings, riders)
+        _adaptive(pending, limit, recorder, measured, target_within_10pct, settings, riders)
     recorder.log.close()
     return Report(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
                   recorder.networks())
@@ -267,18 +267,20 @@ def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, setting
     return choose_cache_flush(bundle, backend, settings.protocol, lambda e: _workload(bundle, e, modules))
 
 
-def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[..., None],
+def _adaptive(pending: list[Entry], limit: int, recorder: _Recorder,
               measured: Callable[[], pd.DataFrame], target: float, settings: Settings,
               riders: Sequence[Entry] = (), batch: int = 5) -> None:
     """Seed sample, then the most uncertain configurations, ``limit`` conv rows at most (the passes
     of the protocol interleave within the seed sample, with the ``riders``, and within each later
     batch)."""
-    measure_entries([e for e in pending if e.op != "conv"])
+    recorder.measure([e for e in pending if e.op != "conv"])
     left = [e for e in pending if e.op == "conv"]
     if limit <= 0 or not left:
         return
-    passes, seed = settings.protocol.passes, min(limit, max(2 * MIN_ROWS, limit // 2))
-    timings = (limit + len(riders) * len(_chunks(left[:seed], settings.pass_chunk))) * passes
+    passes = settings.protocol.passes
+    seed = seed_order(_fields(left, settings.batch_size), min(limit, max(2 * MIN_ROWS, limit // 2)))
+    timings = (limit + len(riders) * len(_chunks(seed, settings.pass_chunk))) * passes \
+        - sum(min(len(recorder.earlier(left[i])), passes) for i in seed)  # a resumed seed's logged passes
     bar = tqdm(total=timings, desc="profile (adaptive" + (f", {passes} passes)" if passes > 1 else ")"),
                unit="cfg", disable=not settings.progress)
     taken = checked = 0
@@ -288,10 +290,10 @@ def _adaptive(pending: list[Entry], limit: int, measure_entries: Callable[..., N
         entries = [left[i] for i in positions]
         for entry in entries:
             left.remove(entry)
-        measure_entries(entries, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()), riders)
+        recorder.measure(entries, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()), riders)
         taken += len(entries)
 
-    take(seed_order(_fields(left, settings.batch_size), seed), riders)
+    take(seed, riders)
     while left and taken < limit:
         frame = measured()
         if taken - checked >= 2 * batch:  # held-out accuracy every few rows: it costs seconds
