@@ -32,13 +32,14 @@ class FlushChoice:
     kept: bool = False                   # as the LUT's earlier rows of this setting were measured
 
     def describe(self) -> str:
+        setting = f"cache flush {'on' if self.cache_flush else 'off'}"
         if self.kept:
-            return f"cache flush {'on' if self.cache_flush else 'off'}, as the LUT's earlier timings of this setting"
+            return f"{setting}, as the LUT's earlier timings of this setting"
         if self.network_ms is None:
-            return f"cache flush {'on' if self.cache_flush else 'off'} (no whole network to choose by)"
+            return f"{setting} (no whole network to choose by)"
         def error(value: float) -> str:
             return f"{100 * (value - self.network_ms) / self.network_ms:+.1f}%"
-        return (f"cache flush {'on' if self.cache_flush else 'off'}: the original network measured "
+        return (f"{setting}: the original network measured "
                 f"{self.network_ms:.4f} ms, its layers sum to {error(self.with_flush_ms)} with the flush, "
                 f"{error(self.without_flush_ms)} without")
 

@@ -142,12 +142,31 @@ def _timing_columns(timing: Timing, overhead_ms: float) -> dict:
             "warmup_ms": round(timing.warmup_ms, 1), "call_overhead_ms": round(overhead_ms, 6)}
 
 
+class _NetworkTimes:
+    """Whole networks timed in passes (:func:`_timings`): every pass's median and each chunk's
+    fastest, by entry key."""
+
+    def __init__(self, backend: Backend, workload: Callable[[Entry], Workload]) -> None:
+        self.backend, self.workload = backend, workload
+        self.per_chunk: dict[str, list[Timing]] = {}
+        self.pass_ms: dict[str, list[float]] = {}
+
+    def time_one(self, entry: Entry, protocol: TimingProtocol) -> Timing:
+        timing = self.backend.time(self.workload(entry), protocol)
+        self.pass_ms.setdefault(entry.key, []).append(timing.latency_ms)
+        return timing
+
+    def keep(self, entry: Entry, timing: Timing) -> None:
+        self.per_chunk.setdefault(entry.key, []).append(timing)
+
+    def result(self) -> dict[str, NetworkTiming]:
+        return {key: NetworkTiming.of(timings, self.pass_ms[key]) for key, timings in self.per_chunk.items()}
+
+
 class _Recorder:
     """Times entries for one session and appends their rows (with several passes, each pass also to
     the :class:`.PassLog`, so a killed session resumes with them); whole networks riding along in
-    the passes (``riders``) are kept aside, each chunk's fastest and every pass's median. A
-    resumed session's networks did not meet the phases of the passes it took over: they are
-    dropped (:func:`validate` times them alone)."""
+    the passes (``riders``) are kept aside (:class:`_NetworkTimes`)."""
 
     def __init__(self, bundle: Bundle, backend: Backend, settings: Settings, writer: LutWriter,
                  modules: Callable[[Entry], object] | None) -> None:
@@ -155,20 +174,15 @@ class _Recorder:
         self.overhead_ms = backend.call_overhead_ms(settings.protocol)
         self.meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
         self.log = _pass_log(writer.path, backend, settings)
-        self.resumed = False
         self.rows: list[dict] = []
-        self.per_chunk: dict[str, list[Timing]] = {}
-        self.pass_ms: dict[str, list[float]] = {}
+        self.networks = _NetworkTimes(backend, lambda entry: _workload(bundle, entry, modules))
 
     def time_one(self, entry: Entry, protocol: TimingProtocol) -> Timing:
-        workload = _workload(self.bundle, entry, self.modules)
-        if entry.op != "network":
-            timing = self.backend.time_in_network(workload, protocol)
-            if self.settings.protocol.passes > 1:
-                self.log.record(self.key(entry), self.cache_flush, timing)
-            return timing
-        timing = self.backend.time(workload, protocol)
-        self.pass_ms.setdefault(entry.key, []).append(timing.latency_ms)
+        if entry.op == "network":
+            return self.networks.time_one(entry, protocol)
+        timing = self.backend.time_in_network(_workload(self.bundle, entry, self.modules), protocol)
+        if self.settings.protocol.passes > 1:
+            self.log.record(self.key(entry), self.cache_flush, timing)
         return timing
 
     def measure(self, entries: list[Entry], after_each: Callable[[Entry], None] | None = None,
@@ -176,7 +190,7 @@ class _Recorder:
         for entry, timing, remeasured in _timings(entries, self.time_one, self.settings, after_each, riders,
                                                   self.earlier):
             if entry.op == "network":
-                self.per_chunk.setdefault(entry.key, []).append(timing)
+                self.networks.keep(entry, timing)
                 continue
             row = {**_row(entry, self.bundle, self.backend, self.settings),
                    **_timing_columns(timing, self.overhead_ms), **self.meta, "remeasured": int(remeasured),
@@ -189,18 +203,11 @@ class _Recorder:
         return "|".join(row_key(_row(entry, self.bundle, self.backend, self.settings)))
 
     def earlier(self, entry: Entry) -> list[Timing]:
-        taken = [] if entry.op == "network" else self.log.taken(self.key(entry), self.cache_flush)
-        self.resumed = self.resumed or bool(taken)
-        return taken
+        return [] if entry.op == "network" else self.log.taken(self.key(entry), self.cache_flush)
 
     @property
     def cache_flush(self) -> bool | None:
         return getattr(self.backend, "cache_flush", None)
-
-    def networks(self) -> dict[str, "NetworkTiming"]:
-        if self.resumed:
-            return {}
-        return {key: NetworkTiming.of(timings, self.pass_ms[key]) for key, timings in self.per_chunk.items()}
 
 
 def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
@@ -212,7 +219,9 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
     With ``budget_fraction``, at most that share of the conv configurations is measured
     (adaptively, see :mod:`.adaptive`); the predictor fills in the rest when the table is used.
     With ``networks`` (and several passes), the bundle's whole networks are timed in every chunk's
-    passes too (adaptively: in the seed sample's), reported in ``Report.networks`` for :func:`validate`.
+    passes too (adaptively: in the seed sample's), reported in ``Report.networks`` for :func:`validate`;
+    not when some rows come from earlier sessions (an extended table, a killed session's logged
+    passes): the networks would not meet those rows' passes, :func:`validate` times them alone.
     """
     writer = LutWriter(lut_path)
     done = writer.existing_keys()
@@ -225,10 +234,11 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
         return Report(pd.DataFrame(), len(todo), time.perf_counter() - began)
     recorder = _Recorder(bundle, backend, settings, writer, modules)
     passes = settings.protocol.passes
-    riders = bundle.of_op("network") if networks and passes > 1 else []
+    logged = sum(min(len(recorder.earlier(e)), passes) for e in pending)  # a killed session's passes
+    fresh = len(pending) == len(todo) and logged == 0
+    riders = bundle.of_op("network") if networks and passes > 1 and fresh else []
     if budget_fraction is None:
-        timings = (len(pending) + len(riders) * len(_chunks(pending, settings.pass_chunk))) * passes \
-            - sum(min(len(recorder.earlier(e)), passes) for e in pending)
+        timings = (len(pending) + len(riders) * len(_chunks(pending, settings.pass_chunk))) * passes - logged
         with tqdm(total=timings, unit="cfg", disable=not settings.progress,
                   desc=f"profile {backend.name}" + (f" ({passes} passes)" if passes > 1 else "")) as bar:
             recorder.measure(pending, lambda entry: (bar.set_postfix_str(entry.key[:48]), bar.update()), riders)
@@ -245,7 +255,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
         _adaptive(pending, limit, recorder, measured, target_within_10pct, settings, riders)
     recorder.log.close()
     return Report(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
-                  recorder.networks())
+                  recorder.networks.result())
 
 
 def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
@@ -337,17 +347,12 @@ def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     """Compare each whole network of the bundle with the sum of its LUT entries. Networks timed
     among the rows (``timed``, see :func:`profile`) are not timed again; the others are, now."""
     table = LatencyTable.read(lut_path).select(**_setting(backend, settings))
-    timed = dict(timed or {})
-    networks = [e for e in bundle.of_op("network") if e.key not in timed]
-    pass_ms: dict[str, list[float]] = {e.key: [] for e in networks}
-
-    def time_one(entry: Entry, protocol: TimingProtocol) -> Timing:
-        timing = backend.time(_workload(bundle, entry, modules), protocol)
-        pass_ms[entry.key].append(timing.latency_ms)
-        return timing
-
-    for entry, timing, _ in _timings(networks, time_one, settings):
-        timed[entry.key] = NetworkTiming(timing, tuple(pass_ms[entry.key]))
+    among_rows = set(timed or {})
+    now = _NetworkTimes(backend, lambda entry: _workload(bundle, entry, modules))
+    for entry, timing, _ in _timings([e for e in bundle.of_op("network") if e.key not in among_rows],
+                                     now.time_one, settings):
+        now.keep(entry, timing)
+    timed = {**(timed or {}), **now.result()}
     results = []
     for entry in bundle.of_op("network"):
         timing, passes = timed[entry.key].timing, timed[entry.key].pass_ms
@@ -357,7 +362,7 @@ def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
                         "measured_ms": timing.latency_ms,
                         "measured_p10_ms": timing.latency_p10_ms, "measured_p90_ms": timing.latency_p90_ms,
                         "fastest_pass_ms": min(passes), "slowest_pass_ms": max(passes),
-                        "timed_among_rows": entry.key not in pass_ms, "predicted_ms": predicted,
+                        "timed_among_rows": entry.key in among_rows, "predicted_ms": predicted,
                         "error_pct": 100 * (predicted - timing.latency_ms) / timing.latency_ms,
                         **{k: v for k, v in table.setting.items()}})
     out = Path(lut_path).with_suffix(".validation.json")

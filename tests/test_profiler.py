@@ -442,6 +442,11 @@ def test_networks_to_validate_ride_in_every_chunks_passes_and_are_not_timed_agai
         assert r["timed_among_rows"] and r["fastest_pass_ms"] <= r["measured_ms"] <= r["slowest_pass_ms"]
     alone = validate(bundle, backend, lut, settings)  # without them: timed now, in their own passes
     assert len(order) == before + 3 * 2 and not any(r["timed_among_rows"] for r in alone)
+    lines = lut.read_text().splitlines(keepends=True)
+    lut.write_text("".join(lines[:-2]))  # extended: the networks would not meet the other rows' passes
+    extended = profile(bundle, backend, lut, settings, networks=True)
+    assert len(extended.measured) == 2 and extended.networks == {}
+    assert not set(networks) & set(order[before + 6:])  # so they are not timed among the two rows
 
 
 @pytest.mark.parametrize("slowest_ms, warned", [(5.4, False), (5.6, True)])
