@@ -115,3 +115,20 @@ def test_corpus_rows_do_not_count_towards_the_rows_needed():
     with pytest.raises(DepthshrinkError, match="at least 20 measured conv rows of one setting; this table has 10 "
                                                r"\(and corpus rows, which only train\)"):
         LatencyPredictor(few)
+
+
+def test_the_model_is_chosen_on_folds_warm_started_from_the_fit():
+    """Choosing fits every candidate on every row first; the GP's folds then start at its fitted
+    hyperparameters. They land near the cold folds' accuracy, and the other models' folds are untouched."""
+    frame = LatencyTable.read(LUT).select().frame
+    predictor = LatencyPredictor(frame)
+    cold = {r.model: r for r in cross_validate(frame)}
+    assert predictor.model == max(cold.values(), key=lambda r: (r.within_10pct, -r.rmspe)).model == "linear_plus_gp"
+    warm = predictor.estimator.warm_started()
+    np.testing.assert_allclose(warm.start, predictor.estimator.gp_.kernel_.theta)
+    y = np.log(frame.loc[frame["op"] == "conv", "latency_ms"].to_numpy())
+    refit = warm.fit(predictor.features, y)  # the rows it was fitted on: it starts at their optimum and stays
+    np.testing.assert_allclose(refit.gp_.kernel_.theta, warm.start, atol=0.05)
+    chosen_on = {r.model: r for r in cross_validate(frame, fitted={"linear_plus_gp": predictor.estimator})}
+    assert chosen_on["linear_plus_gp"].within_10pct == pytest.approx(cold["linear_plus_gp"].within_10pct, abs=0.05)
+    assert chosen_on["random_forest"].to_dict() == cold["random_forest"].to_dict()
