@@ -70,10 +70,11 @@ def main() -> None:
     problems = {name: build_problem(space, LatencyTable.read(path).select(), importance)
                 for name, path in (("full", args.full), ("adaptive", args.out))}
     # the picks of a budget are timed in interleaved passes (fastest kept): this VM's slow phases
-    # last seconds and would otherwise fall on some of them only; with 3 passes of 1 s the gap
-    # between the same two networks moved by 5-9 points from one run to the next, with 20 of 0.3 s
-    # by 3-5 (2026-12-01)
-    backend, protocol = OnnxRuntimeBackend(1), TimingProtocol(500, 20, 6000, passes=20)
+    # last seconds and would otherwise fall on some of them only. Many short passes: with 3 of 1 s
+    # the gap between the same two networks moved by 5-9 points from one run to the next, with 20
+    # of 0.3 s by 1-5 points in one hour and up to 30 in the next (README). Every pass opens a
+    # fresh session and warms it up for 0.2 s
+    backend, protocol = OnnxRuntimeBackend(1), TimingProtocol(4000, 20, 6000, passes=20)
     with tempfile.TemporaryDirectory() as folder:
         for fraction in args.fractions:
             budget = Budget(latency_ms=fraction * problems["full"].original_ms)

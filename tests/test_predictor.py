@@ -9,6 +9,7 @@ import pytest
 import depthshrink
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
+from depthshrink.lut import predictor as predictor_module
 from depthshrink.lut.predictor import LatencyPredictor, conv_features, cross_validate
 from depthshrink.lut.table import LatencyTable
 
@@ -117,18 +118,32 @@ def test_corpus_rows_do_not_count_towards_the_rows_needed():
         LatencyPredictor(few)
 
 
-def test_the_model_is_chosen_on_folds_warm_started_from_the_fit():
-    """Choosing fits every candidate on every row first; the GP's folds then start at its fitted
-    hyperparameters. They land near the cold folds' accuracy, and the other models' folds are untouched."""
+def test_a_warm_started_gp_starts_where_its_fit_ended():
     frame = LatencyTable.read(LUT).select().frame
-    predictor = LatencyPredictor(frame)
-    cold = {r.model: r for r in cross_validate(frame)}
-    assert predictor.model == max(cold.values(), key=lambda r: (r.within_10pct, -r.rmspe)).model == "linear_plus_gp"
-    warm = predictor.estimator.warm_started()
-    np.testing.assert_allclose(warm.start, predictor.estimator.gp_.kernel_.theta)
+    fitted = LatencyPredictor(frame, model="linear_plus_gp")
+    warm = fitted.estimator.warm_started()
+    np.testing.assert_allclose(warm.start, fitted.estimator.gp_.kernel_.theta)
     y = np.log(frame.loc[frame["op"] == "conv", "latency_ms"].to_numpy())
-    refit = warm.fit(predictor.features, y)  # the rows it was fitted on: it starts at their optimum and stays
+    refit = warm.fit(fitted.features, y)  # the rows it was fitted on: it starts at their optimum and stays
     np.testing.assert_allclose(refit.gp_.kernel_.theta, warm.start, atol=0.05)
-    chosen_on = {r.model: r for r in cross_validate(frame, fitted={"linear_plus_gp": predictor.estimator})}
-    assert chosen_on["linear_plus_gp"].within_10pct == pytest.approx(cold["linear_plus_gp"].within_10pct, abs=0.05)
-    assert chosen_on["random_forest"].to_dict() == cold["random_forest"].to_dict()
+
+
+@pytest.mark.parametrize("table", ["mobilenet_v2_224_b1_onnxruntime_cpu.csv",
+                                   "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"])
+def test_the_model_chosen_on_warm_folds_is_the_cold_folds_best(table, monkeypatch):
+    """The GP's folds start at its fit on every row; within 6 points of the best other model (the
+    28 px table: 61.2% warm, 60.5% for linear + boosted) it is scored again cold (64.5%)."""
+    frame = LatencyTable.read(str(depthshrink.__path__[0]) + "/lut/" + table).select().frame
+    scored, real_scores = [], predictor_module._scores
+
+    def recording(rows, candidates, folds):  # which candidates were scored, and which started warm
+        scored.append({name: getattr(model, "start", None) is not None for name, model in candidates.items()})
+        return real_scores(rows, candidates, folds)
+
+    monkeypatch.setattr(predictor_module, "_scores", recording)
+    chosen = LatencyPredictor(frame).model
+    assert scored[0] == {"linear_plus_gp": True, "linear_plus_boosted": False, "random_forest": False,
+                         "gradient_boosting": False, "linear_log": False}
+    if table.startswith("mobilenet_v2_small"):  # the close race: the GP scored again, cold
+        assert scored[1:] == [{"linear_plus_gp": False}]
+    assert chosen == cross_validate(frame)[0].model == "linear_plus_gp"
