@@ -21,7 +21,7 @@ import torch
 
 import depthshrink
 from depthshrink.cli.main import main as cli
-from depthshrink.lut.predictor import LatencyPredictor, cross_validate
+from depthshrink.lut.predictor import FOLDS, LatencyPredictor, _scores, cross_validate
 from depthshrink.lut.table import LatencyTable, is_corpus
 from depthshrink.models import build_model
 from depthshrink.profiler.candidates import span_candidates
@@ -43,6 +43,10 @@ def _report(title: str, frame: pd.DataFrame, spans: pd.DataFrame) -> None:
     print(f"  {'model':<22}{'RMSPE':>8}{'±5%':>8}{'±10%':>8}{'±20%':>8}")
     for r in results:
         print(f"  {r.model:<22}{r.rmspe:>8.3f}{r.within_5pct:>8.1%}{r.within_10pct:>8.1%}{r.within_20pct:>8.1%}")
+    if hasattr(predictor.estimator, "warm_started"):  # the score it was chosen by, when not re-scored cold
+        warm = _scores(frame, {predictor.model: predictor.estimator.warm_started()}, FOLDS)[0]
+        print(f"  {predictor.model} on folds warm-started from its fit (used only to choose): "
+              f"{warm.within_10pct:.1%} within ±10%")
     print(f"  choose ({predictor.model}), fit and predict all {len(predicted)} spans: {chosen:.1f} s")
     print(f"  fit {predictor.model} (the model given) and predict all {len(predicted)} spans: {given:.1f} s")
 

@@ -90,33 +90,56 @@ def _linear_log():
         linear.RidgeCV(alphas=np.logspace(-3, 2, 12)))
 
 
-class LinearPlusBoosted:
-    """A linear model on log features (roofline-like), then boosted trees on what it misses."""
+class _LinearPlusResidual:
+    """A linear model on log features (roofline-like), then another model on what it misses.
+    A subclass names its one parameter in ``PARAMETER`` (scikit-learn's ``clone`` reads it)."""
+
+    PARAMETER = ""
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {self.PARAMETER: getattr(self, self.PARAMETER)}
+
+    def set_params(self, **params) -> "_LinearPlusResidual":
+        unknown = set(params) - {self.PARAMETER}
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no parameter {', '.join(sorted(unknown))}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "_LinearPlusResidual":
+        self.linear_ = _linear_log().fit(x, y)
+        self._fit_residual(x, y - self.linear_.predict(x))
+        return self
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        return self.linear_.predict(x) + self._predict_residual(x)
+
+    def _fit_residual(self, x: pd.DataFrame, residual: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict_residual(self, x: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LinearPlusBoosted(_LinearPlusResidual):
+    """The linear model, then boosted trees on what it misses."""
+
+    PARAMETER = "n_estimators"
 
     def __init__(self, n_estimators: int = 300) -> None:
         self.n_estimators = n_estimators
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {"n_estimators": self.n_estimators}
+    def _fit_residual(self, x: pd.DataFrame, residual: np.ndarray) -> None:
+        self.trees_ = lazy_import("sklearn.ensemble").GradientBoostingRegressor(
+            n_estimators=self.n_estimators, max_depth=2, learning_rate=0.05, random_state=0).fit(x, residual)
 
-    def set_params(self, **params) -> "LinearPlusBoosted":
-        self.n_estimators = params.get("n_estimators", self.n_estimators)
-        return self
-
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "LinearPlusBoosted":
-        ensemble = lazy_import("sklearn.ensemble")
-        self.linear_ = _linear_log().fit(x, y)
-        self.trees_ = ensemble.GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=2,
-                                                         learning_rate=0.05, random_state=0)
-        self.trees_.fit(x, y - self.linear_.predict(x))
-        return self
-
-    def predict(self, x: pd.DataFrame) -> np.ndarray:
-        return self.linear_.predict(x) + self.trees_.predict(x)
+    def _predict_residual(self, x: pd.DataFrame) -> np.ndarray:
+        return self.trees_.predict(x)
 
 
-class LinearPlusGP:
-    """The same linear model, then a Gaussian process (one length scale per feature) on what it
+class LinearPlusGP(_LinearPlusResidual):
+    """The linear model, then a Gaussian process (one length scale per feature) on what it
     misses: smooth in the shape, and strong with the hundred-odd rows a table holds.
 
     ``start`` (the kernel's log hyperparameters, from :meth:`warm_started`) makes the optimiser
@@ -124,26 +147,19 @@ class LinearPlusGP:
     converges in a quarter of the time.
     """
 
+    PARAMETER = "start"
+
     def __init__(self, start: np.ndarray | None = None) -> None:
         self.start = start
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {"start": self.start}
-
-    def set_params(self, **params) -> "LinearPlusGP":
-        self.start = params.get("start", self.start)
-        return self
 
     def warm_started(self) -> "LinearPlusGP":
         """An unfitted GP whose optimiser starts at this fitted one's hyperparameters."""
         return LinearPlusGP(start=self.gp_.kernel_.theta)
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "LinearPlusGP":
+    def _fit_residual(self, x: pd.DataFrame, residual: np.ndarray) -> None:
         gaussian_process = lazy_import("sklearn.gaussian_process")
         kernels = lazy_import("sklearn.gaussian_process.kernels")
-        preprocessing = lazy_import("sklearn.preprocessing")
-        self.linear_ = _linear_log().fit(x, y)
-        self.scaler_ = preprocessing.StandardScaler().fit(x[SMOOTH_FEATURES])
+        self.scaler_ = lazy_import("sklearn.preprocessing").StandardScaler().fit(x[SMOOTH_FEATURES])
         # noise at most a tenth of the residual's variance: repeat measurements agree to ~3%, the
         # linear model misses by ~10%, so most of what it misses is the shape's, not the timer's
         # Matern 5/2: twice differentiable, less smooth than RBF's infinitely: 85.7% of held-out
@@ -163,11 +179,10 @@ class LinearPlusGP:
                                                              n_restarts_optimizer=restarts, random_state=0)
         with warnings.catch_warnings():  # a length scale at its bound only means "this feature is irrelevant"
             warnings.simplefilter("ignore", lazy_import("sklearn.exceptions").ConvergenceWarning)
-            self.gp_.fit(self.scaler_.transform(x[SMOOTH_FEATURES]), y - self.linear_.predict(x))
-        return self
+            self.gp_.fit(self.scaler_.transform(x[SMOOTH_FEATURES]), residual)
 
-    def predict(self, x: pd.DataFrame) -> np.ndarray:
-        return self.linear_.predict(x) + self.gp_.predict(self.scaler_.transform(x[SMOOTH_FEATURES]))
+    def _predict_residual(self, x: pd.DataFrame) -> np.ndarray:
+        return self.gp_.predict(self.scaler_.transform(x[SMOOTH_FEATURES]))
 
 
 def _maximise_likelihood(objective, theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:

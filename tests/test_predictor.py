@@ -126,6 +126,8 @@ def test_a_warm_started_gp_starts_where_its_fit_ended():
     y = np.log(frame.loc[frame["op"] == "conv", "latency_ms"].to_numpy())
     refit = warm.fit(fitted.features, y)  # the rows it was fitted on: it starts at their optimum and stays
     np.testing.assert_allclose(refit.gp_.kernel_.theta, warm.start, atol=0.05)
+    with pytest.raises(ValueError, match="LinearPlusGP has no parameter n_estimators"):
+        warm.set_params(n_estimators=3)
 
 
 @pytest.mark.parametrize("table", ["mobilenet_v2_224_b1_onnxruntime_cpu.csv",
