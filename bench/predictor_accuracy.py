@@ -21,7 +21,7 @@ import torch
 
 import depthshrink
 from depthshrink.cli.main import main as cli
-from depthshrink.lut.predictor import FOLDS, LatencyPredictor, _scores, cross_validate
+from depthshrink.lut.predictor import LatencyPredictor, cross_validate
 from depthshrink.lut.table import LatencyTable, is_corpus
 from depthshrink.models import build_model
 from depthshrink.profiler.candidates import span_candidates
@@ -30,7 +30,8 @@ SHIPPED = Path(depthshrink.__file__).parent / "lut"
 TABLE = SHIPPED / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
 
 
-def _report(title: str, frame: pd.DataFrame, spans: pd.DataFrame) -> None:
+def _report(title: str, frame: pd.DataFrame, spans: pd.DataFrame) -> str:
+    """Prints the models' scores and the time to choose and to fit; returns the model chosen."""
     began = time.perf_counter()  # first: the worker processes start here, as in a user's first call
     predictor = LatencyPredictor(frame)  # fits every model, chooses one by cross-validation
     predicted, _ = predictor.predict(spans)
@@ -43,16 +44,14 @@ def _report(title: str, frame: pd.DataFrame, spans: pd.DataFrame) -> None:
     print(f"  {'model':<22}{'RMSPE':>8}{'±5%':>8}{'±10%':>8}{'±20%':>8}")
     for r in results:
         print(f"  {r.model:<22}{r.rmspe:>8.3f}{r.within_5pct:>8.1%}{r.within_10pct:>8.1%}{r.within_20pct:>8.1%}")
-    if hasattr(predictor.estimator, "warm_started"):  # the score it was chosen by, when not re-scored cold
-        warm = _scores(frame, {predictor.model: predictor.estimator.warm_started()}, FOLDS)[0]
-        print(f"  {predictor.model} on folds warm-started from its fit (used only to choose): "
-              f"{warm.within_10pct:.1%} within ±10%")
     print(f"  choose ({predictor.model}), fit and predict all {len(predicted)} spans: {chosen:.1f} s")
     print(f"  fit {predictor.model} (the model given) and predict all {len(predicted)} spans: {given:.1f} s")
+    return predictor.model
 
 
-def _partial(table: pd.DataFrame, corpus: pd.DataFrame, share: float = 0.4, draws: int = 3) -> None:
-    """What adaptive profiling leaves: a random ``share`` of the table measured, the rest predicted."""
+def _partial(table: pd.DataFrame, corpus: pd.DataFrame, model: str, share: float = 0.4, draws: int = 3) -> None:
+    """What adaptive profiling leaves: a random ``share`` of the table measured, the rest predicted
+    by ``model``."""
     conv = table[table["op"] == "conv"].reset_index(drop=True)
     rng = np.random.default_rng(0)
     scores = {"alone": [], "with corpus": []}
@@ -60,10 +59,10 @@ def _partial(table: pd.DataFrame, corpus: pd.DataFrame, share: float = 0.4, draw
         order = rng.permutation(len(conv))
         known, rest = conv.iloc[order[:round(share * len(conv))]], conv.iloc[order[round(share * len(conv)):]]
         for name, frame in (("alone", known), ("with corpus", pd.concat([known, corpus], ignore_index=True))):
-            predicted, _ = LatencyPredictor(frame, model="linear_plus_gp").predict(rest)
+            predicted, _ = LatencyPredictor(frame, model=model).predict(rest)
             error = np.abs(predicted - rest["latency_ms"].to_numpy()) / rest["latency_ms"].to_numpy()
             scores[name].append(float(np.mean(error <= 0.10)))
-    print(f"{share:.0%} of the table measured ({draws} random draws), the other rows predicted (linear_plus_gp), "
+    print(f"{share:.0%} of the table measured ({draws} random draws), the other rows predicted ({model}), "
           "share within ±10%:")
     for name, values in scores.items():
         print(f"  {name:<12} {'  '.join(f'{v:.1%}' for v in values)}   mean {np.mean(values):.1%}")
@@ -86,10 +85,10 @@ def main() -> None:
     space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})
     spans = pd.DataFrame([c.lut_fields() for c in span_candidates(space).values()])
     table = LatencyTable.read(args.table).select()
-    _report("table alone", table.frame, spans)
+    chosen = _report("table alone", table.frame, spans)
     both = LatencyTable.read(args.table, args.corpus).select(**table.setting)
     _report("table + corpus", both.frame, spans)
-    _partial(table.frame, both.frame[is_corpus(both.frame)])
+    _partial(table.frame, both.frame[is_corpus(both.frame)], chosen)
 
 
 if __name__ == "__main__":

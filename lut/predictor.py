@@ -3,16 +3,16 @@ without pickles: it is refit from the LUT CSV in seconds whenever it is needed).
 
 Features per configuration: FLOPs, parameters, input/output/weight bytes, arithmetic intensity,
 channels, kernel, stride, groups (depthwise or dense), spatial size, batch, activation, residual
-add and how the channels fill 8/16-wide SIMD blocks; the target is log latency. A linear model
-on log features with a Gaussian process or boosted trees on its residuals, a random forest,
-gradient boosting and the linear model alone are compared by grouped cross-validation
-(near-duplicate shapes share a fold) and the best is kept. Rows of a device corpus
+add and how the channels fill 8/16-wide SIMD blocks; the target is log latency. The models
+(:mod:`.models`): a linear model on log features and an additive model of work counts per kind
+of CPU kernel (:mod:`.workcount`), each alone and with a Gaussian process on what it misses, the
+two GPs' average, a random forest and gradient boosting, compared by grouped cross-validation
+(near-duplicate shapes share a fold); the best is kept. Rows of a device corpus
 (``model`` = corpus) train every fold but are never scored.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,17 +20,12 @@ import pandas as pd
 
 from .._imports import lazy_import
 from ..errors import DepthshrinkError
+from .models import CHANNEL_BLOCKS, EXTRA, Averaged, LinearPlusGP, WorkCounts, WorkCountsPlusGP, linear_log
 from .table import is_corpus
 
 MIN_ROWS = 20
 GROUP_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height"]
-CHANNEL_BLOCKS = (8, 16)  # AVX2 / AVX-512 NCHWc blocks in ONNX Runtime's MLAS; tensor-core multiples on GPUs
-EXTRA = "corpus_row"      # 1 on corpus rows, another measuring session: its offset is learnt apart
-CORPUS_NOISE = 0.36       # the GP's extra noise variance on corpus rows (normalised units, see LinearPlusGP)
-GP_RESTART_ROWS = 300     # the GP's optimiser restarts once from random length scales up to this many rows
-GP_FTOL = 1e-6            # its optimiser stops when a step lowers -log likelihood by less than this share
 FOLDS = 5
-WARM_MARGIN = 0.06        # a warm-started GP this close to the best other model is scored again cold
 
 
 def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
@@ -59,7 +54,7 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
         "log_flops": np.log1p(flops), "log_params": np.log1p(params), "log_in_bytes": np.log1p(in_bytes),
         "log_out_bytes": np.log1p(out_bytes), "log_weight_bytes": np.log1p(weight_bytes),
         "log_intensity": np.log1p(flops / (in_bytes + out_bytes + weight_bytes)),
-        "in_channels": c_in, "out_channels": c_out, "kernel_size": k, "stride": s,
+        "in_channels": c_in, "out_channels": c_out, "kernel_size": k, "stride": s, "padding": pad,
         "depthwise": ((g > 1) & (g == c_in)).astype(float), "groups": g, "height": h, "width": w,
         "batch_size": batch, "activation": (activation != "none").astype(float),
         "residual_add": _column(frame, "residual_add", 0), EXTRA: _column(frame, EXTRA, 0),
@@ -71,142 +66,27 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
     return features.reset_index(drop=True)
 
 
-LINEAR_FEATURES = ["log_flops", "log_params", "log_in_bytes", "log_out_bytes", "log_weight_bytes", "log_intensity",
-                   "log_cin_per_group", "log_kernel_area", "log_out_pixels", "pointwise", "dense_kxk", "depthwise",
-                   "activation", "residual_add", "aligned8", "log_pad_ratio8", "aligned16", "log_pad_ratio16",
-                   EXTRA]
-SMOOTH_FEATURES = ["log_flops", "log_in_bytes", "log_out_bytes", "log_weight_bytes", "log_cin_per_group",
-                   "log_kernel_area", "log_out_pixels", "pointwise", "depthwise", "stride", "activation",
-                   "residual_add", "log_pad_ratio8", "log_pad_ratio16"]
-
-
-def _linear_log():
-    linear = lazy_import("sklearn.linear_model")
-    pipeline = lazy_import("sklearn.pipeline")
-    preprocessing = lazy_import("sklearn.preprocessing")
-    compose = lazy_import("sklearn.compose")
-    return pipeline.make_pipeline(
-        compose.ColumnTransformer([("logs", preprocessing.StandardScaler(), LINEAR_FEATURES)]),
-        linear.RidgeCV(alphas=np.logspace(-3, 2, 12)))
-
-
-class _LinearPlusResidual:
-    """A linear model on log features (roofline-like), then another model on what it misses.
-    A subclass names its one parameter in ``PARAMETER`` (scikit-learn's ``clone`` reads it)."""
-
-    PARAMETER = ""
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {self.PARAMETER: getattr(self, self.PARAMETER)}
-
-    def set_params(self, **params) -> "_LinearPlusResidual":
-        unknown = set(params) - {self.PARAMETER}
-        if unknown:
-            raise ValueError(f"{type(self).__name__} has no parameter {', '.join(sorted(unknown))}")
-        for name, value in params.items():
-            setattr(self, name, value)
-        return self
-
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "_LinearPlusResidual":
-        self.linear_ = _linear_log().fit(x, y)
-        self._fit_residual(x, y - self.linear_.predict(x))
-        return self
-
-    def predict(self, x: pd.DataFrame) -> np.ndarray:
-        return self.linear_.predict(x) + self._predict_residual(x)
-
-    def _fit_residual(self, x: pd.DataFrame, residual: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def _predict_residual(self, x: pd.DataFrame) -> np.ndarray:
-        raise NotImplementedError
-
-
-class LinearPlusBoosted(_LinearPlusResidual):
-    """The linear model, then boosted trees on what it misses."""
-
-    PARAMETER = "n_estimators"
-
-    def __init__(self, n_estimators: int = 300) -> None:
-        self.n_estimators = n_estimators
-
-    def _fit_residual(self, x: pd.DataFrame, residual: np.ndarray) -> None:
-        self.trees_ = lazy_import("sklearn.ensemble").GradientBoostingRegressor(
-            n_estimators=self.n_estimators, max_depth=2, learning_rate=0.05, random_state=0).fit(x, residual)
-
-    def _predict_residual(self, x: pd.DataFrame) -> np.ndarray:
-        return self.trees_.predict(x)
-
-
-class LinearPlusGP(_LinearPlusResidual):
-    """The linear model, then a Gaussian process (one length scale per feature) on what it
-    misses: smooth in the shape, and strong with the hundred-odd rows a table holds.
-
-    ``start`` (the kernel's log hyperparameters, from :meth:`warm_started`) makes the optimiser
-    start there, without random restarts: a cross-validation fold of the rows a fitted GP saw
-    converges in a quarter of the time.
-    """
-
-    PARAMETER = "start"
-
-    def __init__(self, start: np.ndarray | None = None) -> None:
-        self.start = start
-
-    def warm_started(self) -> "LinearPlusGP":
-        """An unfitted GP whose optimiser starts at this fitted one's hyperparameters."""
-        return LinearPlusGP(start=self.gp_.kernel_.theta)
-
-    def _fit_residual(self, x: pd.DataFrame, residual: np.ndarray) -> None:
-        gaussian_process = lazy_import("sklearn.gaussian_process")
-        kernels = lazy_import("sklearn.gaussian_process.kernels")
-        self.scaler_ = lazy_import("sklearn.preprocessing").StandardScaler().fit(x[SMOOTH_FEATURES])
-        # noise at most a tenth of the residual's variance: repeat measurements agree to ~3%, the
-        # linear model misses by ~10%, so most of what it misses is the shape's, not the timer's
-        # Matern 5/2: twice differentiable, less smooth than RBF's infinitely: 85.7% of held-out
-        # rows within 10% on the shipped table, against 83.6% with RBF
-        smooth = kernels.Matern(np.full(len(SMOOTH_FEATURES), 3.0), (0.05, 100.0), nu=2.5)
-        kernel = kernels.ConstantKernel(0.01) * smooth + kernels.WhiteKernel(1e-3, (1e-5, 0.1))
-        if self.start is not None:
-            kernel = kernel.clone_with_theta(self.start)
-        # corpus rows count for less: another session (the VM drifts by ~6%, ~0.6 of the residual's
-        # spread) and other shapes; their extra noise is that drift's variance, in normalised units
-        alpha = np.where(x[EXTRA].to_numpy() > 0, CORPUS_NOISE, 1e-10)
-        # restarts from random length scales help a table's hundred-odd rows; with a corpus' hundreds
-        # more they cost minutes (the fit grows with the cube of the rows) and changed nothing
-        restarts = 1 if len(x) <= GP_RESTART_ROWS and self.start is None else 0
-        self.gp_ = gaussian_process.GaussianProcessRegressor(kernel, alpha=alpha, normalize_y=True,
-                                                             optimizer=_maximise_likelihood,
-                                                             n_restarts_optimizer=restarts, random_state=0)
-        with warnings.catch_warnings():  # a length scale at its bound only means "this feature is irrelevant"
-            warnings.simplefilter("ignore", lazy_import("sklearn.exceptions").ConvergenceWarning)
-            self.gp_.fit(self.scaler_.transform(x[SMOOTH_FEATURES]), residual)
-
-    def _predict_residual(self, x: pd.DataFrame) -> np.ndarray:
-        return self.gp_.predict(self.scaler_.transform(x[SMOOTH_FEATURES]))
-
-
-def _maximise_likelihood(objective, theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
-    """L-BFGS-B on the GP's negative log marginal likelihood, stopped when a step lowers it by less
-    than ``GP_FTOL`` of its size (~1e-4 nats on a table): half the steps of scipy's default."""
-    result = lazy_import("scipy.optimize").minimize(objective, theta, method="L-BFGS-B", jac=True, bounds=bounds,
-                                                    options={"ftol": GP_FTOL})
-    return result.x, result.fun
-
-
 def _candidates() -> dict:
-    """The models compared. The forest and plain boosting (the issue's baselines, 22-43 points behind
-    the GP on the shipped tables) are sized for time: 100 trees, 200 boosting steps at rate 0.1;
-    300 trees and 400 steps at 0.05 were 1.5 s slower in choosing and within 3 points (47.9% against
-    44.3%, 57.9% against 55.0% within ±10% on the shipped 224 px table)."""
+    """The models compared (unfitted, by name). The forest and plain boosting (the issue's baselines,
+    22-43 points behind the GP on the shipped tables) are sized for time: 100 trees, 200 boosting
+    steps at rate 0.1; 300 trees and 400 steps at 0.05 were 1.5 s slower in choosing and within 3
+    points (47.9% against 44.3%, 57.9% against 55.0% within ±10% on the shipped 224 px table)."""
     ensemble = lazy_import("sklearn.ensemble")
     return {
         "linear_plus_gp": LinearPlusGP(),
-        "linear_plus_boosted": LinearPlusBoosted(),
+        "work_counts_plus_gp": WorkCountsPlusGP(),
         "random_forest": ensemble.RandomForestRegressor(n_estimators=100, max_features=0.6, random_state=0, n_jobs=1),
         "gradient_boosting": ensemble.GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.1,
                                                                 subsample=0.8, random_state=0),
-        "linear_log": _linear_log(),
+        "work_counts": WorkCounts(),
+        "linear_log": linear_log(),
     }
+
+
+# Models made of others, scored and fitted from their parts' predictions: the two GPs miss in
+# different places (one starts from log features, the other from work counts)
+AVERAGES = {"average_of_gps": ("linear_plus_gp", "work_counts_plus_gp")}
+SPECULATIVE = AVERAGES["average_of_gps"]  # fitted on every row while the folds run: they win on our tables
 
 
 @dataclass
@@ -268,50 +148,38 @@ def cross_validate(frame: pd.DataFrame, folds: int = FOLDS) -> list[Evaluation]:
     fits on them too, less those of a shape held out in that fold, and they are never scored.
     The (model, fold) fits run in parallel, one process per core.
     """
-    return _ranked(_scores(frame, _candidates(), folds))
+    return _cross_validated(frame, folds)[0]
 
 
 def _ranked(results) -> list[Evaluation]:
     return sorted(results, key=lambda r: (-r.within_10pct, r.rmspe))
 
 
-def _scores(frame: pd.DataFrame, candidates: dict, folds: int) -> list[Evaluation]:
-    """Grouped K-fold held-out predictions of each of ``candidates`` (unfitted, by name), scored."""
+def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] = ()) -> tuple[list[Evaluation], dict]:
+    """(every candidate's and average's grouped K-fold held-out scores, best first; the candidates
+    named in ``fit`` fitted on every row, in the same parallel batch as the folds)."""
     model_selection = lazy_import("sklearn.model_selection")
     conv, corpus = _conv_rows(frame)
     x, y, groups = conv_features(conv), _log_latency(conv), _groups(conv)
     x_corpus, y_corpus, groups_corpus = conv_features(corpus), _log_latency(corpus), _groups(corpus).to_numpy()
     splits = list(model_selection.GroupKFold(n_splits=min(folds, groups.nunique())).split(x, y, groups))
-    tasks = []
+    candidates = _candidates()
+    tasks = [(name, None, candidates[name], pd.concat([x, x_corpus], ignore_index=True),
+              np.concatenate([y, y_corpus]), None) for name in fit]  # the longest first: a short tail
     for name, estimator in candidates.items():
         for train, test in splits:
             keep = ~np.isin(groups_corpus, groups.iloc[test].unique())
             tasks.append((name, test, estimator, pd.concat([x.iloc[train], x_corpus[keep]], ignore_index=True),
                           np.concatenate([y[train], y_corpus[keep]]), x.iloc[test]))
-    fold_predictions = _in_parallel(_fit_predict, [task[2:] for task in tasks])
-    predicted = {name: np.empty_like(y) for name in candidates}
-    for (name, test, *_), values in zip(tasks, fold_predictions):
-        predicted[name][test] = values
-    return [_score(name, np.exp(values), np.exp(y)) for name, values in predicted.items()]
-
-
-def _choose(frame: pd.DataFrame, fitted: dict) -> str:
-    """The best of ``fitted`` (every candidate, fitted on every row) by cross-validation.
-
-    A model that can (the GP) starts its folds at its fit on every row: four times faster, but
-    the held-out rows then chose where its optimiser starts, which moved its share within ±10% by
-    up to 5.7 points from the cold folds' (95.0% against 89.3% on the shipped table with its
-    corpus, 87.1% against 87.1% without, 61.2% against 64.5% on the 28 px table). When that score
-    is within ``WARM_MARGIN`` of the best other model's, it is scored again with cold folds.
-    """
-    warm = {name: model.warm_started() for name, model in fitted.items() if hasattr(model, "warm_started")}
-    cold = _candidates()
-    scores = {r.model: r for r in _scores(frame, {name: warm.get(name, cold[name]) for name in fitted}, FOLDS)}
-    for name in warm:
-        rival = max((r.within_10pct for other, r in scores.items() if other != name), default=-np.inf)
-        if abs(scores[name].within_10pct - rival) < WARM_MARGIN:
-            scores[name] = _scores(frame, {name: cold[name]}, FOLDS)[0]
-    return _ranked(scores.values())[0].model
+    predicted, fitted = {name: np.empty_like(y) for name in candidates}, {}
+    for (name, test, *_), result in zip(tasks, _in_parallel(_fit_predict, [task[2:] for task in tasks])):
+        if test is None:
+            fitted[name] = result
+        else:
+            predicted[name][test] = result
+    for name, parts in AVERAGES.items():
+        predicted[name] = np.mean([predicted[part] for part in parts], axis=0)
+    return _ranked(_score(name, np.exp(values), np.exp(y)) for name, values in predicted.items()), fitted
 
 
 def _log_latency(rows: pd.DataFrame) -> np.ndarray:
@@ -323,8 +191,10 @@ def _fit(estimator, x: pd.DataFrame, y: np.ndarray):
     return lazy_import("sklearn.base").clone(estimator).fit(x, y)
 
 
-def _fit_predict(estimator, x_train: pd.DataFrame, y_train: np.ndarray, x_test: pd.DataFrame) -> np.ndarray:
-    return _fit(estimator, x_train, y_train).predict(x_test)
+def _fit_predict(estimator, x_train: pd.DataFrame, y_train: np.ndarray, x_test: pd.DataFrame | None):
+    """A fitted copy of ``estimator``'s predictions for ``x_test``; without ``x_test``, the copy."""
+    fitted = _fit(estimator, x_train, y_train)
+    return fitted if x_test is None else fitted.predict(x_test)
 
 
 def _in_parallel(function, arguments: list[tuple]) -> list:
@@ -345,18 +215,28 @@ def _score(name: str, predicted: np.ndarray, measured: np.ndarray) -> Evaluation
 class LatencyPredictor:
     """Fit on one setting's conv rows, corpus rows included; predict latency_ms of new configurations.
 
-    Without ``model``, every candidate is fitted on every row and the one that cross-validates
-    best is kept (its GP's folds warm-started from that fit, see :func:`_choose`).
+    Without ``model``, the one that cross-validates best (:func:`cross_validate`) is kept; the
+    GPs, the usual winners, are fitted on every row alongside the folds, so that choosing takes
+    one parallel batch.
     """
 
     def __init__(self, frame: pd.DataFrame, model: str | None = None) -> None:
         conv = pd.concat(_conv_rows(frame), ignore_index=True)
         self.features = conv_features(conv)
-        candidates = _candidates() if model is None else {model: _candidates()[model]}
+        everything = _candidates()
+        if model is not None and model not in everything and model not in AVERAGES:
+            raise DepthshrinkError(f"no latency model {model!r}; the models are "
+                                   + ", ".join([*everything, *AVERAGES]))
+        fitted = {}
+        if model is None:
+            results, fitted = _cross_validated(frame, FOLDS, fit=SPECULATIVE)
+            model = results[0].model
+        self.model = model
+        parts = AVERAGES.get(model, (model,))
+        missing = [part for part in parts if part not in fitted]
         y = _log_latency(conv)
-        fitted = dict(zip(candidates, _in_parallel(_fit, [(c, self.features, y) for c in candidates.values()])))
-        self.model = model or _choose(frame, fitted)
-        self.estimator = fitted[self.model]
+        fitted.update(zip(missing, _in_parallel(_fit, [(everything[part], self.features, y) for part in missing])))
+        self.estimator = Averaged([fitted[part] for part in parts]) if model in AVERAGES else fitted[model]
         self.low, self.high = self.features.min(), self.features.max()
 
     def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
