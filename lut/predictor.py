@@ -68,9 +68,9 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _candidates() -> dict:
     """The models compared (unfitted, by name). The forest and plain boosting (the issue's baselines,
-    22-43 points behind the GP on the shipped tables) are sized for time: 100 trees, 200 boosting
-    steps at rate 0.1; 300 trees and 400 steps at 0.05 were 1.5 s slower in choosing and within 3
-    points (47.9% against 44.3%, 57.9% against 55.0% within ±10% on the shipped 224 px table)."""
+    38-51 points behind the best GP on the shipped 224 px table) are sized for time: 100 trees, 200
+    boosting steps at rate 0.1; 300 trees and 400 steps at 0.05 were 1.5 s slower in choosing and
+    within 3 points (47.9% against 44.3%, 57.9% against 55.0% within ±10% on that table)."""
     ensemble = lazy_import("sklearn.ensemble")
     return {
         "linear_plus_gp": LinearPlusGP(),
