@@ -65,7 +65,7 @@ class WorkCounts:
                                                                    np.ones(len(latency)))
             fits.append((residual, block, weights / scale))
         _, self.block_, self.time_per_unit_ = min(fits, key=lambda fit: fit[0])
-        self.floor_ms_ = float(latency.min()) / 10  # a kind of work no training row did is not free
+        self.floor_ms_ = float(latency.min()) / 10  # kept positive: work of a kind no row trained costs 0
         return self
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
