@@ -17,12 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 import depthshrink
 from depthshrink.cli.main import main as cli
 from depthshrink.errors import OutOfReach
-from depthshrink.lut.table import LatencyTable, read_lut
+from depthshrink.lut.predictor import LatencyPredictor
+from depthshrink.lut.table import KEY_COLUMNS, LatencyTable, read_lut
 from depthshrink.models import build_model
 from depthshrink.profiler.base import Workload
 from depthshrink.profiler.cache_flush import earlier_choice
@@ -64,6 +67,7 @@ def main() -> None:
     measured = int((frame["op"] == "conv").sum())
     print(f"adaptive: measured {measured} of {total} conv configurations ({measured / total:.0%}) "
           f"in {time.perf_counter() - began:.0f} s")
+    print(_rest_predicted(LatencyTable.read(args.out).select().frame, LatencyTable.read(args.full).select().frame))
     model = build_model("mobilenet_v2").eval()
     space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})
     cuts = [0] + [s.position for s in space.sites if s.activation] + [space.num_layers]
@@ -99,6 +103,19 @@ def main() -> None:
             measured_ms = {w.key: t.latency_ms for w, t in zip(workloads, timings)}
             print(f"budget {fraction:.1f} x the original's predicted latency ({budget}); own scale {own} (the "
                   f"fraction of the adaptive table's own estimate); picks measured: {_gaps(measured_ms)}")
+
+
+def _rest_predicted(adaptive: pd.DataFrame, full: pd.DataFrame) -> str:
+    """How well the adaptive table's predictor (the model it chooses) does on the full table's rows
+    it did not measure."""
+    keys = [c for c in KEY_COLUMNS if c not in ("device", "host")]
+    conv = full[full["op"] == "conv"].merge(adaptive[keys], on=keys, how="left", indicator=True)
+    rest = conv[conv["_merge"] == "left_only"]
+    predictor = LatencyPredictor(adaptive)
+    error = predictor.predict(rest)[0] / rest["latency_ms"].to_numpy() - 1
+    return (f"the full table's {len(rest)} other rows, predicted from the adaptive table's ({predictor.model}, "
+            f"{predictor.evaluations[0].within_10pct:.1%} within ±10% held out): {np.mean(np.abs(error) <= 0.1):.1%} "
+            f"within ±10%, {np.mean(np.abs(error) <= 0.2):.1%} within ±20%, median error {np.median(error):+.1%}")
 
 
 def _gaps(measured_ms: dict[str, float]) -> str:

@@ -21,7 +21,7 @@ import torch
 
 import depthshrink
 from depthshrink.cli.main import main as cli
-from depthshrink.lut.predictor import LatencyPredictor, cross_validate
+from depthshrink.lut.predictor import LatencyPredictor
 from depthshrink.lut.table import LatencyTable, is_corpus
 from depthshrink.models import build_model
 from depthshrink.profiler.candidates import span_candidates
@@ -33,13 +33,13 @@ TABLE = SHIPPED / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
 def _report(title: str, frame: pd.DataFrame, spans: pd.DataFrame) -> str:
     """Prints the models' scores and the time to choose and to fit; returns the model chosen."""
     began = time.perf_counter()  # first: the worker processes start here, as in a user's first call
-    predictor = LatencyPredictor(frame)  # fits every model, chooses one by cross-validation
+    predictor = LatencyPredictor(frame)  # cross-validates every model, fits the best
     predicted, _ = predictor.predict(spans)
     chosen = time.perf_counter() - began
     began = time.perf_counter()
     LatencyPredictor(frame, model=predictor.model).predict(spans)
     given = time.perf_counter() - began
-    results = cross_validate(frame)
+    results = predictor.evaluations
     print(f"{title}: grouped 5-fold cross-validation on {results[0].rows} table rows")
     print(f"  {'model':<22}{'RMSPE':>8}{'±5%':>8}{'±10%':>8}{'±20%':>8}")
     for r in results:

@@ -129,11 +129,6 @@ class _PlusGP:
     def get_params(self, deep: bool = True) -> dict:
         return {}
 
-    def set_params(self, **params) -> "_PlusGP":
-        if params:
-            raise ValueError(f"{type(self).__name__} has no parameter {', '.join(sorted(params))}")
-        return self
-
     def fit(self, x: pd.DataFrame, y: np.ndarray) -> "_PlusGP":
         self.first_ = self._first().fit(x, y)
         self.second_ = GaussianResidual(self.RESTARTS).fit(x, y - self.first_.predict(x))

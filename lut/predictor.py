@@ -199,8 +199,8 @@ def _fit_predict(estimator, x_train: pd.DataFrame, y_train: np.ndarray, x_test: 
 
 def _in_parallel(function, arguments: list[tuple]) -> list:
     """``function(*a)`` for each of ``arguments``, one process per core (more than one call only)."""
-    if len(arguments) == 1:
-        return [function(*arguments[0])]
+    if len(arguments) <= 1:
+        return [function(*a) for a in arguments]
     joblib = lazy_import("joblib")
     return joblib.Parallel(n_jobs=-1)(joblib.delayed(function)(*a) for a in arguments)
 
@@ -215,9 +215,9 @@ def _score(name: str, predicted: np.ndarray, measured: np.ndarray) -> Evaluation
 class LatencyPredictor:
     """Fit on one setting's conv rows, corpus rows included; predict latency_ms of new configurations.
 
-    Without ``model``, the one that cross-validates best (:func:`cross_validate`) is kept; the
-    GPs, the usual winners, are fitted on every row alongside the folds, so that choosing takes
-    one parallel batch.
+    Without ``model``, the one that cross-validates best is kept (``evaluations`` holds every
+    model's scores, best first, as :func:`cross_validate` returns them); the GPs, the usual
+    winners, are fitted on every row alongside the folds, so that choosing takes one parallel batch.
     """
 
     def __init__(self, frame: pd.DataFrame, model: str | None = None) -> None:
@@ -227,10 +227,10 @@ class LatencyPredictor:
         if model is not None and model not in everything and model not in AVERAGES:
             raise DepthshrinkError(f"no latency model {model!r}; the models are "
                                    + ", ".join([*everything, *AVERAGES]))
-        fitted = {}
+        fitted, self.evaluations = {}, None
         if model is None:
-            results, fitted = _cross_validated(frame, FOLDS, fit=SPECULATIVE)
-            model = results[0].model
+            self.evaluations, fitted = _cross_validated(frame, FOLDS, fit=SPECULATIVE)
+            model = self.evaluations[0].model
         self.model = model
         parts = AVERAGES.get(model, (model,))
         missing = [part for part in parts if part not in fitted]
