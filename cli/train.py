@@ -98,6 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
                              "the checkpoint deploys")
+    parser.add_argument("--augment", action="store_true",
+                        help="random 2-pixel shifts and left-right flips of the training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="run folder: last.pt, metrics.jsonl")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     check_fits(data, space.model)
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
                          label_smoothing=args.label_smoothing, seed=args.seed, ema_decay=args.ema_decay,
-                         amp=not args.no_amp)
+                         amp=not args.no_amp, augment=args.augment)
     spec = {"model": space.model, "weights": args.weights}
     train(model, data, config, args.out, resume=args.resume, progress=not args.no_progress, spec=spec)
     held_out = accuracy(model, load_data(args, "held-out", space.model))

@@ -57,6 +57,23 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike = FASHION_MNIST)
     return TensorDataset((x - FASHION_MEAN) / FASHION_STD, y)
 
 
+def augment(images: torch.Tensor, shift: int = 2) -> torch.Tensor:
+    """A batch ``[N, C, H, W]`` randomly shifted by up to ``shift`` pixels each way (edges
+    replicated) and flipped left-right with probability 1/2, per image, drawn from torch's global
+    generator (which a checkpoint saves, so a resumed run draws the same)."""
+    count, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (shift,) * 4, mode="replicate")
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, count, 1), device=images.device)
+    rows = (dy + torch.arange(height, device=images.device))[:, :, None]
+    cols = (dx + torch.arange(width, device=images.device))[:, None, :]
+    flip = torch.rand(count, 1, 1, device=images.device) < 0.5
+    cols = torch.where(flip, 2 * shift + width - 1 - cols, cols)
+    batch = torch.arange(count, device=images.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous(
+        memory_format=torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format)
+
+
 def synthetic(size: int, shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10,
               seed: int = 0) -> TensorDataset:
     """Learnable stand-in data for tests: one fixed random pattern per class (the same for every

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
+from .data import augment
 from .layout import channels_last
 
 CHECKPOINT_FORMAT = "depthshrink.checkpoint/1"
@@ -40,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights (saved as "ema")
     amp: bool = True                # mixed precision (float16 autocast, loss scaling) on CUDA only
+    augment: bool = False           # random shifts (2 px) and left-right flips of the training images
 
     def __post_init__(self) -> None:
         if not 0 <= self.ema_decay < 1:
@@ -237,6 +239,8 @@ def _epoch(wrapped, teacher, loader, step: _Step, config, device, progress, labe
     sums = torch.zeros(3, dtype=torch.float64)  # examples, loss, correct
     for images, labels in tqdm(loader, desc=label, disable=not progress):
         images, labels = images.to(device), labels.to(device)
+        if config.augment:
+            images = augment(images)
         with torch.autocast(device.type, dtype=torch.float16, enabled=step.scaler is not None):
             with torch.no_grad():
                 teacher_logits = teacher(images) if teacher is not None else None

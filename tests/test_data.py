@@ -5,6 +5,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from depthshrink import DepthshrinkError
 from depthshrink.shrink.data import FASHION_MNIST, fashion_mnist, held_out_split, read_idx, synthetic
@@ -121,3 +122,22 @@ def test_cifar10_batches_load_and_foreign_pickles_are_refused(tmp_path):
     (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": Payload(), b"labels": [0]}))
     with pytest.raises(DepthshrinkError, match="refusing to load builtins.print"):
         cifar10(tmp_path, "test")
+
+
+def test_augment_shifts_and_flips_each_image_within_its_bounds():
+    from depthshrink.shrink.data import augment
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 2, 9, 9)
+    flipped_only = augment(x, shift=0)
+    same = [bool(torch.equal(a, b)) for a, b in zip(flipped_only, x)]
+    mirrored = [bool(torch.equal(a, b.flip(2))) for a, b in zip(flipped_only, x)]
+    assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
+    shifted = augment(x, shift=2)
+    assert shifted.shape == x.shape
+    # the 5x5 centre of a shifted image is a window of the original or of its mirror image
+    for a, b in zip(shifted, x):
+        centre = a[:, 2:7, 2:7]
+        windows = [w[:, i:i + 5, j:j + 5] for w in (b, b.flip(2)) for i in range(5) for j in range(5)]
+        assert any(torch.equal(centre, w) for w in windows)
+    assert augment(x.contiguous(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)
