@@ -11,6 +11,7 @@ from .errors import DepthshrinkError
 _EXTRAS = {
     "tensorrt": ("tensorrt", "tensorrt (TensorRT 10, from NVIDIA)"),
     "pycuda": ("tensorrt", "pycuda (needs a CUDA toolkit to build)"),
+    "cuda": ("tensorrt", "cuda-python (CUDA graphs for TensorRT timing; or profile with --no-cuda-graph)"),
     "onnxruntime": (None, "onnxruntime"),
     "matplotlib": (None, "matplotlib"),
     "sklearn": (None, "scikit-learn"),

@@ -1,18 +1,78 @@
 #!/usr/bin/env bash
-# One prepared run for a session that is lent a GPU machine (see the device tool): the CUDA- and
-# TensorRT-marked tests, then a short torch-CUDA profiling benchmark. Writes its logs under $OUT.
-# Usage (from the repository root, on the GPU machine): bash bench/gpu_check.sh
+# The GPU checks of issue 16, as one prepared run on a lent GPU machine (see docs/gpu.md).
+#
+# That machine reaches no package index: this uses its own python3 (torch with CUDA, numpy, pandas,
+# onnx, onnxruntime, scikit-learn, matplotlib, tqdm, pytest) and the project from this checkout,
+# put on PYTHONPATH under the name depthshrink. About 6 minutes. Every log and table is written to
+# a work folder and packed into $OUT/gpu_check.tar.gz (the device tool brings back 8 files at most),
+# beside $OUT/status.txt (a line per step) and the tables' validation summary.
+#
+#   OUT=/tmp/gpu bash bench/gpu_check.sh          # on the GPU machine, from the repository root
+#   DRY_RUN=1 bash bench/gpu_check.sh             # anywhere: print the steps, run nothing
 set -uo pipefail
-OUT=${OUT:-out/gpu_check}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/out/gpu_check}
+WORK=$(mktemp -d)
 mkdir -p "$OUT"
-python3 -m venv .venv-gpu && . .venv-gpu/bin/activate
-pip install -q torch numpy pandas onnx onnxruntime scikit-learn matplotlib tqdm pytest 2>&1 | tail -2
-pip install -q -e . --no-deps
-pip install -q tensorrt-cu12 pycuda 2>&1 | tail -2 || echo "TensorRT/pycuda not installable here"
-nvidia-smi --query-gpu=name,compute_cap,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
-python -m pytest -q -m "cuda or tensorrt" tests/ 2>&1 | tee "$OUT/tests.txt" | tail -5
-for backend in torch tensorrt; do
-  timeout 300 depthshrink profile-device --gpu 0 --backend "$backend" --model mobilenet_v2 --resolution 224 \
-    --batch-size 32 --lut "$OUT/lut_$backend.csv" --validate --min-time-ms 300 --no-progress \
-    2>&1 | tee "$OUT/profile_$backend.txt" | tail -6
+: > "$OUT/status.txt"
+SITE=$(mktemp -d)
+ln -s "$ROOT" "$SITE/depthshrink"                 # the repository root is the package
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+DS="$PY -m depthshrink.cli.main"
+cd "$ROOT"
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $WORK/NAME.log, record the exit status
+  local name=$1 limit=$2; shift 2
+  echo "== $name: $*"
+  if [ -n "${DRY_RUN:-}" ]; then return 0; fi
+  local began=$SECONDS
+  timeout "$limit" "$@" > "$WORK/$name.log" 2>&1
+  local status=$?
+  echo "$name: exit $status after $((SECONDS - began)) s" | tee -a "$OUT/status.txt"
+  tail -n 12 "$WORK/$name.log"
+}
+
+if [ -z "${DRY_RUN:-}" ]; then
+  nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,clocks.max.sm --format=csv > "$WORK/gpu.csv" 2>&1
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" \
+    | tee "$WORK/torch.txt"
+fi
+
+# 1. the GPU-marked tests (profile, train/finetune/merge, DDP over NCCL, merge on the GPU, backend conformance)
+step tests 150 $PY -m pytest -q -m "cuda or tensorrt" tests/ -p no:cacheprovider
+
+# 2. MobileNetV2-1.0 @224 tables: batch 1 and 64, fp32 (TF32 off) and fp16, CUDA graphs, validated
+for batch in 1 64; do
+  for precision in fp32 fp16; do
+    name=mobilenet_v2_224_b${batch}_torch_${precision}
+    step "profile_b${batch}_${precision}" 75 $DS profile-device --gpu 0 --backend torch --precision "$precision" \
+      --model mobilenet_v2 --resolution 224 --batch-size "$batch" --lut "$WORK/$name.csv" --validate \
+      --warmup-ms 100 --min-time-ms 60 --passes 2 --no-progress
+  done
 done
+
+# 3. the demo network trained, finetuned and merged on the GPU (Fashion-MNIST when the machine has it)
+DATA=synthetic
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && DATA=fashion-mnist
+MODEL="--model mobilenet_v2_small --width-mult 0.5 --resolution 28 --in-channels 1 --num-classes 10"
+step demo_train 60 $DS train $MODEL --data "$DATA" --subset 10000 --epochs 1 --device cuda --out "$WORK/demo/base" \
+  --no-progress
+step demo_masks 30 $PY -c "
+import sys
+from depthshrink.shrink.masks import per_block_masks
+from depthshrink.shrink.rebuild import load_base_network
+_, space = load_base_network(sys.argv[1]); per_block_masks(space).to_json(sys.argv[2])" \
+  "$WORK/demo/base/last.pt" "$WORK/demo/masks.json"
+step demo_finetune 60 $DS finetune --masks "$WORK/demo/masks.json" --weights "$WORK/demo/base/last.pt" --data "$DATA" \
+  --subset 10000 --epochs 1 --device cuda --out "$WORK/demo/finetune" --no-progress
+step demo_merge 60 $DS merge --checkpoint "$WORK/demo/finetune/last.pt" --out "$WORK/demo/merged" --no-measure
+
+# 4. every block of MobileNetV2-1.0 @224 merged: the speed-up on the GPU
+step merge_speedup 120 $PY bench/merge_latency.py --gpu 0 --min-time-ms 300 --out "$WORK/merge"
+
+if [ -z "${DRY_RUN:-}" ]; then
+  grep -h '"network"\|"error_pct"\|"measured_ms"\|"predicted_ms"' "$WORK"/*.validation.json > "$OUT/validation.txt" 2>/dev/null
+  tar czf "$OUT/gpu_check.tar.gz" -C "$WORK" --exclude='*.pt' --exclude='*.onnx' .
+fi
+echo "done: $(grep -c 'exit 0' "$OUT/status.txt" || true) of $(wc -l < "$OUT/status.txt") steps exited 0; results in $OUT"

@@ -4,6 +4,7 @@ trace → chain space → masks (all activations removed, one segment per block)
 check merged vs unmerged → ONNX export of both → ORT check → median latency side by side.
 
     python bench/merge_latency.py --model mobilenet_v2 --resolution 224   # the README's figures
+    python bench/merge_latency.py --gpu 0     # PyTorch on a GPU: fp32/fp16, batch 1/64, CUDA graph/eager
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--min-time-ms", type=float, default=3000.0)
     parser.add_argument("--out", default="out/bench_merge")
+    parser.add_argument("--gpu", help="time in PyTorch on this CUDA GPU instead (fp32 and fp16, batch 1 and 64, "
+                                      "CUDA graph and eager)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,6 +57,9 @@ def main() -> None:
         merge_error = float((merged(inputs) - reference).abs().max() / reference.abs().max())
 
     protocol = TimingProtocol(warmup_ms=500, min_runs=20, min_time_ms=args.min_time_ms)
+    if args.gpu is not None:
+        _gpu_table(args, model, merged, out, merge_error, len(masks.segments))
+        return
     rows = [_time(label, net, inputs, out, OnnxRuntimeBackend(args.threads), protocol)
             for label, net in (("original", model), ("merged", merged))]
     summary = {"model": args.model, "width_mult": args.width_mult, "resolution": args.resolution,
@@ -70,6 +76,38 @@ def main() -> None:
         print(f"{r['network']:<10}{r['convs']:>7}{r['latency_ms']:>12.3f}{r['latency_p10_ms']:>10.3f}"
               f"{r['latency_p90_ms']:>10.3f}{r['runs']:>7}{r['onnx_rel_error']:>13.1e}")
     print(f"speed-up: {summary['speedup']:.2f}x  (written to {out})")
+
+
+def _gpu_table(args, model, merged, out: Path, merge_error: float, segments: int) -> None:
+    """Original vs merged in PyTorch on a GPU (channels-last, cudnn.benchmark), each setting timed
+    with both networks in interleaved passes."""
+    from depthshrink.profiler.pytorch import TorchBackend
+    from depthshrink.profiler.timing import interleaved
+
+    protocol = TimingProtocol(warmup_ms=200, min_runs=20, min_time_ms=args.min_time_ms, passes=3)
+    rows = []
+    print(f"{args.model} x{args.width_mult} @{args.resolution} on GPU {args.gpu}, PyTorch; {segments} merged segments, "
+          f"merge error {merge_error:.2e}")
+    print(f"{'precision':<10}{'batch':>6}  {'mode':<11}{'original ms':>12}{'merged ms':>11}{'speed-up':>10}")
+    for precision in ("fp32", "fp16"):
+        for batch in (1, 64):
+            for graph in (False, True):
+                backend = TorchBackend(f"cuda:{args.gpu}", precision=precision, cuda_graph=graph)
+                shape = [batch, args.in_channels, args.resolution, args.resolution]
+                workloads = [Workload(name, {"input": shape}, build_module=lambda net=net: net)
+                             for name, net in (("original", model), ("merged", merged))]
+                original, shrunk = interleaved(workloads, backend.time, protocol)
+                backend.close()
+                row = {"precision": precision, "batch_size": batch, "mode": "CUDA graph" if graph else "eager",
+                       "original_ms": original.latency_ms, "merged_ms": shrunk.latency_ms,
+                       "speedup": original.latency_ms / shrunk.latency_ms}
+                rows.append(row)
+                print(f"{precision:<10}{batch:>6}  {row['mode']:<11}{row['original_ms']:>12.3f}{row['merged_ms']:>11.3f}"
+                      f"{row['speedup']:>9.2f}x")
+    summary = {"model": args.model, "width_mult": args.width_mult, "resolution": args.resolution,
+               "gpu": torch.cuda.get_device_name(int(args.gpu)), "torch": torch.__version__,
+               "segments": segments, "merge_rel_error": merge_error, "rows": rows}
+    (out / "gpu_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def _time(label, net, inputs, out, backend, protocol) -> dict:

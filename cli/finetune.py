@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", type=float, default=0.7,
                         help="weight of the original network's soft targets (DepthShrinker 0.7, Kim et al. 0.3)")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA (it is on by default)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (this process's GPU when CUDA is present, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
                              "the checkpoint deploys")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args, "train", space.model)
     check_fits(data, space.model)
     train(shrunk, data, config, args.out, teacher=teacher, resume=args.resume, progress=not args.no_progress,
-          spec=spec)
+          spec=spec, device=args.device)
     held_out = load_data(args, "held-out", space.model)
     if args.eval_images:
         from ..shrink.data import sample

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GPU by index (0) or by the name it must have (v100, a100, orin)")
     parser.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"),
                         help="default: onnxruntime with --cpu, tensorrt with --gpu")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "tf32", "fp16"), default="fp32",
+                        help="GPU: fp32 (TF32 off), tf32 or fp16 (channels-last); the CPU: fp32")
     parser.add_argument("--bundle", help="profile a bundle from 'depthshrink export-bundle' (no torch needed)")
     add_model_arguments(parser, required=False)
     add_corpus_arguments(parser)
@@ -53,11 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gpu = parser.add_argument_group("TensorRT")
     gpu.add_argument("--engine-cache", help="folder for built engines (default ~/.cache/depthshrink/engines)")
     gpu.add_argument("--workspace-mb", type=positive_int, default=1024)
-    gpu.add_argument("--no-cuda-graph", action="store_true", help="time without CUDA-graph replay")
+    parser.add_argument("--no-cuda-graph", action="store_true",
+                        help="GPU: time eager calls (torch) or plain enqueues (tensorrt) instead of replaying "
+                             "a CUDA graph (both amortise the launch over a window of calls)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _backend(args: argparse.Namespace):
+    """(a function that builds the backend, the device label): every check runs now, the backend
+    (a GPU context, threads) is built only when timing starts."""
+    from functools import partial
+
     from ..profiler.devices import cpu_label, resolve_gpu
 
     name = args.backend or ("onnxruntime" if args.cpu else "tensorrt")
@@ -67,14 +74,14 @@ def _backend(args: argparse.Namespace):
         if name == "tensorrt":
             raise DepthshrinkError("the tensorrt backend needs --gpu")
         if args.precision != "fp32":
-            raise DepthshrinkError("--precision fp16 needs --gpu")
+            raise DepthshrinkError(f"--precision {args.precision} needs --gpu")
         label = args.device_label or cpu_label()
         if name == "onnxruntime":
             from ..profiler.onnxruntime import OnnxRuntimeBackend
             flush = {"auto": None, "on": True, "off": False}[args.cache_flush]
-            return OnnxRuntimeBackend(args.threads, flush), label
+            return partial(OnnxRuntimeBackend, args.threads, flush), label
         from ..profiler.pytorch import TorchBackend
-        return TorchBackend("cpu", args.threads), label
+        return partial(TorchBackend, "cpu", args.threads), label
     if name == "onnxruntime":
         raise DepthshrinkError("the onnxruntime backend profiles the CPU: use --cpu, or "
                                "--backend tensorrt/torch with --gpu")
@@ -82,14 +89,17 @@ def _backend(args: argparse.Namespace):
         from .._imports import lazy_import
         lazy_import("tensorrt")  # name the missing extra before looking for GPUs
         lazy_import("pycuda.driver")
+        if not args.no_cuda_graph:
+            lazy_import("cuda.bindings.runtime")
     gpu = resolve_gpu(args.gpu)
     label = args.device_label or gpu.label
     if name == "torch":
         from ..profiler.pytorch import TorchBackend
-        return TorchBackend(f"cuda:{gpu.index}", precision=args.precision), label
+        return partial(TorchBackend, f"cuda:{gpu.index}", precision=args.precision,
+                       cuda_graph=not args.no_cuda_graph), label
     from ..profiler.tensorrt import TensorRTBackend
-    return TensorRTBackend(gpu, args.precision, args.workspace_mb, args.engine_cache,
-                           not args.no_cuda_graph), label
+    return partial(TensorRTBackend, gpu, args.precision, args.workspace_mb, args.engine_cache,
+                   not args.no_cuda_graph), label
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,10 +126,10 @@ def run(args: argparse.Namespace) -> int:
     if bundle is not None and bundle.batch_size != args.batch_size:
         raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
                                f"not --batch-size {args.batch_size}")
-    backend, label = _backend(args)
-    auto_flush = getattr(backend, "cache_flush", False) is None  # it times the original network first
+    make_backend, label = _backend(args)
+    auto_flush = (args.backend or ("onnxruntime" if args.cpu else "tensorrt")) == "onnxruntime" \
+        and args.cache_flush == "auto"  # the session times the original network first
     protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms, passes=args.passes)
-    settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
     with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
         modules = None
         if corpus:
@@ -135,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
             bundle = export_bundle(model, space, args.batch_size, scratch, networks=args.validate or auto_flush,
                                    progress=not args.no_progress)
             modules = module_builder(model, space)
+        backend = make_backend()  # after the export: a GPU context is held only while timing
         try:
+            settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
             report = profile(bundle, backend, args.lut, settings, modules, args.budget_fraction,
                              args.target_accuracy, networks=args.validate)
             _print_report(report, bundle, label, backend, args.lut)

@@ -95,6 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=4e-5)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA (it is on by default)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (this process's GPU when CUDA is present, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
                              "the checkpoint deploys")
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
                          label_smoothing=args.label_smoothing, seed=args.seed, ema_decay=args.ema_decay,
                          amp=not args.no_amp, augment=args.augment)
     spec = {"model": space.model, "weights": args.weights}
-    train(model, data, config, args.out, resume=args.resume, progress=not args.no_progress, spec=spec)
+    train(model, data, config, args.out, resume=args.resume, progress=not args.no_progress, spec=spec,
+          device=args.device)
     held_out = accuracy(model, load_data(args, "held-out", space.model))
     print(f"trained {space.model['name']} for {args.epochs} epoch(s) on {len(data)} images: "
           f"held-out accuracy {held_out:.2%} -> {args.out}/last.pt")

@@ -31,8 +31,9 @@ KEY_COLUMNS = ["device", "backend", "precision", "batch_size", "threads", "op", 
                "activation", "residual_add"]
 COLUMNS = KEY_COLUMNS + [
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs", "warmup_ms", "call_overhead_ms",
-    "remeasured", "noisy", "source", "tool", "tool_version", "host", "measured_at", "cache_flush"]
-OPTIONAL = ["cache_flush"]  # later additions: a LUT without them is still extended (left empty there)
+    "remeasured", "noisy", "source", "tool", "tool_version", "host", "measured_at", "cache_flush",
+    "timing_method", "layout"]
+OPTIONAL = ["cache_flush", "timing_method", "layout"]  # later additions: a LUT without them is still extended (left empty there)
 REQUIRED = ["device", "backend", "precision", "batch_size", "op", "in_channels", "out_channels",
             "kernel_size", "stride", "groups", "height", "width", "activation", "latency_ms"]
 SHAPE_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width",

@@ -7,7 +7,6 @@ import platform
 import re
 from dataclasses import dataclass
 
-from .._imports import lazy_import
 from ..errors import DepthshrinkError
 
 
@@ -38,16 +37,26 @@ class GpuTarget:
 
 
 def _visible_gpus() -> list[tuple[str, tuple[int, int]]]:
+    """(name, compute capability) of each GPU that PyTorch sees, or else that pycuda sees: a GPU box
+    may hold a CPU build of torch (what ``make`` installs) beside TensorRT and pycuda, or no torch."""
+    import importlib
+
     try:
         import torch
         if torch.cuda.is_available():
-            return [(torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i))
+            return [(torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))
                     for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    try:
+        cuda = importlib.import_module("pycuda.driver")
+    except ImportError:
         return []
-    except ImportError:  # a device box with TensorRT and pycuda but no torch
-        cuda = lazy_import("pycuda.driver")
+    try:
         cuda.init()
-        return [(cuda.Device(i).name(), cuda.Device(i).compute_capability()) for i in range(cuda.Device.count())]
+    except Exception:  # pycuda.driver.Error (no driver, no device): nothing visible
+        return []
+    return [(cuda.Device(i).name(), tuple(cuda.Device(i).compute_capability())) for i in range(cuda.Device.count())]
 
 
 def resolve_gpu(spec: str, visible: list[tuple[str, tuple[int, int]]] | None = None) -> GpuTarget:

@@ -1,31 +1,94 @@
-"""PyTorch eager: ``inference_mode``, host clock on the CPU, CUDA events on a GPU."""
+"""PyTorch: ``inference_mode``; the host clock on the CPU; CUDA events on a GPU.
+
+On a GPU a row is timed the way a deployment runs it: ``cudnn.benchmark`` on, activations in
+channels-last, TF32 off for ``fp32`` (its own precision, ``tf32``), and the calls replayed as one
+CUDA graph (``cuda_graph=False`` times them eagerly). One timing is a window of back-to-back calls
+between one pair of events, divided by their count: a µs-scale block then pays neither the graph's
+launch nor, eagerly, one Python dispatch gap per event pair, but exactly what it adds inside a
+network. The runner works on a copy of the module: the caller's module (which may share its
+submodules with a traced model) keeps its device and dtype.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
+
 import numpy as np
 
+from ..errors import DepthshrinkError
 from .base import Backend, Runner, Workload
 from .timing import host_timed
 
+PRECISIONS = ("fp32", "tf32", "fp16")
+WINDOW_MS = 0.5       # calls per timing window: at least this much work (the event pair's cost is ~µs)
+MAX_CALLS = 64        # and at most this many calls in one window (one CUDA graph)
+
 
 class TorchRunner(Runner):
-    def __init__(self, module, inputs: dict[str, np.ndarray], device, dtype) -> None:
+    """A copy of ``module`` on ``device`` in ``dtype`` with its inputs bound; on a GPU, its calls
+    captured as one CUDA graph (``cuda_graph``) or timed eagerly."""
+
+    def __init__(self, module, inputs: dict[str, np.ndarray], device, dtype, channels_last: bool = False,
+                 cuda_graph: bool = False) -> None:
         import torch
 
-        self.torch = torch
-        self.module = module.eval().to(device=device, dtype=dtype)
-        self.device = device
-        self.tensors = [torch.from_numpy(a).to(device=device, dtype=dtype) for a in inputs.values()]
-        if device.type == "cuda":
-            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        self._host = host_timed(self._call)
+        self.torch, self.device, self.dtype = torch, device, dtype
+        self.format = torch.channels_last if channels_last else torch.contiguous_format
+        self.module = copy.deepcopy(module).eval().to(device=device, dtype=dtype, memory_format=self.format)
+        self.tensors = self._bind(inputs)
+        self.calls, self.graph = 1, None
+        if device.type != "cuda":
+            self._host = host_timed(self._call)
+            return
+        self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        self._warm_up()
+        self.calls = max(1, min(MAX_CALLS, math.ceil(WINDOW_MS / max(self._eager_ms(1), 1e-6))))
+        if cuda_graph:
+            self.graph = self._capture()
+
+    def _bind(self, inputs: dict[str, np.ndarray]) -> list:
+        tensors = [self.torch.from_numpy(a).to(device=self.device, dtype=self.dtype) for a in inputs.values()]
+        return [t.contiguous(memory_format=self.format) if t.dim() == 4 else t for t in tensors]
 
     def _call(self):
         with self.torch.inference_mode():
             return self.module(*self.tensors)
 
+    def _warm_up(self) -> None:
+        """cuDNN picks its algorithms (``benchmark``) on the first calls, off the capture stream."""
+        torch = self.torch
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._call()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        torch.cuda.synchronize(self.device)
+
+    def _capture(self):
+        torch = self.torch
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                for _ in range(self.calls):  # outputs are not kept: the graph's pool reuses them
+                    self._call()
+        except RuntimeError as exc:
+            raise DepthshrinkError(f"cannot capture this workload as a CUDA graph ({str(exc).splitlines()[0]}): "
+                                   "profile with --no-cuda-graph") from None
+        return graph
+
+    def _eager_ms(self, calls: int) -> float:
+        stream = self.torch.cuda.current_stream(self.device)
+        self.start.record(stream)
+        for _ in range(calls):
+            self._call()
+        self.end.record(stream)
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end) / calls
+
     def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        tensors = [self.torch.from_numpy(a).to(self.device, dtype=self.tensors[0].dtype) for a in inputs.values()]
+        tensors = self._bind(inputs)
         with self.torch.inference_mode():
             outputs = self.module(*tensors)
         outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
@@ -34,44 +97,76 @@ class TorchRunner(Runner):
     def run_timed(self) -> float:
         if self.device.type != "cuda":
             return self._host()
+        if self.graph is None:
+            return self._eager_ms(self.calls)
         stream = self.torch.cuda.current_stream(self.device)
         self.start.record(stream)
-        self._call()
+        self.graph.replay()
         self.end.record(stream)
         self.end.synchronize()
-        return self.start.elapsed_time(self.end)
+        return self.start.elapsed_time(self.end) / self.calls
+
+    def close(self) -> None:
+        self.graph = self.module = self.tensors = None
 
 
 class TorchBackend(Backend):
+    """PyTorch on the CPU (``threads``) or a GPU (``precision``, ``cuda_graph``)."""
+
     name = "torch"
 
-    def __init__(self, device: str = "cpu", threads: int | None = None, precision: str = "fp32") -> None:
+    def __init__(self, device: str = "cpu", threads: int | None = None, precision: str = "fp32",
+                 cuda_graph: bool = True) -> None:
         import torch
 
         self.torch = torch
         self.device = torch.device(device)
         self.precision = precision
-        if precision == "fp16" and self.device.type != "cuda":
-            from ..errors import DepthshrinkError
-            raise DepthshrinkError("--precision fp16 needs a GPU with the torch backend")
+        gpu = self.device.type == "cuda"
+        if precision not in PRECISIONS:
+            raise DepthshrinkError(f"the torch backend times precisions {', '.join(PRECISIONS)}, not {precision}")
+        if precision != "fp32" and not gpu:
+            raise DepthshrinkError(f"--precision {precision} needs a GPU with the torch backend")
+        self.cuda_graph = cuda_graph and gpu
         self._threads_before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
-        self.threads = torch.get_num_threads() if self.device.type == "cpu" else None
+        self.threads = torch.get_num_threads() if not gpu else None
+        self._flags_before = _gpu_flags(torch) if gpu else None
+        if gpu:  # process-wide switches, given back by close()
+            torch.cuda.set_device(self.device)  # graphs are captured on the current device
+            _set_gpu_flags(torch, benchmark=True, tf32=precision == "tf32")
 
     def runner(self, workload: Workload) -> TorchRunner:
         if workload.build_module is None:
-            from ..errors import DepthshrinkError
             raise DepthshrinkError(f"the torch backend needs the PyTorch model for '{workload.key}': "
                                    "profile with --model instead of --bundle")
         dtype = self.torch.float16 if self.precision == "fp16" else self.torch.float32
-        return TorchRunner(workload.build_module(), workload.random_inputs(), self.device, dtype)
+        return TorchRunner(workload.build_module(), workload.random_inputs(), self.device, dtype,
+                           channels_last=self.device.type == "cuda", cuda_graph=self.cuda_graph)
 
     def metadata(self) -> dict:
-        return {"tool": "torch", "tool_version": self.torch.__version__, "threads": self.threads}
+        if self.device.type != "cuda":
+            method, layout = "host-clock", "nchw"
+        else:
+            method, layout = ("cuda-graph" if self.cuda_graph else "cuda-events"), "nhwc"
+        return {"tool": "torch", "tool_version": self.torch.__version__, "threads": self.threads,
+                "timing_method": method, "layout": layout}
 
     def empty_workload(self) -> Workload:
         return Workload("empty", {"input": [1, 1, 1, 1]}, build_module=self.torch.nn.Identity)
 
     def close(self) -> None:
         self.torch.set_num_threads(self._threads_before)  # a process-wide setting: give it back
+        if self._flags_before is not None:
+            _set_gpu_flags(self.torch, *self._flags_before)
+
+
+def _gpu_flags(torch) -> tuple[bool, bool, bool]:
+    return torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+
+def _set_gpu_flags(torch, benchmark: bool, tf32: bool, matmul_tf32: bool | None = None) -> None:
+    torch.backends.cudnn.benchmark = benchmark
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32 if matmul_tf32 is None else matmul_tf32

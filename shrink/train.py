@@ -9,6 +9,7 @@ N processes take exactly the steps one process would with the same global batch.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -24,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
 from .data import augment
-from .layout import channels_last
 
 CHECKPOINT_FORMAT = "depthshrink.checkpoint/1"
 
@@ -68,16 +68,35 @@ class GlobalBatchSampler(Sampler[list[int]]):
             yield order[start:start + share]
 
 
-def _distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device): one process, or a rank launched by torchrun (the process group
-    is opened here once; the caller closes it with ``dist.destroy_process_group()`` before exit)."""
+def training_device(device: str | None = None) -> "torch.device":
+    """The device this process trains on: ``device`` as given (``cpu``, ``cuda``, ``cuda:1``), or,
+    when ``None``/``auto``, the process's GPU (``LOCAL_RANK`` under torchrun) if CUDA is present."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = torch.device(device)
+    if chosen.type != "cuda":
+        return chosen
+    if not torch.cuda.is_available():
+        raise DepthshrinkError(f"--device {device}: no CUDA GPU is visible here (train on the CPU with --device cpu)")
+    index = chosen.index if chosen.index is not None else local_rank
+    if index >= torch.cuda.device_count():
+        raise DepthshrinkError(f"this process needs GPU {index} but {torch.cuda.device_count()} GPU(s) are visible: "
+                               "start one process per GPU (torchrun --nproc_per_node), or train with --device cpu")
+    return torch.device("cuda", index)
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size): one process, or a rank launched by torchrun. The process group is opened
+    here once (NCCL on GPUs, after choosing this process's GPU; gloo on the CPU); the caller closes
+    it with ``dist.destroy_process_group()`` before exit."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # before the group: NCCL binds each rank to its GPU
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if world > 1 else 0
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if cuda else torch.device("cpu")
-    return rank, world, device
+    return rank, world
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -131,55 +150,88 @@ def distillation_step(model: nn.Module, teacher: nn.Module, images: torch.Tensor
 
 def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.PathLike,
           teacher: nn.Module | None = None, resume: bool = False, progress: bool = True,
-          spec: dict | None = None) -> nn.Module:
-    """Train ``model`` in place; ``out`` gets ``last.pt`` (every epoch) and ``metrics.jsonl``.
+          spec: dict | None = None, device: str | None = None) -> nn.Module:
+    """Train ``model``'s weights in place (its device, dtype and modules stay as they are: the
+    work runs on a copy on ``device``, see :func:`training_device`); ``out`` gets ``last.pt``
+    (every epoch) and ``metrics.jsonl``. ``teacher`` is read, never changed.
 
     ``spec`` (plain data: how to rebuild the model) is stored in the checkpoint. Under torchrun,
-    BatchNorm statistics are synchronised on GPUs (SyncBatchNorm) but per process on the CPU, and
-    dropout draws per process: only networks without them match a single process exactly.
+    BatchNorm statistics are synchronised on GPUs (SyncBatchNorm, on the copy) but per process on
+    the CPU, and dropout draws per process: only networks without them match a single process exactly.
     """
-    with channels_last(model, teacher):
-        return _train(model, data, config, Path(out), teacher, resume, progress, spec)
+    chosen = training_device(device)
+    work = copy.deepcopy(model).to(chosen, memory_format=torch.channels_last)
+    guide = None if teacher is None else copy.deepcopy(teacher).to(chosen, memory_format=torch.channels_last).eval()
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = benchmark or chosen.type == "cuda"  # fixed shapes: let cuDNN pick
+    try:
+        trained = _train(work, data, config, Path(out), guide, resume, progress, spec, chosen)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+    with torch.no_grad():  # copied into the caller's own tensors: their device and layout are kept
+        model.load_state_dict(trained.state_dict())
+    return model
 
 
 def _train(model: nn.Module, data: Dataset, config: TrainConfig, out: Path, teacher: nn.Module | None,
-           resume: bool, progress: bool, spec: dict | None) -> nn.Module:
-    rank, world, device = _distributed()
+           resume: bool, progress: bool, spec: dict | None, device: torch.device) -> nn.Module:
+    rank, world = _distributed(device)
     sampler = GlobalBatchSampler(len(data), config.batch_size, config.seed, rank, world)
     if len(sampler) == 0:
         raise DepthshrinkError(f"{len(data)} examples make no batch of {config.batch_size}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + rank)
-    model.to(device)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(config.seed + rank)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
                                 weight_decay=config.weight_decay)
     steps = config.epochs * len(sampler)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
     step = _Step(optimizer, schedule, torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None,
                  _ema(model, config.ema_decay))
-    start = _resume(out, model, step, config, spec or {}) if resume else _fresh(out)
+    start = _resume(out, model, step, config, spec or {}, rank, device) if resume else _fresh(out)
     wrapped = model
     if world > 1:
         if device.type == "cuda":
-            wrapped = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            wrapped = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # model is the caller's copy
         wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=[device] if device.type == "cuda" else None)
-    if teacher is not None:
-        teacher.to(device).eval()
-    loader = DataLoader(data, batch_sampler=sampler)
+    loader = _loader(data, sampler, device)
     for epoch in range(start, config.epochs):
         sampler.epoch = epoch
         record = _epoch(wrapped, teacher, loader, step, config, device, progress and rank == 0,
                         f"epoch {epoch + 1}/{config.epochs}", world)
+        rng = _rng_states(world, device)  # every rank's generators, gathered on every rank
         if rank == 0:  # the log line first: a resume drops lines the checkpoint has not reached
             with open(out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps({"epoch": epoch + 1, **record}) + "\n")
-            save_checkpoint(out / "last.pt", _checkpoint(epoch + 1, model, step, config, spec))
+            save_checkpoint(out / "last.pt", _checkpoint(epoch + 1, model, step, config, spec, rng))
     if step.ema is not None:  # what the caller evaluates and deploys
         model.load_state_dict(step.ema.module.state_dict())
     if world > 1:  # every rank ends with rank 0's buffers (BN running statistics)
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
     return model
+
+
+def _loader(data: Dataset, sampler: GlobalBatchSampler, device: torch.device) -> DataLoader:
+    """Batches on the CPU from the main process (in-memory data: workers would only copy it); on a
+    GPU from worker processes into pinned memory, so copies overlap the steps."""
+    if device.type != "cuda":
+        return DataLoader(data, batch_sampler=sampler)
+    workers = min(4, max(1, (os.cpu_count() or 2) // 2))
+    return DataLoader(data, batch_sampler=sampler, num_workers=workers, pin_memory=True, persistent_workers=True)
+
+
+def _rng_states(world: int, device: torch.device) -> list[dict]:
+    """The random generators of every rank (CPU, and this rank's GPU): a resume continues each."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    if world == 1:
+        return [state]
+    states: list = [None] * world
+    dist.all_gather_object(states, state)
+    return states
 
 
 def _ema(model: nn.Module, decay: float):
@@ -189,15 +241,21 @@ def _ema(model: nn.Module, decay: float):
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _checkpoint(epoch: int, model: nn.Module, step: _Step, config: TrainConfig, spec: dict | None) -> dict:
-    state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
+def _checkpoint(epoch: int, model: nn.Module, step: _Step, config: TrainConfig, spec: dict | None,
+                rng: list[dict]) -> dict:
+    state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": _on_cpu(model.state_dict()),
              "optimizer": step.optimizer.state_dict(), "schedule": step.schedule.state_dict(),
-             "config": asdict(config), "rng": torch.get_rng_state(), "spec": spec or {}}
+             "config": asdict(config), "rng": rng[0]["cpu"], "rng_per_rank": rng, "spec": spec or {}}
     if step.ema is not None:
-        state.update(ema=step.ema.module.state_dict(), ema_updates=int(step.ema.n_averaged))
+        state.update(ema=_on_cpu(step.ema.module.state_dict()), ema_updates=int(step.ema.n_averaged))
     if step.scaler is not None:
         state["scaler"] = step.scaler.state_dict()
     return state
+
+
+def _on_cpu(state: dict) -> dict:
+    """A state_dict in plain contiguous CPU tensors (a checkpoint loads anywhere)."""
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def _fresh(out: Path) -> int:
@@ -205,7 +263,8 @@ def _fresh(out: Path) -> int:
     return 0
 
 
-def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec: dict) -> int:
+def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec: dict, rank: int,
+            device: torch.device) -> int:
     """Load ``out/last.pt``; the epoch to continue from (0 when there is none)."""
     from .rebuild import load_into
 
@@ -218,7 +277,11 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
     load_into(model, state["model"], str(out / "last.pt"))
     step.optimizer.load_state_dict(state["optimizer"])
     step.schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["rng"])
+    ranks = state.get("rng_per_rank") or [{"cpu": state["rng"]}]  # older checkpoints: rank 0's CPU generator
+    mine = ranks[rank] if rank < len(ranks) else ranks[0]
+    torch.set_rng_state(mine["cpu"])
+    if device.type == "cuda" and "cuda" in mine:
+        torch.cuda.set_rng_state(mine["cuda"], device)
     if step.ema is not None:
         step.ema.module.load_state_dict(state["ema"])
         step.ema.n_averaged.fill_(state["ema_updates"])
@@ -236,9 +299,10 @@ def _epoch(wrapped, teacher, loader, step: _Step, config, device, progress, labe
 
     wrapped.train()
     began = time.perf_counter()
-    sums = torch.zeros(3, dtype=torch.float64)  # examples, loss, correct
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # examples, loss, correct: summed where they are
     for images, labels in tqdm(loader, desc=label, disable=not progress):
-        images, labels = images.to(device), labels.to(device)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
         if config.augment:
             images = augment(images)
         with torch.autocast(device.type, dtype=torch.float16, enabled=step.scaler is not None):
@@ -258,10 +322,11 @@ def _epoch(wrapped, teacher, loader, step: _Step, config, device, progress, labe
         step.schedule.step()
         if step.ema is not None:
             step.ema.update_parameters(wrapped.module if world > 1 else wrapped)
-        sums += torch.tensor([len(labels), loss.item() * len(labels), int((logits.argmax(1) == labels).sum())],
-                             dtype=torch.float64)
+        with torch.no_grad():  # no .item(): a GPU is never made to wait for the host mid-epoch
+            count = torch.full((), float(len(labels)), dtype=torch.float64, device=device)
+            sums += torch.stack([count, loss.detach().double() * count, (logits.argmax(1) == labels).sum().double()])
     if world > 1:
-        dist.all_reduce(sums)
+        dist.all_reduce(sums)  # on the device: NCCL refuses CPU tensors
     seen, total, correct = sums.tolist()
     return {"loss": total / seen, "train_accuracy": correct / seen,
             "images_per_s": seen / (time.perf_counter() - began), "lr": step.schedule.get_last_lr()[0]}

@@ -122,11 +122,11 @@ _NETWORK_TROUBLE = re.compile(r"Address already in use|EADDRINUSE|Connection (re
                               r"DistNetworkError")  # not time-outs: a hung collective must fail, not wait twice
 
 
-def torchrun(args: list[str], timeout_s: int = 300) -> subprocess.CompletedProcess:
-    """Two local processes under torchrun over the loopback; the launch is retried once when it
+def torchrun(args: list[str], timeout_s: int = 300, processes: int = 2) -> subprocess.CompletedProcess:
+    """``processes`` local processes (two by default) under torchrun over the loopback; the launch is retried once when it
     failed on a socket (a port taken between torchrun's pick and its use), never on other errors.
     A failure shows the workers' stderr."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "--local-addr", "127.0.0.1", *args]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
     for attempt in range(2):

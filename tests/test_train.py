@@ -26,14 +26,14 @@ from helpers import TinyNet
 from depthshrink.shrink.data import synthetic
 from depthshrink.shrink.train import TrainConfig, train
 import torch.distributed as dist
-model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False)
+model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False, device="cpu")
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()  # exiting with it alive can abort in gloo's threads
 """
 
 
 def test_two_gloo_processes_equal_one(tmp_path):
-    single = train(TinyNet(), synthetic(96, seed=1), CONFIG, tmp_path / "one", progress=False).state_dict()
+    single = train(TinyNet(), synthetic(96, seed=1), CONFIG, tmp_path / "one", progress=False, device="cpu").state_dict()
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(TESTS), out=str(tmp_path / "two")))
     torchrun([str(script)])
@@ -51,14 +51,14 @@ sys.path.insert(0, {tests!r})
 from helpers import TinyNet
 from depthshrink.shrink.data import synthetic
 from depthshrink.shrink.train import TrainConfig, train
-train(TinyNet(), synthetic(20000, seed=2), TrainConfig(epochs=3, batch_size=64, lr=0.05), {out!r}, progress=False)
+train(TinyNet(), synthetic(20000, seed=2), TrainConfig(epochs=3, batch_size=64, lr=0.05), {out!r}, progress=False, device="cpu")
 """
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     config = TrainConfig(epochs=3, batch_size=64, lr=0.05)
     data = synthetic(20000, seed=2)
-    reference = train(TinyNet(), data, config, tmp_path / "whole", progress=False).state_dict()
+    reference = train(TinyNet(), data, config, tmp_path / "whole", progress=False, device="cpu").state_dict()
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT.format(tests=str(TESTS), out=str(tmp_path / "killed"),
                                          threads=torch.get_num_threads()))
@@ -70,7 +70,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] < 3
-    resumed = train(TinyNet(), data, config, tmp_path / "killed", resume=True, progress=False).state_dict()
+    resumed = train(TinyNet(), data, config, tmp_path / "killed", resume=True, progress=False, device="cpu").state_dict()
     for key, value in reference.items():
         assert torch.allclose(resumed[key], value, atol=1e-7), key
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
@@ -80,7 +80,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
 def test_corrupt_checkpoint_is_refused(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DepthshrinkError, match="cannot read checkpoint"):
-        train(TinyNet(), synthetic(64), CONFIG, tmp_path, resume=True, progress=False)
+        train(TinyNet(), synthetic(64), CONFIG, tmp_path, resume=True, progress=False, device="cpu")
     with pytest.raises(DepthshrinkError, match="does not split among"):
         from depthshrink.shrink.train import GlobalBatchSampler
         GlobalBatchSampler(100, 15, 0, rank=0, world=2)
@@ -96,7 +96,7 @@ def test_training_starts_from_weights_of_another_dataset(tmp_path, capsys):
     torch.save(rgb, tmp_path / "imagenet.pt")
     common = ["--model", "mobilenet_v2_small", "--width-mult", "0.35", "--resolution", "28", "--in-channels", "1",
               "--num-classes", "10", "--data", "synthetic", "--subset", "64", "--epochs", "1", "--batch-size", "32", "--lr", "1e-9",
-              "--no-progress"]
+              "--no-progress", "--device", "cpu"]
     assert main(["train", *common, "--weights", str(tmp_path / "imagenet.pt"), "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
     assert "RGB weights summed over colours" in err and "classifier has 1000 outputs, not 10" in err
@@ -113,7 +113,7 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
 
     common = ["--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1", "--data", "synthetic"]
     assert main(["train", *common, "--num-classes", "10", "--subset", "512", "--epochs", "1", "--batch-size", "64",
-                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+                 "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"]) == 0
     assert "held-out accuracy" in capsys.readouterr().out
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["epoch"] == 1 and state["spec"]["model"]["name"] == "tiny_mobilenet"
@@ -135,7 +135,7 @@ def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
     from depthshrink.shrink.masks import per_block_masks
     from depthshrink.shrink.rebuild import build_from_spec, load_merged, network_from_checkpoint
 
-    data = ["--data", "synthetic", "--subset", "512", "--no-progress"]
+    data = ["--data", "synthetic", "--subset", "512", "--no-progress", "--device", "cpu"]
     assert main(["train", "--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1",
                  "--num-classes", "10", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "base"),
                  *data]) == 0
@@ -173,7 +173,7 @@ from depthshrink.shrink.train import TrainConfig, train
 import torch.distributed as dist
 torch.manual_seed(0)
 model = build_model("tiny_mobilenet", in_channels=1)
-train(model, synthetic(64, seed=3), TrainConfig(epochs=1, batch_size=16, lr=0.1), {out!r}, progress=False)
+train(model, synthetic(64, seed=3), TrainConfig(epochs=1, batch_size=16, lr=0.1), {out!r}, progress=False, device="cpu")
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()  # exiting with it alive can abort in gloo's threads
 """
@@ -189,10 +189,10 @@ def test_ranks_agree_on_a_network_with_batchnorm(tmp_path):
 
 
 def test_resume_refuses_another_run(tmp_path):
-    train(TinyNet(), synthetic(64), CONFIG, tmp_path, progress=False)
+    train(TinyNet(), synthetic(64), CONFIG, tmp_path, progress=False, device="cpu")
     other = TrainConfig(epochs=3, batch_size=16, lr=0.1)
     with pytest.raises(DepthshrinkError, match="other settings or another model"):
-        train(TinyNet(), synthetic(64), other, tmp_path, resume=True, progress=False)
+        train(TinyNet(), synthetic(64), other, tmp_path, resume=True, progress=False, device="cpu")
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(DepthshrinkError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "empty.pt")
@@ -214,15 +214,15 @@ def test_ema_weights_are_averaged_saved_and_resumed(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "save_checkpoint", keep_epoch_one)
     config = TrainConfig(epochs=2, batch_size=16, lr=0.1, ema_decay=0.9)
     data = synthetic(96, seed=1)
-    whole = train(TinyNet(), data, config, tmp_path / "whole", progress=False)
+    whole = train(TinyNet(), data, config, tmp_path / "whole", progress=False, device="cpu")
     state = load_checkpoint(tmp_path / "whole" / "last.pt")
     assert state["ema_updates"] == 12  # 6 steps per epoch
     for key, value in whole.state_dict().items():  # the returned model carries the average
         assert torch.equal(value, state["ema"][key])
     assert any(not torch.allclose(state["model"][k], state["ema"][k]) for k in state["model"])
     monkeypatch.setattr(training, "save_checkpoint", saved)
-    resumed = train(TinyNet(), data, config, tmp_path / "killed", resume=True, progress=False)
+    resumed = train(TinyNet(), data, config, tmp_path / "killed", resume=True, progress=False, device="cpu")
     for key, value in whole.state_dict().items():
         assert torch.allclose(resumed.state_dict()[key], value, atol=1e-7), key
     with pytest.raises(DepthshrinkError, match="EMA decay"):
-        train(TinyNet(), data, TrainConfig(epochs=1, batch_size=16, ema_decay=1.5), tmp_path / "bad", progress=False)
+        train(TinyNet(), data, TrainConfig(epochs=1, batch_size=16, ema_decay=1.5), tmp_path / "bad", progress=False, device="cpu")
