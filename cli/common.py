@@ -69,14 +69,9 @@ def load_weights(model, path: str, adapt: bool = False) -> None:
     classifier of another class count is left out (the model's own, new one is trained) and RGB
     stem weights are summed over colours for a one-channel input; each change is said on stderr.
     """
-    import torch
+    from ..training.checkpoints import load_torch_file
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DepthshrinkError(f"weights file not found: {path}") from None
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise DepthshrinkError(f"cannot read weights {path}: {exc}") from exc
+    state = load_torch_file(path, "weights")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
-from ..errors import DepthshrinkError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,16 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..contracts.files import write_atomic
     from ..lut.table import merge_luts
 
     frame, duplicates = merge_luts(args.tables)
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise DepthshrinkError(f"cannot write {out}: folder {out.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
     settings = frame.groupby(["device", "backend", "precision", "batch_size"], dropna=False).size()
     print(f"{len(frame)} rows from {len(args.tables)} tables ({duplicates} duplicates dropped) -> {out}")
     print(settings.rename("rows").to_string())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from pathlib import Path
 
 from ..errors import DepthshrinkError
 from .common import add_corpus_arguments, add_model_arguments, build_space, corpus_spec, positive_int
@@ -103,6 +104,7 @@ def _backend(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..lut.table import check_lut_header
     from ..profiler.bundle import load_bundle
     from ..profiler.session import Settings, profile, validate
     from ..profiler.timing import TimingProtocol
@@ -127,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
                                f"not --batch-size {args.batch_size}")
     make_backend, label = _backend(args)
+    if Path(args.lut).is_file():
+        check_lut_header(args.lut)  # a foreign file is refused before any slow export
     auto_flush = (args.backend or ("onnxruntime" if args.cpu else "tensorrt")) == "onnxruntime" \
         and args.cache_flush == "auto"  # the session times the original network first
     protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms, passes=args.passes)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..contracts.files import append_csv_line, cut_torn_line
 from ..errors import DepthshrinkError
 from ..models.space import ChainSpace, ConvShape
 
@@ -95,39 +96,28 @@ class LutWriter:
         append_csv_line(self.path, ["" if row.get(c) is None else _text(row[c]) for c in self.columns])
 
 
-def append_csv_line(path: Path, values: list) -> None:
-    """Append one CSV line with a single ``write`` (then ``fsync``): a crash tears at most it."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, buffer.getvalue().encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def cut_torn_line(path: Path) -> bytes:
-    """Cut a torn last line (an interrupted append) off ``path``, with a warning; what is kept."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        warnings.warn(f"{path}: dropped a torn last line (an interrupted write): {data[cut:][:60]!r}",
-                      stacklevel=3)
-        with open(path, "r+b") as handle:
-            handle.truncate(cut)
-        data = data[:cut]
-    return data
+def check_lut_header(path: str | os.PathLike) -> list[str]:
+    """The header of an existing LUT file, checked (nothing is changed); an empty file has none."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        first = handle.readline()
+    if not first:
+        return []
+    if not first.endswith(b"\n"):
+        raise DepthshrinkError(f"{path} is not a LUT: it has no complete header line")
+    header = first.decode(errors="replace").strip().split(",")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise DepthshrinkError(f"{path} is not a depthshrink LUT: its header lacks {shown}")
+    return header
 
 
 def _repair_and_read_header(path: Path) -> list[str]:
-    data = cut_torn_line(path)
-    if not data:
+    header = check_lut_header(path)  # before any repair: a foreign file is left as it is
+    if not header:
         raise DepthshrinkError(f"{path} is not a LUT: it has no complete header line")
-    header = data.split(b"\n", 1)[0].decode(errors="replace").strip().split(",")
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise DepthshrinkError(f"{path} is not a depthshrink LUT: its header lacks {', '.join(missing)}")
+    cut_torn_line(path)
     return header
 
 
@@ -227,8 +217,16 @@ class LatencyTable:
         """The feature-map sizes of the networks' own conv rows (a corpus's left out), largest first."""
         return sorted({int(h) for h in self._own_conv["height"].dropna()}, reverse=True)
 
-    def fixed_latency_ms(self, model: str) -> float | None:
+    def fixed_latency_ms(self, model: str, image: tuple[int, int, int] | None = None) -> float | None:
+        """The fixed part of network ``model`` for input ``image`` (channels, height, width): one
+        network at two resolutions has two fixed rows (``None``: the model's only row)."""
         rows = self.frame[(self.frame["op"] == "fixed") & (self.frame["model"] == model)]
+        if image is not None:
+            for column, value in zip(("in_channels", "height", "width"), image):
+                rows = rows[pd.to_numeric(rows[column], errors="coerce") == value]
+        elif len(rows) > 1:
+            raise DepthshrinkError(f"the LUT has fixed-part rows of {model} for several input sizes: "
+                                   "name the input size")
         return None if rows.empty else float(rows["latency_ms"].iloc[0])
 
     @property
@@ -239,6 +237,11 @@ class LatencyTable:
 
 def _normalise(text: str) -> str:
     return text.strip().lower()
+
+
+def image_of(model_info: dict) -> tuple[int, int, int]:
+    """(channels, height, width) of a network's input, from a chain space's ``model``."""
+    return int(model_info["in_channels"]), int(model_info["height"]), int(model_info["width"])
 
 
 def missing_configurations(table: LatencyTable, space: ChainSpace) -> list[str]:
@@ -252,7 +255,7 @@ def missing_configurations(table: LatencyTable, space: ChainSpace) -> list[str]:
 def check_covers(table: LatencyTable, space: ChainSpace, model: str) -> None:
     """Raise, naming the mismatch, unless ``table`` has every configuration of ``space``."""
     missing = missing_configurations(table, space)
-    fixed = table.fixed_latency_ms(model)
+    fixed = table.fixed_latency_ms(model, image_of(space.model))
     if not missing and fixed is not None:
         return
     first = space.layers[0].shape
@@ -265,6 +268,9 @@ def check_covers(table: LatencyTable, space: ChainSpace, model: str) -> None:
     if missing:
         raise DepthshrinkError(f"the LUT ({where}) lacks {len(missing)} of this space's configurations, "
                                f"e.g. {', '.join(missing[:3])}; run profile-device for {model}")
-    models = sorted(set(table.frame.loc[table.frame["op"] == "fixed", "model"].dropna()))
-    raise DepthshrinkError(f"the LUT ({where}) has no fixed-part row for {model} "
+    fixed_rows = table.frame[table.frame["op"] == "fixed"]
+    models = sorted({f"{m} at {c:g}x{h:g}x{w:g}" for m, c, h, w in
+                     fixed_rows[["model", "in_channels", "height", "width"]].itertuples(index=False)})
+    channels, height, width = image_of(space.model)
+    raise DepthshrinkError(f"the LUT ({where}) has no fixed-part row for {model} at {channels}x{height}x{width} "
                            f"(it has: {', '.join(models) or 'none'})")

@@ -93,7 +93,13 @@ def build_model(name: str, *, width_mult: float | None = None, in_channels: int 
     options = {"width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes}
     if ":" in name:
         factory = _load_factory(name)
-        model = factory(**_accepted(factory, options))
+        try:
+            model = factory(**_accepted(factory, options))
+        except DepthshrinkError:
+            raise
+        except Exception as exc:  # the user's own code: its error, in one line
+            first = (str(exc).splitlines() or [""])[0]
+            raise DepthshrinkError(f"--model {name}: the factory raised {type(exc).__name__}: {first}") from None
     else:
         entry = ZOO.get(name)
         if entry is None:

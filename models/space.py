@@ -16,12 +16,10 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
+from ..contracts.files import read_json, write_json_atomic
 from ..errors import DepthshrinkError
 
 SPACE_FORMAT = "depthshrink.space/1"
@@ -227,38 +225,3 @@ class ChainSpace:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "ChainSpace":
         return cls.from_dict(read_json(path, "chain space"))
-
-
-def read_json(path: str | os.PathLike, what: str) -> dict:
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise DepthshrinkError(f"{what} file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise DepthshrinkError(f"{what} file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise DepthshrinkError(f"{what} file {path} does not hold a JSON object")
-    return data
-
-
-def write_json_atomic(path: str | os.PathLike, data: dict | list) -> None:
-    """Write JSON next to ``path`` and rename it into place, so a crash never leaves half a file."""
-    target = Path(path)
-    text = json.dumps(data, indent=1) + "\n"
-    if target.is_dir():
-        raise DepthshrinkError(f"cannot write {target}: it is a folder")
-    if target.exists() and not target.is_file():  # /dev/stdout, a pipe: never rename over it
-        with open(target, "w") as handle:
-            handle.write(text)
-        return
-    if not target.parent.is_dir():
-        raise DepthshrinkError(f"cannot write {target}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

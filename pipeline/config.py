@@ -129,8 +129,8 @@ class PipelineConfig:
                 data = tomllib.load(handle)
         except FileNotFoundError:
             raise DepthshrinkError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise DepthshrinkError(f"{path} is not valid TOML: {exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DepthshrinkError(f"{path} is not valid TOML: {str(exc).splitlines()[0]}") from None
         return cls.from_dict(data, str(path))
 
     def to_toml(self) -> str:

@@ -258,11 +258,9 @@ def _is_checkpoint(path: str) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _is_checkpoint_version(path: str, mtime_ns: int) -> bool:  # a replaced file is read again
-    import torch
-
-    from ..shrink.train import CHECKPOINT_FORMAT
+    from ..training.checkpoints import CHECKPOINT_FORMAT, load_torch_file
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable: the train stage names the problem
+        state = load_torch_file(path, "weights")
+    except DepthshrinkError:  # unreadable: the train stage names the problem
         return False
     return isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT

@@ -81,6 +81,11 @@ class Backend(abc.ABC):
             self._call_overhead_ms = self.time(self.empty_workload(), protocol).latency_ms
         return self._call_overhead_ms
 
+    def adopt_call_overhead(self, overhead_ms: float) -> None:
+        """Use ``overhead_ms`` as the per-call overhead instead of measuring it (a resumed session
+        keeps the overhead its logged passes had subtracted)."""
+        self._call_overhead_ms = overhead_ms
+
     def time_in_network(self, workload: Workload, protocol: TimingProtocol) -> Timing:
         """What ``workload`` adds to a whole network's latency: by default its end-to-end time
         less the per-call overhead."""

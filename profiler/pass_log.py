@@ -17,11 +17,11 @@ import platform
 from dataclasses import astuple
 from pathlib import Path
 
-from ..lut.table import append_csv_line, cut_torn_line
+from ..contracts.files import append_csv_line, cut_torn_line, write_text_atomic
 from .timing import Timing, TimingProtocol
 
 FIELDS = ["key", "protocol", "host", "cache_flush", "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs",
-          "warmup_ms"]
+          "warmup_ms", "call_overhead_ms"]
 
 
 def log_path(lut_path: str | Path) -> Path:
@@ -53,6 +53,7 @@ class PassLog:
         self.protocol, self.host = _protocol_text(protocol), platform.node()
         self.earlier: dict[tuple[str, bool | None], list[Timing]] = {}
         self.cache_flush: bool | None = None  # the setting of this setting's latest line, if any had one
+        self.call_overhead_ms: float | None = None  # what its passes had subtracted (the latest line's)
         for line in self._lines():
             timing = _timing(line)
             if (not self._ours(line) or line.get("protocol") != self.protocol or line.get("host") != self.host
@@ -60,6 +61,10 @@ class PassLog:
                 continue
             flush = {"1": True, "0": False}.get(line.get("cache_flush") or "")
             self.cache_flush = flush if flush is not None else self.cache_flush
+            try:
+                self.call_overhead_ms = float(line.get("call_overhead_ms") or "")
+            except ValueError:  # a log of an older layout: its passes are still used
+                pass
             self.earlier.setdefault((line["key"], flush), []).append(timing)
 
     def _lines(self) -> list[dict]:
@@ -74,11 +79,11 @@ class PassLog:
         """The passes an earlier, killed session already ran for this row, with this flush setting."""
         return self.earlier.get((key, cache_flush), [])
 
-    def record(self, key: str, cache_flush: bool | None, timing: Timing) -> None:
+    def record(self, key: str, cache_flush: bool | None, timing: Timing, call_overhead_ms: float) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.write_text(",".join(FIELDS) + "\n")
         flush = "" if cache_flush is None else int(cache_flush)
-        append_csv_line(self.path, [key, self.protocol, self.host, flush, *astuple(timing)])
+        append_csv_line(self.path, [key, self.protocol, self.host, flush, *astuple(timing), call_overhead_ms])
 
     def close(self) -> None:
         """The session ended: its rows are in the LUT. This setting's lines go (the file, once
@@ -91,4 +96,4 @@ class PassLog:
         writer = csv.DictWriter(buffer, FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(others)
-        self.path.write_text(buffer.getvalue())
+        write_text_atomic(self.path, buffer.getvalue())  # a crash keeps the old log or the new, whole

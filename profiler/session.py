@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import pandas as pd
 from tqdm import tqdm
 
+from ..contracts.files import FileLock
 from ..lut.table import SETTING_COLUMNS, LatencyTable, LutWriter, row_key
 from ..models.space import write_json_atomic
 from ..errors import DepthshrinkError
@@ -171,9 +172,11 @@ class _Recorder:
     def __init__(self, bundle: Bundle, backend: Backend, settings: Settings, writer: LutWriter,
                  modules: Callable[[Entry], object] | None) -> None:
         self.bundle, self.backend, self.settings, self.writer, self.modules = bundle, backend, settings, writer, modules
+        self.log = _pass_log(writer.path, backend, settings)
+        if self.log.call_overhead_ms is not None:  # a killed session's passes had this subtracted: so do ours
+            backend.adopt_call_overhead(self.log.call_overhead_ms)
         self.overhead_ms = backend.call_overhead_ms(settings.protocol)
         self.meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
-        self.log = _pass_log(writer.path, backend, settings)
         self.rows: list[dict] = []
         self.networks = _NetworkTimes(backend, lambda entry: _workload(bundle, entry, modules))
 
@@ -182,7 +185,7 @@ class _Recorder:
             return self.networks.time_one(entry, protocol)
         timing = self.backend.time_in_network(_workload(self.bundle, entry, self.modules), protocol)
         if self.settings.protocol.passes > 1:
-            self.log.record(self.key(entry), self.cache_flush, timing)
+            self.log.record(self.key(entry), self.cache_flush, timing, self.overhead_ms)
         return timing
 
     def measure(self, entries: list[Entry], after_each: Callable[[Entry], None] | None = None,
@@ -222,7 +225,17 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
     passes too (adaptively: in the seed sample's), reported in ``Report.networks`` for :func:`validate`;
     not when some rows come from earlier sessions (an extended table, a killed session's logged
     passes): the networks would not meet those rows' passes, :func:`validate` times them alone.
+
+    The LUT is locked for the session: a second process profiling into it is refused with a line.
     """
+    with FileLock(lut_path, "a profiling session"):
+        return _profile(bundle, backend, lut_path, settings, modules, budget_fraction, target_within_10pct,
+                        networks)
+
+
+def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
+             modules: Callable[[Entry], object] | None, budget_fraction: float | None,
+             target_within_10pct: float, networks: bool) -> Report:
     writer = LutWriter(lut_path)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
@@ -327,9 +340,10 @@ def _workload(bundle: Bundle, entry: Entry, modules: Callable[[Entry], object] |
 def predict_network_ms(table: LatencyTable, bundle: Bundle, segments: list[list[int]]) -> tuple[float, int]:
     """(fixed part + Σ LUT(segment) + one call overhead, how many segments were predicted):
     the LUT's estimate of a whole network; configurations it lacks come from the predictor."""
-    fixed = table.fixed_latency_ms(bundle.model_label)
+    image = tuple(next(e for e in bundle.entries if e.op == "fixed").inputs["input"][1:])
+    fixed = table.fixed_latency_ms(bundle.model_label, image)
     if fixed is None:
-        raise DepthshrinkError(f"the LUT has no fixed-part row for {bundle.model_label}")
+        raise DepthshrinkError(f"the LUT has no fixed-part row for {bundle.model_label} at {'x'.join(map(str, image))}")
     spans = [bundle.space.spans[(start, end)] for start, end in segments]
     latencies = [table.conv_latency_ms(s.shape, s.activation, s.residual_add) for s in spans]
     missing = [i for i, value in enumerate(latencies) if value is None]
@@ -357,7 +371,8 @@ def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     for entry in bundle.of_op("network"):
         timing, passes = timed[entry.key].timing, timed[entry.key].pass_ms
         predicted, predicted_segments = predict_network_ms(table, bundle, entry.fields["segments"])
-        results.append({"model": bundle.model_label, "network": entry.key.removeprefix("network_"),
+        results.append({"model": bundle.model_label, "input": entry.inputs["input"][1:],
+                        "network": entry.key.removeprefix("network_"),
                         "segments": len(entry.fields["segments"]), "predicted_segments": predicted_segments,
                         "measured_ms": timing.latency_ms,
                         "measured_p10_ms": timing.latency_p10_ms, "measured_p90_ms": timing.latency_p90_ms,
@@ -370,7 +385,10 @@ def validate(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
         previous = json.loads(out.read_text()) if out.exists() else []
     except json.JSONDecodeError:
         previous = []  # an unreadable earlier report is replaced
-    keep = [r for r in previous if (r.get("model"), r.get("device"), r.get("backend")) !=
-            (bundle.model_label, settings.device, backend.name)]
+    def same(old: dict, new: dict) -> bool:  # one network at one input size (when recorded), one setting
+        return all(old.get(k) == new.get(k) for k in ("model", "network", *SETTING_COLUMNS)) and \
+            old.get("input") in (None, new["input"])
+
+    keep = [r for r in previous if not any(same(r, new) for new in results)]
     write_json_atomic(out, keep + results)
     return results

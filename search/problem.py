@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import DepthshrinkError
 from ..lut.predictor import LatencyPredictor
-from ..lut.table import LatencyTable, check_covers
+from ..lut.table import LatencyTable, check_covers, image_of
 from ..models.space import ChainSpace
 from ..profiler.candidates import model_label
 
@@ -87,7 +87,8 @@ def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple
     spans = space.spans
     span_ms = {key: table.conv_latency_ms(s.shape, s.activation, s.residual_add) for key, s in spans.items()}
     missing = [key for key, value in span_ms.items() if value is None]
-    if (missing and not use_predictor) or table.fixed_latency_ms(label) is None or \
+    fixed_ms = table.fixed_latency_ms(label, image_of(space.model))
+    if (missing and not use_predictor) or fixed_ms is None or \
             space.layers[0].shape.height not in table.network_heights:
         check_covers(table, space, label)  # raises, naming what does not match
     source = {key: "measured" for key in span_ms}
@@ -100,5 +101,5 @@ def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple
         for key, value, outside in zip(missing, predicted, extrapolated):
             span_ms[key] = float(value)
             source[key] = "predicted (extrapolated)" if outside else "predicted"
-    return SearchProblem(space, span_ms, table.fixed_latency_ms(label), table.call_overhead_ms, importance,
+    return SearchProblem(space, span_ms, fixed_ms, table.call_overhead_ms, importance,
                          dict(table.setting), source)

@@ -85,10 +85,9 @@ def load_merged(folder: str | os.PathLike) -> nn.Module:
         raise DepthshrinkError(f"{folder}/merged.json is not a merged-model spec")
     model, space = build_from_spec(spec["model"])
     merged = merge(apply_masks(model, space, Masks.from_dict(spec["masks"])).eval(), tolerance=float("inf"))
-    try:
-        state = torch.load(folder / "merged.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:  # missing, corrupt or unsafe: one message
-        raise DepthshrinkError(f"cannot read {folder}/merged.pt: {exc}") from None
+    from ..training.checkpoints import load_torch_file
+
+    state = load_torch_file(folder / "merged.pt", "merged weights")
     if not isinstance(state, dict):
         raise DepthshrinkError(f"{folder}/merged.pt holds no state_dict")
     load_into(merged, state, str(folder))

@@ -24,9 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
+from ..training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint  # noqa: F401
 from .data import augment
 
-CHECKPOINT_FORMAT = "depthshrink.checkpoint/1"
 
 
 @dataclass
@@ -97,27 +97,6 @@ def _distributed(device: torch.device) -> tuple[int, int]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if world > 1 else 0
     return rank, world
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file, sync it, then rename: a crash never leaves a torn checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise DepthshrinkError(f"cannot read checkpoint {path}: {reason}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise DepthshrinkError(f"{path} is not a depthshrink checkpoint")
-    return state
 
 
 def distillation_loss(logits, labels, teacher_logits, config: TrainConfig):

@@ -126,3 +126,20 @@ def test_shipped_tables_cover_their_networks(name, width, resolution, in_channel
                               model_info={"name": name, "width_mult": width})
     check_covers(lut, space, model_label(space.model))
     assert lut.call_overhead_ms > 0
+
+
+def test_fixed_part_is_looked_up_by_model_and_input_size(tmp_path):
+    """One network at two resolutions (as check_covers' hint leads users to profile): each search
+    takes the fixed part of its own resolution, not the first row of the model."""
+    path = tmp_path / "lut.csv"
+    writer = LutWriter(path)
+    fixed = {"op": "fixed", "model": "net@1x", "in_channels": 1, "out_channels": None, "kernel_size": None,
+             "stride": None, "groups": None, "padding": None, "activation": None, "residual_add": None}
+    writer.append(_row(**fixed, height=28, width=28, latency=0.2))
+    writer.append(_row(**fixed, height=32, width=32, latency=0.3))
+    table = LatencyTable.read(path).select()
+    assert table.fixed_latency_ms("net@1x", (1, 28, 28)) == 0.2
+    assert table.fixed_latency_ms("net@1x", (1, 32, 32)) == 0.3
+    assert table.fixed_latency_ms("net@1x", (3, 32, 32)) is None
+    with pytest.raises(DepthshrinkError, match="several input sizes"):
+        table.fixed_latency_ms("net@1x")

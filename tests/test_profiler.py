@@ -154,6 +154,26 @@ def test_sigkill_halfway_then_rerun_measures_each_configuration_once(tmp_path):
     assert len(keys) == len(set(keys)) == len(distinct_candidates(space)) + 1
 
 
+def test_a_second_process_on_the_same_lut_is_refused_and_no_row_is_duplicated(tmp_path):
+    lut = tmp_path / "lut.csv"
+    args = ["profile-device", "--cpu", "--model", "tiny_mobilenet", "--resolution", "16", "--batch-size", "1",
+            "--lut", str(lut), "--warmup-ms", "100", "--min-time-ms", "400", "--passes", "1", "--no-progress"]
+    first = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not lut.exists() or lut.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    second = subprocess.run(_cli(*args), capture_output=True, text=True)
+    assert first.poll() is None, "the first session ended before the second started: the test proves nothing"
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines() == [
+        f"depthshrink profile-device: error: {lut} is being written by another process (a profiling session): "
+        "wait for it to finish, or write to another file"]
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    keys = [row_key(r) for r in read_lut(lut).to_dict("records")]
+    model, space = _tiny_space()
+    assert len(keys) == len(set(keys)) == len(distinct_candidates(space)) + 1
+
+
 def test_sigkill_mid_pass_then_rerun_completes_the_table_and_removes_the_pass_log(tmp_path):
     """With several passes rows reach the LUT only once their chunk is done; each pass is logged as
     it is taken (LUT.passes.csv, which survives the kill) and the log goes when a session ends.
@@ -199,11 +219,12 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
     keys = {e.key: "|".join(row_key(_row(e, bundle, backend, settings))) for e in (first, second)}
     for entry, count in ((first, 2), (second, 3)):  # as a killed session left them, 7 runs each
         for _ in range(count):
-            log.record(keys[entry.key], True, Timing(1e-5, 1e-5, 1e-5, 5, 1.0))  # another flush setting
-            log.record(keys[entry.key], False, fast)
-    PassLog(lut, TimingProtocol(passes=3), log.setting).record(keys[second.key], False, Timing(1e-6, 1e-6, 1e-6, 2, 1))
+            log.record(keys[entry.key], True, Timing(1e-5, 1e-5, 1e-5, 5, 1.0), 0.0123)  # another flush setting
+            log.record(keys[entry.key], False, fast, 0.0123)  # the killed session's call overhead
+    PassLog(lut, TimingProtocol(passes=3), log.setting).record(keys[second.key], False, Timing(1e-6, 1e-6, 1e-6, 2, 1),
+                                                               0.5)
     other = keys[second.key].replace("cpu-test", "cpu-other")
-    PassLog(lut, protocol, "cpu-other|onnxruntime|fp32|1|1").record(other, True, fast)  # another setting
+    PassLog(lut, protocol, "cpu-other|onnxruntime|fp32|1|1").record(other, True, fast, 0.5)  # another setting
     with open(log.path, "a") as handle:  # another host
         handle.write(f"{keys[second.key]},{log.protocol},elsewhere,0,1e-6,1e-6,1e-6,3,1.0\n")
     assert _pass_log(lut, backend, settings).cache_flush is False  # not the other setting's True
@@ -220,6 +241,8 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
     assert by_key[keys[second.key]]["runs"] == 21  # exactly its three logged passes, nothing else
     assert by_key[keys[first.key]]["runs"] > 14 and by_key[keys[first.key]]["latency_ms"] < 1e-3
     assert report.networks == {}  # they did not meet the passes taken over: validate times them alone
+    # every pass, logged or new, had the killed session's overhead subtracted, and the rows say so
+    assert set(read_lut(lut)["call_overhead_ms"]) == {0.0123}
     assert pd.read_csv(log.path)["key"].tolist() == [other]  # this setting's lines gone, the other's kept
     assert list(pd.read_csv(log.path).columns) == FIELDS
 

@@ -1,0 +1,123 @@
+"""Writing files so that a crash never leaves half of one: whole files are written beside their
+target and renamed into place; LUT-style CSVs grow by one line per ``write`` (then ``fsync``).
+New files get the usual permissions (0666 less the umask), as ``open`` would give them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+from ..errors import DepthshrinkError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place. A target
+    that is no regular file (``/dev/stdout``, a pipe) is written directly."""
+    target = Path(path)
+    if target.is_dir():
+        raise DepthshrinkError(f"cannot write {target}: it is a folder")
+    if target.exists() and not target.is_file():
+        write(target)
+        return
+    if not target.parent.is_dir():
+        raise DepthshrinkError(f"cannot write {target}: folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared table must stay readable
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict | list) -> None:
+    """Write JSON (indented) atomically."""
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str) -> dict:
+    """A JSON object from ``path``; a missing, unreadable or non-object file is one clear error."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise DepthshrinkError(f"{what} file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DepthshrinkError(f"{what} file {path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise DepthshrinkError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise DepthshrinkError(f"{what} file {path} does not hold a JSON object")
+    return data
+
+
+def append_csv_line(path: Path, values: list) -> None:
+    """Append one CSV line with a single ``write`` (then ``fsync``): a crash tears at most it."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, buffer.getvalue().encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def cut_torn_line(path: Path) -> bytes:
+    """Cut a torn last line (an interrupted append) off ``path``, with a warning; what is kept."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        warnings.warn(f"{path}: dropped a torn last line (an interrupted write): {data[cut:][:60]!r}",
+                      stacklevel=3)
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+        data = data[:cut]
+    return data
+
+
+class FileLock:
+    """An exclusive lock on ``path`` itself (created if absent) for as long as the block runs: a
+    second process is refused at once, with a line naming the file, rather than interleaving its
+    writes (``flock``: released by the system if the holder dies)."""
+
+    def __init__(self, path: str | os.PathLike, what: str) -> None:
+        self.path, self.what, self.fd = Path(path), what, None
+
+    def __enter__(self) -> "FileLock":
+        import fcntl
+
+        if not self.path.parent.is_dir():
+            raise DepthshrinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise DepthshrinkError(f"{self.path} is being written by another process ({self.what}): wait for it "
+                                   "to finish, or write to another file") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the lock
+            self.fd = None

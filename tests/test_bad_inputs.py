@@ -1,0 +1,152 @@
+"""Every subcommand that reads a file, fed a truncated and a garbage copy of it: one line of our
+own (two at most: the error and a hint), a non-zero exit, no traceback, and nothing written."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from depthshrink.cli.main import main
+
+LUT_28 = Path(__file__).parents[1] / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
+MODEL = ["--model", "mobilenet_v2_small", "--width-mult", "0.5", "--resolution", "28", "--in-channels", "1",
+         "--num-classes", "10"]
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> dict[str, Path]:
+    """Valid files of every kind the commands read."""
+    from depthshrink.contracts.files import write_json_atomic
+    from depthshrink.models import build_model
+    from depthshrink.models.space import ChainSpace
+    from depthshrink.pipeline.config import PipelineConfig
+    from depthshrink.search.segments import candidate_segments
+    from depthshrink.shrink.apply import apply_masks
+    from depthshrink.shrink.masks import per_block_masks
+    from depthshrink.shrink.train import CHECKPOINT_FORMAT, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("good")
+    files = {"space": folder / "space.json", "lut": folder / "lut.csv", "importance": folder / "importance.csv",
+             "masks": folder / "masks.json", "checkpoint": folder / "base.pt", "finetuned": folder / "finetuned.pt",
+             "config": folder / "pipeline.toml", "results": folder / "results.csv", "manifest": folder / "manifest.json",
+             "state_dict": folder / "weights.pt"}
+    assert main(["space", *MODEL, "--out", str(files["space"])]) == 0
+    space = ChainSpace.from_json(files["space"])
+    shutil.copy(LUT_28, files["lut"])
+    rows = "".join(f"{a},{b},-0.1\n" for a, b in candidate_segments(space, 2))
+    files["importance"].write_text("start,end,importance\n" + rows)
+    masks = per_block_masks(space)
+    masks.to_json(files["masks"])
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v2_small", width_mult=0.5, in_channels=1, num_classes=10).eval()
+    torch.save(model.state_dict(), files["state_dict"])
+    base = {"format": CHECKPOINT_FORMAT, "epoch": 1, "model": model.state_dict(), "spec": {"model": space.model}}
+    save_checkpoint(files["checkpoint"], base)
+    shrunk = apply_masks(model, space, masks)
+    save_checkpoint(files["finetuned"], {**base, "model": shrunk.state_dict(),
+                                         "spec": {"model": space.model, "masks": masks.to_dict()}})
+    files["config"].write_text(PipelineConfig().to_toml())
+    files["results"].write_text("network,kind,accuracy,latency_ms\noriginal,original,0.9,0.5\n")
+    write_json_atomic(files["manifest"], {"format": "depthshrink.bundle/1", "model": space.model,
+                                          "model_label": "x", "batch_size": 1, "entries": []})
+    return files
+
+
+def _spoiled(source: Path, how: str, folder: Path, name: str | None = None) -> Path:
+    """Half the file, or random bytes. A LUT is cut inside its header: one cut inside its rows is
+    what a crash mid-append leaves, and the LUT's contract recovers it (the next test)."""
+    data = source.read_bytes()
+    half = 30 if source.suffix == ".csv" and source.name == "lut.csv" else len(data) // 2
+    spoiled = data[:half] if how == "truncated" else random.Random(0).randbytes(600)
+    path = folder / (name or source.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(spoiled)
+    return path
+
+
+# (command, the file kind it reads) -> arguments, given the spoiled file, the good files and an output folder
+CASES = {
+    "space --weights": ("state_dict", lambda bad, g, out: ["space", *MODEL, "--weights", bad, "--out", out / "s.json"]),
+    "export-bundle --weights": ("state_dict", lambda bad, g, out: ["export-bundle", *MODEL, "--weights", bad,
+                                                                   "--batch-size", "1", "--out", out / "bundle"]),
+    "profile-device --bundle": ("manifest", lambda bad, g, out: ["profile-device", "--cpu", "--bundle", bad.parent,
+                                                                 "--batch-size", "1", "--lut", out / "lut.csv"]),
+    "profile-device --lut": ("lut", lambda bad, g, out: ["profile-device", "--cpu", *MODEL, "--batch-size", "1",
+                                                         "--lut", bad, "--passes", "1", "--min-time-ms", "1"]),
+    "lut merge": ("lut", lambda bad, g, out: ["lut", "merge", g["lut"], bad, "--out", out / "merged.csv"]),
+    "predictor evaluate": ("lut", lambda bad, g, out: ["predictor", "evaluate", "--lut", bad]),
+    "importance --weights": ("checkpoint", lambda bad, g, out: ["importance", "--weights", bad, "--data", "synthetic",
+                                                                "--out", out / "imp.csv"]),
+    "search --space": ("space", lambda bad, g, out: ["search", "--space", bad, "--lut", g["lut"], "--importance",
+                                                     g["importance"], "--latency-budget", "1.2x",
+                                                     "--out", out / "m.json"]),
+    "search --lut": ("lut", lambda bad, g, out: ["search", "--space", g["space"], "--lut", bad, "--importance",
+                                                 g["importance"], "--latency-budget", "1.2x", "--out", out / "m.json"]),
+    "search --importance": ("importance", lambda bad, g, out: ["search", "--space", g["space"], "--lut", g["lut"],
+                                                               "--importance", bad, "--latency-budget", "1.2x",
+                                                               "--out", out / "m.json"]),
+    "train --weights": ("state_dict", lambda bad, g, out: ["train", *MODEL, "--weights", bad, "--data", "synthetic",
+                                                           "--out", out / "run", "--device", "cpu"]),
+    "finetune --masks": ("masks", lambda bad, g, out: ["finetune", "--masks", bad, "--weights", g["checkpoint"],
+                                                       "--data", "synthetic", "--out", out / "ft", "--device", "cpu"]),
+    "finetune --weights": ("checkpoint", lambda bad, g, out: ["finetune", "--masks", g["masks"], "--weights", bad,
+                                                              "--data", "synthetic", "--out", out / "ft"]),
+    "merge --checkpoint": ("finetuned", lambda bad, g, out: ["merge", "--checkpoint", bad, "--out", out / "merged"]),
+    "evaluate --checkpoint": ("checkpoint", lambda bad, g, out: ["evaluate", "--checkpoint", bad, "--data",
+                                                                 "synthetic"]),
+    "run --config": ("config", lambda bad, g, out: ["run", "--config", bad, "--out", out / "run"]),
+    "report": ("results", lambda bad, g, out: ["report", bad.parent, "--out", out / "report"]),
+}
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_spoiled_file_gets_one_line_and_nothing_is_written(good, tmp_path, capsys, case, how):
+    kind, arguments = CASES[case]
+    name = {"manifest": "manifest.json", "results": "results.csv"}.get(kind)
+    bad = _spoiled(good[kind], how, tmp_path / "in", name)
+    out = tmp_path / "out"
+    out.mkdir()
+    before = bad.read_bytes()
+    capsys.readouterr()
+    code = main([str(a) for a in arguments(bad, good, out)])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code != 0, captured.out
+    assert 1 <= len(lines) <= 2 and lines[0].startswith(f"depthshrink {case.split()[0]}: error: "), captured.err
+    assert "Traceback" not in captured.err
+    assert list(out.iterdir()) == [], f"{case} wrote {list(out.iterdir())}"
+    assert bad.read_bytes() == before  # an input is never "repaired" on the way to an error
+
+
+def test_a_lut_cut_inside_its_rows_is_read_with_one_warning_and_left_as_it_is(good, tmp_path, capsys):
+    data = good["lut"].read_bytes()
+    cut = tmp_path / "lut.csv"
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.warns(UserWarning, match="torn last line"):
+        assert main(["predictor", "evaluate", "--lut", str(cut)]) == 0
+    assert cut.read_bytes() == data[:len(data) // 2]  # reading never repairs; the next profiling session does
+
+
+def test_a_factory_that_raises_is_one_line(capsys):
+    assert main(["space", "--model", "json:dumps", "--resolution", "28", "--out", "/dev/null"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "json:dumps" in lines[0] and "Traceback" not in lines[0]
+
+
+class _Pickled:  # any Python object: weights_only refuses it
+    pass
+
+
+def test_a_checkpoint_holding_code_is_refused_in_our_words(tmp_path, capsys):
+    path = tmp_path / "unsafe.pt"
+    torch.save({"model": _Pickled()}, path)
+    assert main(["evaluate", "--checkpoint", str(path), "--data", "synthetic"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"depthshrink evaluate: error: cannot read checkpoint {path}: it holds a Python object "
+                     f"({_Pickled.__module__}._Pickled), which is refused: only tensors are loaded (save a state_dict with "
+                     "torch.save(model.state_dict(), path))"]

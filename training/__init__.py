@@ -1,0 +1,1 @@
+"""Data, training, importance estimation and mask learning: everything that fits weights."""
