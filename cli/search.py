@@ -1,4 +1,6 @@
-"""``depthshrink search``: which activations to drop, and how to merge, under a latency budget."""
+"""``depthshrink search``: which activations to drop, and how to merge, under a latency budget
+(one table and budget), or one network under a budget on each of several devices (several pairs:
+``--lut cpu.csv --latency-budget 5ms --lut gpu.csv --latency-budget 1.6x``)."""
 
 from __future__ import annotations
 
@@ -6,36 +8,51 @@ import argparse
 from pathlib import Path
 
 from ..errors import DepthshrinkError
-from .common import add_model_arguments, add_setting_arguments, setting_filters
+from .common import add_model_arguments, add_setting_arguments, positive_int, setting_filters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", help="chain space JSON (or give --model and --resolution)")
     add_model_arguments(parser, required=False)
-    parser.add_argument("--lut", nargs="+", required=True,
-                        help="latency LUT CSV file(s); a device corpus among them trains the predictor")
+    parser.add_argument("--lut", nargs="+", action="append", required=True, metavar="CSV",
+                        help="one device's latency LUT file(s) (a device corpus among them trains the predictor); "
+                             "repeat --lut and --latency-budget in pairs to meet a budget on several devices")
+    parser.add_argument("--latency-budget", action="append", required=True,
+                        help="5ms, 5 ms, 4500us, 0.005s, or 1.6x (speed-up over the original); one per --lut")
     parser.add_argument("--importance", required=True, help="importance CSV (start, end, importance)")
-    parser.add_argument("--latency-budget", required=True,
-                        help="5ms, 5 ms, 4500us, 0.005s, or 1.6x (speed-up over the original)")
     parser.add_argument("--method", choices=("dp", "depthshrinker"), default="dp",
-                        help="exact DP (default) or DepthShrinker's top-k blocks baseline")
+                        help="exact DP (default) or DepthShrinker's top-k blocks baseline (one device)")
     parser.add_argument("--out", required=True, help="masks JSON to write")
-    parser.add_argument("--frontier", help="frontier CSV to write (default: next to --out)")
+    parser.add_argument("--frontier", help="frontier CSV to write (several devices: the non-dominated surface; "
+                                           "default: next to --out)")
     parser.add_argument("--no-predictor", action="store_true",
                         help="refuse (naming them) configurations the LUT lacks instead of predicting them")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="use the LUT's sums as they are, not corrected by its validation networks")
+    parser.add_argument("--verify", action="store_true",
+                        help="build the chosen network, time it on this machine as the table's networks were "
+                             "timed, and tighten the search until it measures within the budget (one device)")
+    parser.add_argument("--verify-rounds", type=positive_int, default=6, help="at most this many rounds (default 6)")
     add_setting_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..lut.table import LatencyTable
     from ..models.space import ChainSpace
+    from ..search.api import device_problem
     from ..search.budget import parse_budget
-    from ..search.problem import build_problem, read_importance
-    from ..search.run import solve_depthshrinker, solve_dp
+    from ..search.problem import read_importance
 
-    budget = parse_budget(args.latency_budget)
-    frontier_path = Path(args.frontier) if args.frontier else Path(args.out).with_suffix(".frontier.csv")
-    for path in (Path(args.out), frontier_path):
+    if len(args.lut) != len(args.latency_budget):
+        raise DepthshrinkError(f"give --lut and --latency-budget in pairs: {len(args.lut)} --lut, "
+                               f"{len(args.latency_budget)} --latency-budget")
+    several = len(args.lut) > 1
+    if several and (args.method != "dp" or args.verify or any(setting_filters(args).values())):
+        raise DepthshrinkError("several devices: the DP alone, without --verify or row filters (each table holds "
+                               "one setting; verify on each device with one table)")
+    budgets = [parse_budget(text) for text in args.latency_budget]
+    out = Path(args.out)
+    frontier = Path(args.frontier) if args.frontier else out.with_suffix(".frontier.csv")
+    for path in (out, frontier):
         if not path.parent.is_dir() or path.is_dir():
             raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else
                                                                f"folder {path.parent} does not exist"))
@@ -46,33 +63,80 @@ def run(args: argparse.Namespace) -> int:
     else:
         from .common import build_space
         _, space = build_space(args)
-    table = LatencyTable.read(*args.lut).select(**setting_filters(args))
-    problem = build_problem(space, table, read_importance(args.importance, space), not args.no_predictor)
-    result = (solve_dp if args.method == "dp" else solve_depthshrinker)(problem, budget)
-    result.masks.to_json(args.out)
+    importance = read_importance(args.importance, space)
+    devices = [device_problem(space, luts, budget, importance, setting_filters(args), not args.no_predictor,
+                              not args.no_calibration) for luts, budget in zip(args.lut, budgets)]
+    if several:
+        return _several(devices, space, out, frontier)
+    return _one(devices[0], args, out, frontier)
+
+
+def _one(device, args: argparse.Namespace, out: Path, frontier: Path) -> int:
+    from ..search.api import single_masks, solver, write_frontier
+
+    solve = solver(args.method)
+    verified = None
+    if args.verify:
+        from ..pipeline.verify import check_same_machine, network_timer, search_verified
+
+        check_same_machine(device.problem.setting)
+        verified = search_verified(device.problem, device.budget, solve,
+                                   network_timer(device.problem.space, device.problem.setting),
+                                   args.verify_rounds)
+        result = verified.result
+    else:
+        result = solve(device.problem, device.budget)
+    masks = single_masks(result, device)
+    if verified is not None:
+        masks.extra.update(verified.record())
+    masks.to_json(out)
     if result.frontier:
-        _write_frontier(result, problem, frontier_path)
-    _print_summary(result, problem, args.out, frontier_path if result.frontier else None)
+        write_frontier(result, device.problem, frontier)
+    _print_summary(result, masks, device, out, frontier if result.frontier else None)
+    if verified is not None and not verified.met:
+        raise _not_met(verified)
     return 0
 
 
-def _write_frontier(result, problem, path: Path) -> None:
-    import pandas as pd
+def _not_met(verified):
+    from ..errors import OutOfReach
 
-    outside = problem.fixed_ms + problem.overhead_ms
-    rows = [{"latency_ms": round(s.latency_ms + outside, 6), "importance": s.importance,
-             "kept_activations": " ".join(map(str, s.cuts)), "segments": len(s.spans),
-             "chosen": int((s.cuts, s.spans) == (result.solution.cuts, result.solution.spans))}
-            for s in result.frontier]
-    pd.DataFrame(rows).to_csv(path, index=False)
+    t = verified.timing
+    return OutOfReach(f"after {len(verified.rounds)} rounds the network still measures {t.latency_ms:.3f} ms "
+                      f"(p10-p90 {t.latency_p10_ms:.3f}-{t.latency_p90_ms:.3f}) against {verified.budget_ms:.3f} ms; "
+                      "its masks are written with every round")
 
 
-def _print_summary(result, problem, out, frontier_path) -> None:
-    masks, space = result.masks, problem.space
-    extra = masks.extra
+def _several(devices, space, out: Path, frontier: Path) -> int:
+    from ..search.api import multi_masks, write_surface
+    from ..search.multi import solve_multi
+
+    result = solve_multi([d.problem for d in devices], [d.budget for d in devices])
+    multi_masks(result, devices, space).to_json(out)
+    write_surface(result, frontier)
+    print(f"one network for {len(devices)} devices: objective {result.objective:+.3f}, kept activations "
+          f"{list(result.kept_activations)}")
+    if result.note:
+        print(result.note)
+    for plan in result.devices:
+        alone = "none fits alone" if plan.alone is None else f"alone {plan.alone.objective:+.3f}"
+        print(f"  {plan.label}: budget {plan.budget_ms:.3f} ms -> predicted {plan.latency_ms:.3f} ms "
+              f"(original {plan.original_ms:.3f} ms, fastest {plan.fastest_ms:.3f} ms; {alone})")
+    print(f"{len(result.spans)} segments -> {out}; {len(result.surface)} non-dominated networks -> {frontier}")
+    return 0
+
+
+def _print_summary(result, masks, device, out, frontier_path) -> None:
+    space, extra = device.problem.space, masks.extra
     speedup = extra["original_latency_ms"] / extra["predicted_latency_ms"]
     print(f"{extra['method']}: budget {result.budget_ms:.3f} ms -> predicted {extra['predicted_latency_ms']:.3f} ms "
           f"(original {extra['original_latency_ms']:.3f} ms, {speedup:.2f}x), objective {extra['objective']:+.3f}")
+    calibration = device.calibration
+    print(f"latency correction: scale {calibration.scale:.3f}, offset {calibration.offset_ms:+.4f} ms "
+          f"(fitted on {', '.join(calibration.fitted_on)})" if calibration.applied else calibration.note)
+    if "measured_latency_ms" in extra:
+        print(f"measured {extra['measured_latency_ms']:.3f} ms (p10-p90 {extra['measured_p10_ms']:.3f}-"
+              f"{extra['measured_p90_ms']:.3f}) after {len(extra['verify_rounds'])} round(s)")
     if result.note:
         print(result.note)
     if result.step_ms:

@@ -101,3 +101,34 @@ def peak_flops_per_s(threads: int = 1, size: int = 1024, protocol: TimingProtoco
         timing = OnnxRuntimeBackend(threads).time(Workload("matmul", {"a": [size, size], "b": [size, size]}, path),
                                                   protocol)
     return 2.0 * size ** 3 / (timing.latency_ms / 1000.0)
+
+
+def time_network(model: nn.Module, input_shape: tuple[int, ...], setting: dict, protocol: TimingProtocol) -> Timing:
+    """One whole network timed as a table of ``setting`` (its backend, precision and threads) times
+    its whole networks: ONNX Runtime on this CPU, or PyTorch on this CPU or GPU."""
+    from ..errors import DepthshrinkError
+    from ..profiler.base import Workload
+
+    backend_name = setting.get("backend")
+    if backend_name == "onnxruntime":
+        from ..profiler.onnxruntime import OnnxRuntimeBackend
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "network.onnx"
+            export_onnx(model, torch.zeros(input_shape), path)
+            backend = OnnxRuntimeBackend(int(setting.get("threads") or 1), cache_flush=False)
+            return backend.time(Workload("network", {"input": list(input_shape)}, path), protocol)
+    if backend_name == "torch":
+        from ..profiler.devices import resolve_gpu
+        from ..profiler.pytorch import TorchBackend
+
+        cpu = str(setting.get("device", "")).startswith("cpu")
+        device = "cpu" if cpu else f"cuda:{resolve_gpu(str(setting['device'])).index}"
+        backend = TorchBackend(device, int(setting["threads"]) if cpu and setting.get("threads") else None,
+                               setting.get("precision") or "fp32", cuda_graph=setting.get("timing_method") != "cuda-events")
+        try:
+            return backend.time(Workload("network", {"input": list(input_shape)}, build_module=lambda: model), protocol)
+        finally:
+            backend.close()
+    raise DepthshrinkError(f"timing a whole network on the {backend_name} backend is not supported here: "
+                           "verify with an onnxruntime or torch table")
