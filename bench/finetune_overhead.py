@@ -22,8 +22,8 @@ import depthshrink
 from depthshrink.cli.train import load_data
 from depthshrink.models import build_model
 from depthshrink.shrink.masks import per_block_masks
-from depthshrink.shrink.layout import channels_last
-from depthshrink.shrink.train import TrainConfig, distillation_step, train
+from depthshrink.training.layout import channels_last
+from depthshrink.training.train import TrainConfig, distillation_step, train
 
 
 def bare_loop(model, teacher, data, config: TrainConfig) -> float:

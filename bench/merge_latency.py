@@ -22,7 +22,7 @@ from depthshrink.models import build_model
 from depthshrink.profiler.base import Workload
 from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 from depthshrink.profiler.timing import TimingProtocol
-from depthshrink.shrink.export import export_onnx, onnx_relative_error
+from depthshrink.export.onnx import export_onnx, onnx_relative_error
 from depthshrink.shrink.masks import per_block_masks
 
 

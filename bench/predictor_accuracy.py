@@ -24,7 +24,7 @@ from depthshrink.cli.main import main as cli
 from depthshrink.lut.predictor import LatencyPredictor
 from depthshrink.lut.table import LatencyTable, is_corpus
 from depthshrink.models import build_model
-from depthshrink.profiler.candidates import span_candidates
+from depthshrink.contracts.candidates import span_candidates
 
 SHIPPED = Path(depthshrink.__file__).parent / "lut"
 TABLE = SHIPPED / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"

@@ -25,7 +25,7 @@ from depthshrink.profiler.timing import TimingProtocol
 from depthshrink.search.budget import Budget
 from depthshrink.search.problem import build_problem, read_importance
 from depthshrink.search.run import solve_dp
-from depthshrink.shrink.export import export_onnx
+from depthshrink.export.onnx import export_onnx
 
 LUT = Path(depthshrink.__file__).parent / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
 

@@ -44,7 +44,7 @@ def corpus_spec(args: argparse.Namespace):
         return None
     if args.resolution is None:
         raise DepthshrinkError("--corpus needs --resolution")
-    from ..profiler.corpus import CorpusSpec
+    from ..export.corpus import CorpusSpec
     return CorpusSpec(args.corpus, args.resolution, args.corpus_seed)
 
 
@@ -62,84 +62,21 @@ def setting_filters(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in ("device", "backend", "precision", "batch_size", "threads")}
 
 
-def load_weights(model, path: str, adapt: bool = False) -> None:
-    """Load a state_dict (or a checkpoint holding one) into ``model``, strictly.
-
-    With ``adapt`` (training starts from the weights, e.g. ImageNet ones on another dataset), a
-    classifier of another class count is left out (the model's own, new one is trained) and RGB
-    stem weights are summed over colours for a one-channel input; each change is said on stderr.
-    """
-    from ..training.checkpoints import load_torch_file
-
-    state = load_torch_file(path, "weights")
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if adapt and isinstance(state, dict):
-        state = _adapt_ends(model, dict(state))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise DepthshrinkError(f"weights {path} do not fit this model: {first}") from None
-
-
-def _adapt_ends(model, state: dict) -> dict:
-    import sys
-
-    from torch import nn
-
-    own = model.state_dict()
-    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    stem = f"{convs[0]}.weight" if convs else None
-    if stem in state and state[stem].shape[1] == 3 and own[stem].shape[1] == 1:
-        state[stem] = state[stem].sum(dim=1, keepdim=True)
-        print(f"note: {stem}: RGB weights summed over colours for a one-channel input", file=sys.stderr)
-    head = linears[-1] if linears else None
-    keys = [k for k in (f"{head}.weight", f"{head}.bias") if k in state and k in own]
-    if keys and any(state[k].shape != own[k].shape for k in keys):
-        print(f"note: {head}: the weights' classifier has {state[keys[0]].shape[0]} outputs, not "
-              f"{own[keys[0]].shape[0]}: it is left out and the model's own is trained", file=sys.stderr)
-        state.update({k: own[k] for k in keys})
-    return state
-
-
-def build_space(args: argparse.Namespace, adapt_weights: bool = False):
-    """(model in eval mode, chain space) from the model options (see :func:`load_weights` for
-    ``adapt_weights``)."""
-    import torch
-
-    from ..models import build_model, min_resolution
-    from ..models.trace import trace
+def model_spec(args: argparse.Namespace):
+    """The model the options describe (``--model`` and the options beside it)."""
+    from ..models.build import ModelSpec
 
     if args.resolution is None:
         raise DepthshrinkError("--model needs --resolution")
-    smallest = min_resolution(args.model)
-    if smallest is not None and args.resolution < smallest:
-        raise DepthshrinkError(f"resolution {args.resolution} is too small for {args.model} "
-                               f"(total stride {smallest}): use at least {smallest}")
-    model = build_model(args.model, width_mult=args.width_mult, in_channels=args.in_channels,
-                        num_classes=args.num_classes)
-    if args.weights:
-        load_weights(model, args.weights, adapt_weights)
-    model.eval()
-    in_channels = args.in_channels or _first_conv_in_channels(model)
-    info = {"name": args.model, "width_mult": args.width_mult if args.width_mult is not None else 1.0,
-            "resolution": args.resolution}
-    example = torch.zeros(1, in_channels, args.resolution, args.resolution)
-    space = trace(model, example, model_info=info, stem_convs=args.stem_convs,
-                  head_convs=args.head_convs, strided_merge=args.strided_merge)
-    return model, space
+    return ModelSpec(args.model, args.resolution, args.width_mult, args.in_channels, args.num_classes,
+                     args.weights, args.strided_merge, args.stem_convs, args.head_convs)
 
 
-def _first_conv_in_channels(model) -> int:
-    from torch import nn
+def build_space(args: argparse.Namespace, adapt_weights: bool = False):
+    """(model in eval mode, chain space) from the model options."""
+    from ..models.build import build_space as build
 
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None:
-        raise DepthshrinkError("the model has no Conv2d")
-    return conv.in_channels
+    return build(model_spec(args), adapt_weights)
 
 
 def _number(kind: type, low: float, what: str):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from .train import add_data_arguments, check_fits, load_data
+from .train import add_data_arguments, data_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,18 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shrink.evaluate import accuracy
-    from ..shrink.rebuild import load_merged, network_from_checkpoint
-    from ..shrink.train import load_checkpoint
+    from ..training.runs import evaluate_file
 
-    if args.merged:
-        model, name = load_merged(args.merged), args.merged
-        info = json.loads((Path(args.merged) / "merged.json").read_text())["model"]
-    else:
-        state = load_checkpoint(args.checkpoint)
-        model, name, info = network_from_checkpoint(state, args.checkpoint), args.checkpoint, state["spec"]["model"]
-    data = load_data(args, args.split, info)
-    check_fits(data, info)
-    value = accuracy(model, data)
-    print(f"{name}: top-1 {value:.2%} on the {args.split} split of {args.data}")
+    value = evaluate_file(data_spec(args), args.split, args.checkpoint, args.merged)
+    print(f"{args.merged or args.checkpoint}: top-1 {value:.2%} on the {args.split} split of {args.data}")
     return 0

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..profiler.export import export_bundle, export_corpus
+    from ..export.bundles import export_bundle, export_corpus
 
     spec = corpus_spec(args)
     if spec is not None:

@@ -7,7 +7,7 @@ import argparse
 
 from ..errors import DepthshrinkError
 from .common import positive_float, positive_int
-from .train import add_data_arguments, check_fits, load_data
+from .train import add_data_arguments, data_spec, run_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,30 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shrink.apply import apply_masks
-    from ..shrink.evaluate import accuracy
-    from ..shrink.masks import load_masks
-    from ..shrink.rebuild import load_base_network
-    from ..shrink.train import TrainConfig, train
+    from ..training.runs import finetune_network
+    from ..training.train import TrainConfig
 
     if not 0 <= args.distill <= 1:
         raise DepthshrinkError(f"--distill must be between 0 and 1, not {args.distill}")
-    teacher, space = load_base_network(args.weights)
-    masks = load_masks(args.masks).resolve(space)
-    shrunk = apply_masks(teacher, space, masks)  # a copy: the teacher stays the original
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
                          label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed,
                          ema_decay=args.ema_decay, amp=not args.no_amp)
-    spec = {"model": space.model, "masks": masks.to_dict(), "weights": args.weights}
-    data = load_data(args, "train", space.model)
-    check_fits(data, space.model)
-    train(shrunk, data, config, args.out, teacher=teacher, resume=args.resume, progress=not args.no_progress,
-          spec=spec, device=args.device)
-    held_out = load_data(args, "held-out", space.model)
-    if args.eval_images:
-        from ..shrink.data import sample
-        held_out = sample(held_out, args.eval_images)
-    print(f"finetuned {len(masks.removed_activations)} removed activations, {len(masks.segments)} segments: "
-          f"held-out accuracy {accuracy(shrunk, held_out):.2%} (original {accuracy(teacher, held_out):.2%}) "
-          f"-> {args.out}/last.pt")
+    trained = finetune_network(args.masks, args.weights, data_spec(args), config, run_options(args), args.eval_images)
+    print(f"finetuned on {trained.images} images: held-out accuracy {trained.held_out_accuracy:.2%} "
+          f"(original {trained.reference_accuracy:.2%}) -> {trained.checkpoint}")
     return 0

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
-from ..errors import DepthshrinkError
-from .common import add_corpus_arguments, add_model_arguments, build_space, corpus_spec, positive_int
+from .common import add_corpus_arguments, add_model_arguments, corpus_spec, model_spec, positive_int
 
-DRIFT_WARNING_FRACTION = 0.10  # a whole network's slowest pass this much over its fastest: the machine drifts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,136 +57,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _backend(args: argparse.Namespace):
-    """(a function that builds the backend, the device label): every check runs now, the backend
-    (a GPU context, threads) is built only when timing starts."""
-    from functools import partial
-
-    from ..profiler.devices import cpu_label, resolve_gpu
-
-    name = args.backend or ("onnxruntime" if args.cpu else "tensorrt")
-    if name != "onnxruntime" and args.cache_flush != "auto":
-        raise DepthshrinkError("--cache-flush applies to the onnxruntime backend")
-    if args.cpu:
-        if name == "tensorrt":
-            raise DepthshrinkError("the tensorrt backend needs --gpu")
-        if args.precision != "fp32":
-            raise DepthshrinkError(f"--precision {args.precision} needs --gpu")
-        label = args.device_label or cpu_label()
-        if name == "onnxruntime":
-            from ..profiler.onnxruntime import OnnxRuntimeBackend
-            flush = {"auto": None, "on": True, "off": False}[args.cache_flush]
-            return partial(OnnxRuntimeBackend, args.threads, flush), label
-        from ..profiler.pytorch import TorchBackend
-        return partial(TorchBackend, "cpu", args.threads), label
-    if name == "onnxruntime":
-        raise DepthshrinkError("the onnxruntime backend profiles the CPU: use --cpu, or "
-                               "--backend tensorrt/torch with --gpu")
-    if name == "tensorrt":
-        from .._imports import lazy_import
-        lazy_import("tensorrt")  # name the missing extra before looking for GPUs
-        lazy_import("pycuda.driver")
-        if not args.no_cuda_graph:
-            lazy_import("cuda.bindings.runtime")
-    gpu = resolve_gpu(args.gpu)
-    label = args.device_label or gpu.label
-    if name == "torch":
-        from ..profiler.pytorch import TorchBackend
-        return partial(TorchBackend, f"cuda:{gpu.index}", precision=args.precision,
-                       cuda_graph=not args.no_cuda_graph), label
-    from ..profiler.tensorrt import TensorRTBackend
-    return partial(TensorRTBackend, gpu, args.precision, args.workspace_mb, args.engine_cache,
-                   not args.no_cuda_graph), label
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..lut.table import check_lut_header
-    from ..profiler.bundle import load_bundle
-    from ..profiler.session import Settings, profile, validate
+    from ..pipeline.profile import ProfileJob, describe, drift_warning, profile_device
+    from ..profiler.base import CacheFlush
+    from ..profiler.factory import BackendOptions
     from ..profiler.timing import TimingProtocol
 
-    if bool(args.bundle) + bool(args.model) + bool(args.corpus) != 1:
-        raise DepthshrinkError("give one of --model (with --resolution), --corpus (with --resolution) or --bundle")
-    if args.model and args.resolution is None:
-        raise DepthshrinkError("--model needs --resolution")
-    spec = None if args.bundle else corpus_spec(args)
-    if args.budget_fraction is not None and not 0 < args.budget_fraction <= 1:
-        raise DepthshrinkError("--budget-fraction must be in (0, 1]")
-    bundle = load_bundle(args.bundle) if args.bundle else None
-    corpus = spec is not None or (bundle is not None and bundle.space is None)
-    if corpus and args.validate:
-        raise DepthshrinkError("--validate times whole networks: a corpus has none")
-    if args.validate and bundle is not None and not bundle.of_op("network"):
-        raise DepthshrinkError("--validate times whole networks: this bundle has none "
-                               "(export it without --no-networks)")
-    if corpus and args.budget_fraction is not None:
-        raise DepthshrinkError("--budget-fraction chooses among a network's configurations: measure a corpus whole")
-    if bundle is not None and bundle.batch_size != args.batch_size:
-        raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, "
-                               f"not --batch-size {args.batch_size}")
-    make_backend, label = _backend(args)
-    if Path(args.lut).is_file():
-        check_lut_header(args.lut)  # a foreign file is refused before any slow export
-    auto_flush = (args.backend or ("onnxruntime" if args.cpu else "tensorrt")) == "onnxruntime" \
-        and args.cache_flush == "auto"  # the session times the original network first
-    protocol = TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms, passes=args.passes)
-    with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
-        modules = None
-        if corpus:
-            from ..profiler.export import corpus_module, export_corpus
-
-            if bundle is None:
-                bundle = export_corpus(spec, args.batch_size, scratch, progress=not args.no_progress)
-            modules = corpus_module  # the torch backend builds each configuration itself
-        elif bundle is None:
-            from ..profiler.export import export_bundle, module_builder
-
-            model, space = build_space(args)
-            bundle = export_bundle(model, space, args.batch_size, scratch, networks=args.validate or auto_flush,
-                                   progress=not args.no_progress)
-            modules = module_builder(model, space)
-        backend = make_backend()  # after the export: a GPU context is held only while timing
-        try:
-            settings = Settings(label, args.batch_size, protocol, args.noisy_spread, not args.no_progress)
-            report = profile(bundle, backend, args.lut, settings, modules, args.budget_fraction,
-                             args.target_accuracy, networks=args.validate)
-            _print_report(report, bundle, label, backend, args.lut)
-            if args.validate:
-                _print_validation(validate(bundle, backend, args.lut, settings, modules, report.networks))
-        finally:
-            backend.close()
+    options = BackendOptions(None if args.cpu else args.gpu, args.backend, args.precision, args.threads,
+                             CacheFlush(args.cache_flush), not args.no_cuda_graph, args.engine_cache, args.workspace_mb,
+                             args.device_label)
+    job = ProfileJob(args.lut, args.batch_size, model_spec(args) if args.model else None, corpus_spec(args)
+                     if not args.bundle else None, args.bundle, args.validate, args.budget_fraction,
+                     args.target_accuracy, TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms,
+                                                          passes=args.passes), args.noisy_spread, not args.no_progress)
+    profiled = profile_device(job, options)
+    print("\n".join(describe(profiled)))
+    warning = drift_warning(profiled.validation or [])
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
-def _print_report(report, bundle, label, backend, lut) -> None:
-    measured = report.measured
-    if report.cache_flush is not None:
-        print(report.cache_flush.describe())
-    print(f"{bundle.model_label} on {label} ({backend.name}, {backend.precision}, batch {bundle.batch_size}): "
-          f"measured {len(measured)}, already in the LUT {report.skipped}, {report.seconds:.1f} s -> {lut}")
-    if measured.empty:
-        return
-    noisy = int(measured["noisy"].sum())
-    print(f"median call overhead {measured['call_overhead_ms'].median() * 1e3:.1f} us (subtracted); "
-          f"re-measured {int(measured['remeasured'].sum())}, still noisy {noisy}")
-    columns = ["op", "in_channels", "out_channels", "kernel_size", "stride", "groups", "height",
-               "activation", "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs"]
-    slowest = measured.nlargest(5, "latency_ms")[columns].copy()
-    for column in columns[1:7]:
-        slowest[column] = slowest[column].astype("Int64")
-    print("slowest configurations:")
-    print(slowest.to_string(index=False, float_format="%.4f"))
-
-
-def _print_validation(results: list[dict]) -> None:
-    among = all(r["timed_among_rows"] for r in results)
-    print("sum of LUT entries vs measured whole network" + (" (timed in the table's passes):" if among else ":"))
-    for r in results:
-        guessed = f" ({r['predicted_segments']} from the predictor)" if r["predicted_segments"] else ""
-        print(f"  {r['network']:<14} {r['segments']:>3} segments{guessed}  measured {r['measured_ms']:.3f} ms  "
-              f"predicted {r['predicted_ms']:.3f} ms  error {r['error_pct']:+.1f}%")
-    moved = max((r["slowest_pass_ms"] / r["fastest_pass_ms"] - 1 for r in results), default=0.0)
-    if moved > DRIFT_WARNING_FRACTION:
-        print(f"warning: a whole network's timings differed by up to {moved:.0%} while they were taken; "
-              "this machine's speed moves in phases, so latencies measured at different times differ "
-              "by about as much", file=sys.stderr)

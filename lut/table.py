@@ -246,7 +246,7 @@ def image_of(model_info: dict) -> tuple[int, int, int]:
 
 def missing_configurations(table: LatencyTable, space: ChainSpace) -> list[str]:
     """Keys of the span configurations of ``space`` that ``table`` has no row for."""
-    from ..profiler.candidates import span_candidates
+    from ..contracts.candidates import span_candidates
 
     return sorted({c.key for c in span_candidates(space).values()
                    if table.conv_latency_ms(c.shape, c.activation, c.residual_add) is None})

@@ -38,6 +38,8 @@ class TrainSection:
     epochs: int = 3
     batch_size: int = 128
     lr: float = 0.05
+    weight_decay: float = 4e-5
+    augment: bool = False               # random 2-pixel shifts and left-right flips
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ImportanceSection:
 class SearchSection:
     budgets: list[str] = field(default_factory=lambda: ["1.25x", "1.5x"])
     methods: list[str] = field(default_factory=lambda: ["dp", "depthshrinker"])
+    verify: bool = True                 # build each chosen network, time it, tighten until it keeps its budget
 
 
 @dataclass
@@ -70,6 +73,7 @@ class FinetuneSection:
     epochs: int = 1
     batch_size: int = 128
     lr: float = 0.02
+    weight_decay: float = 4e-5          # the pruned baseline is finetuned with the same schedule
     distill: float = 0.7
 
 

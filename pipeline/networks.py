@@ -44,7 +44,7 @@ def network_list(config: PipelineConfig) -> list[Network]:
 def load_network(pipeline, network: Network):
     """The network to measure: the deployable (merged) model for shrunk ones."""
     from ..shrink.rebuild import load_base_network, load_merged, network_from_checkpoint
-    from ..shrink.train import load_checkpoint
+    from ..training.checkpoints import load_checkpoint
 
     if network.kind == "original":
         return load_base_network(pipeline.base)[0]
@@ -61,8 +61,8 @@ def measure_networks(pipeline, networks: list[Network], test, device: dict) -> l
     """Each network's accuracy, parameters and FLOPs, and its latency and throughput: all networks
     are timed in the same interleaved passes, so a shared machine's slow phase favours none."""
     from ..profiler.timing import TimingProtocol
-    from ..shrink.evaluate import accuracy
-    from ..shrink.measure import costs
+    from ..training.evaluate import accuracy
+    from ..export.networks import costs
 
     m, settings = pipeline.config.model, pipeline.config.measure
     models = [load_network(pipeline, network) for network in networks]

@@ -9,7 +9,6 @@ is loaded into it.
 from __future__ import annotations
 
 import copy
-from argparse import Namespace
 
 from torch import nn
 
@@ -47,15 +46,13 @@ def _base(pipeline) -> nn.Module:
 
 def train_pruned(pipeline, network) -> None:
     """Prune the base and finetune it (distilling from the base), resumable like ``finetune``."""
-    from ..cli.train import load_data
-    from ..shrink.train import TrainConfig, train
+    from ..training.data import load_split
+    from ..training.train import train
 
-    f = pipeline.config.finetune
     base = _base(pipeline)
     model = pruned_copy(base, _image_shape(pipeline), network.pruning_ratio)
-    config = TrainConfig(f.epochs, f.batch_size, f.lr, distill_weight=f.distill, seed=pipeline.config.seed)
-    data = load_data(Namespace(data=pipeline.data, subset=pipeline.config.data.subset or None), "train",
-                     pipeline.model_info)
+    config = pipeline.finetune_config()  # the same schedule as the shrunk networks, weight decay included
+    data = load_split(pipeline.data, "train", pipeline.model_info)
     spec = {"pruning": {"method": "torch-pruning L1 magnitude", "round_to": ROUND_TO, "ratio": network.pruning_ratio,
                         "base": str(pipeline.base)}}
     print(f"\n== {network.name}: L1 channel pruning at ratio {network.pruning_ratio:g}, "
@@ -66,7 +63,7 @@ def train_pruned(pipeline, network) -> None:
 
 def load_pruned(pipeline, network) -> nn.Module:
     from ..shrink.rebuild import load_into
-    from ..shrink.train import load_checkpoint
+    from ..training.checkpoints import load_checkpoint
 
     path = pipeline.run / "baselines" / network.name / "last.pt"
     model = pruned_copy(_base(pipeline), _image_shape(pipeline), network.pruning_ratio)

@@ -1,6 +1,7 @@
 """``depthshrink run``: base model → space → LUT → importance → search → finetune → merge →
-measure → report, under one run folder. Every stage runs the same subcommand a user would, and
-is skipped when its output exists, so a re-run resumes where the last one stopped.
+measure → report, under one run folder. Every stage calls the Python API the subcommands call,
+with the settings of its section of the config, and is skipped when its output exists, so a
+re-run resumes where the last one stopped.
 
 Run folder (field names fixed; the report reads them)::
 
@@ -19,51 +20,32 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
-from argparse import Namespace
 from pathlib import Path
 
-from ..errors import DepthshrinkError
-from ..models.space import write_json_atomic
+from ..contracts.files import write_json_atomic
+from ..errors import DepthshrinkError, OutOfReach
+from ..models.build import ModelSpec
+from ..training.data import DataSpec
+from ..training.runs import RunOptions
+from ..training.train import TrainConfig
 from .config import PipelineConfig
 from .networks import Network, measure_networks, network_list, results_frame
+
+
+def stage(title: str) -> None:
+    print(f"\n== {title}", flush=True)
 
 
 class Pipeline:
     def __init__(self, config: PipelineConfig, run_dir: str | Path) -> None:
         self.config, self.run = config, Path(run_dir)
-        self.data = self._data_source()
-        self.config.data.source = self.data  # what is used, recorded in config.toml
+        self.config.data.source = _data_source(config.data.source)  # what is used, recorded in config.toml
+        self.data = DataSpec(config.data.source, config.data.subset or None)
 
-    # -- helpers --------------------------------------------------------------------------------
-    def _data_source(self) -> str:
-        from ..shrink.data import FASHION_MNIST
-
-        source = self.config.data.source
-        if source == "fashion-mnist" and not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-            warnings.warn("FASHION-MNIST IS NOT INSTALLED (apt-get install dataset-fashion-mnist): this run "
-                          "uses SYNTHETIC data, its accuracies say nothing about real images", stacklevel=2)
-            return "synthetic"
-        return source
-
-    def cli(self, stage: str, *argv: str, allowed: tuple[int, ...] = (0,)) -> int:
-        from ..cli.main import main
-
-        print(f"\n== {stage}: depthshrink {' '.join(argv)}", flush=True)
-        status = main(list(argv))
-        if status not in allowed:
-            raise DepthshrinkError(f"stage '{stage}' failed (its error is above); fix it and run again: "
-                                   "finished stages are kept")
-        return status
-
-    def model_args(self, width_mult: float | None = None) -> list[str]:
+    # -- what the stages share ------------------------------------------------------------------
+    def model(self, width_mult: float | None = None, weights: str | None = None) -> ModelSpec:
         m = self.config.model
-        return ["--model", m.name, "--width-mult", str(width_mult or m.width_mult), "--resolution",
-                str(m.resolution), "--in-channels", str(m.in_channels), "--num-classes", str(m.num_classes)]
-
-    def data_args(self) -> list[str]:
-        subset = self.config.data.subset
-        return ["--data", self.data] + (["--subset", str(subset)] if subset else [])
+        return ModelSpec(m.name, m.resolution, width_mult or m.width_mult, m.in_channels, m.num_classes, weights)
 
     @property
     def model_info(self) -> dict:
@@ -78,6 +60,18 @@ class Pipeline:
             return Path(weights)
         return self.run / "base" / "last.pt"
 
+    def finetune_config(self) -> TrainConfig:
+        """The schedule of every finetuned network: the shrunk ones and the pruned baseline."""
+        f = self.config.finetune
+        return TrainConfig(f.epochs, f.batch_size, f.lr, weight_decay=f.weight_decay, distill_weight=f.distill,
+                           seed=self.config.seed)
+
+    def train_config(self) -> TrainConfig:
+        """The schedule of every network trained from the start: the base and the width baselines."""
+        t = self.config.train
+        return TrainConfig(t.epochs, t.batch_size, t.lr, weight_decay=t.weight_decay, seed=self.config.seed,
+                           augment=t.augment)
+
     # -- stages ---------------------------------------------------------------------------------
     def run_all(self) -> Path:
         self._check_earlier_settings()
@@ -87,8 +81,7 @@ class Pipeline:
         self.space()
         self.profile()
         self.importance()
-        networks = network_list(self.config)
-        networks = self.search(networks)
+        networks = self.search(network_list(self.config))
         self.finetune(networks)
         self.baselines(networks)
         self.measure(networks)
@@ -113,31 +106,48 @@ class Pipeline:
         if weights and self.base == Path(weights):
             return  # a base checkpoint, used as it is
         # from scratch, or from a plain state_dict a user brings (e.g. ImageNet weights, torchvision keys)
-        self._train("base", self.run / "base", [*self.model_args(), *(["--weights", weights] if weights else [])])
+        self._train("base", self.run / "base", self.model(weights=weights or None))
 
-    def _train(self, stage: str, out: Path, model_args: list[str]) -> None:
-        t = self.config.train
-        if _finished(out / "last.pt", t.epochs):
+    def _train(self, title: str, out: Path, model: ModelSpec) -> None:
+        from ..training.runs import train_network
+
+        config = self.train_config()
+        if _finished(out / "last.pt", config.epochs):
             return
-        self.cli(stage, "train", *model_args, *self.data_args(), "--epochs", str(t.epochs), "--batch-size",
-                 str(t.batch_size), "--lr", str(t.lr), "--seed", str(self.config.seed), "--out", str(out),
-                 "--resume")
+        stage(f"{title}: train {model.name} x{model.width_mult} for {config.epochs} epoch(s)")
+        trained = train_network(model, self.data, config, RunOptions(out, resume=True))
+        print(f"held-out accuracy {trained.held_out_accuracy:.2%} -> {trained.checkpoint}")
 
     def space(self) -> None:
+        from ..models.build import build_space
+
         if not (self.run / "space.json").exists():
-            self.cli("space", "space", *self.model_args(), "--out", str(self.run / "space.json"))
+            stage("space")
+            _, space = build_space(self.model())
+            space.to_json(self.run / "space.json")
 
     def profile(self) -> None:
+        from ..profiler.base import CacheFlush
+        from ..profiler.factory import BackendOptions
+        from ..profiler.timing import TimingProtocol
+        from .profile import ProfileJob, describe, profile_device
+
         p, lut = self.config.profile, self.run / "lut.csv"
         if p.luts:
             if not lut.exists():
-                self.cli("profile", "lut", "merge", *p.luts, "--out", str(lut))
+                from ..lut.table import merge_luts
+                from ..contracts.files import write_atomic
+
+                stage(f"profile: the LUTs {', '.join(p.luts)}")
+                frame, _ = merge_luts(p.luts)
+                write_atomic(lut, lambda tmp: frame.to_csv(tmp, index=False))
         elif not (self.run / "lut.validation.json").exists():
-            options = ["--budget-fraction", str(p.budget_fraction)] if p.budget_fraction < 1 else []
-            options += ["--cache-flush", p.cache_flush]
-            self.cli("profile", "profile-device", "--cpu", *self.model_args(), "--batch-size", "1", "--lut", str(lut),
-                     "--validate", "--threads", str(p.threads), "--min-time-ms", str(p.min_time_ms),
-                     "--passes", str(p.passes), *options)
+            stage("profile: this CPU, ONNX Runtime")
+            job = ProfileJob(lut, 1, self.model(), validate=True,
+                             budget_fraction=p.budget_fraction if p.budget_fraction < 1 else None,
+                             protocol=TimingProtocol(min_time_ms=p.min_time_ms, passes=p.passes))
+            print("\n".join(describe(profile_device(job, BackendOptions(threads=p.threads,
+                                                                          cache_flush=CacheFlush(p.cache_flush))))))
         self._device_json()
 
     def _device_json(self) -> None:
@@ -147,83 +157,120 @@ class Pipeline:
         path = self.run / "device.json"
         if path.exists():
             return
+        from .._imports import lazy_import
+        from ..export.networks import peak_flops_per_s
         from ..lut.table import LatencyTable
-        from ..shrink.measure import peak_flops_per_s
 
         setting = LatencyTable.read(self.run / "lut.csv").select(threads=self.config.profile.threads).setting
         threads = self.config.measure.threads
         write_json_atomic(path, {"device": setting["device"], "backend": "onnxruntime", "threads": threads,
                                  "peak_flops_per_s": peak_flops_per_s(threads), "host": platform.node(),
-                                 "tool_version": _ort_version(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                 "tool_version": lazy_import("onnxruntime").__version__,
+                                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def importance(self) -> None:
+        from ..training.scoring import ImportanceOptions, score_importance
+
         i, out = self.config.importance, self.run / "importance.csv"
         if out.exists():
             return
-        limit = ["--max-removed", str(i.max_removed)] if i.max_removed else []
-        self.cli("importance", "importance", "--method", i.method, "--weights", str(self.base), *self.data_args(),
-                 *limit, "--bn-images", str(i.bn_images), "--held-out-images", str(i.held_out_images),
-                 "--probe-steps", str(i.probe_steps), "--seed", str(self.config.seed), "--out", str(out))
+        stage(f"importance: {i.method}")
+        options = ImportanceOptions(i.method, i.max_removed or None, i.bn_images, i.held_out_images,
+                                    i.probe_steps, seed=self.config.seed)
+        score_importance(options, self.base, self.data, out)
 
     def search(self, networks: list[Network]) -> list[Network]:
         """Masks for every shrunk network; those whose budget is out of reach are left out."""
+        from ..search.api import device_problem
+        from ..search.budget import Budget, parse_budget
+        from ..search.problem import read_importance
+
         folder = self.run / "search"
         folder.mkdir(exist_ok=True)
-        common = ["--space", str(self.run / "space.json"), "--lut", str(self.run / "lut.csv"),
-                  "--importance", str(self.run / "importance.csv"), "--threads", str(self.config.profile.threads)]
+        space = _space(self.run / "space.json")
+        importance = read_importance(self.run / "importance.csv", space)
+        filters = {"threads": self.config.profile.threads}
+
+        def problem(budget: Budget):
+            return device_problem(space, [self.run / "lut.csv"], budget, importance, filters)
+
         if not (folder / "original.json").exists():  # the unchanged network, with its per-layer latencies
-            scratch = folder / ".original.json"
-            self.cli("search original", "search", *common, "--latency-budget", "1x", "--out", str(scratch),
-                     "--frontier", str(folder / ".original.frontier.csv"))
-            write_json_atomic(folder / "original.json", {**json.loads(scratch.read_text()), "method": "original"})
-            scratch.unlink()
-            (folder / ".original.frontier.csv").unlink(missing_ok=True)
+            from ..search.api import single_masks
+            from ..search.run import solve_dp
+
+            device = problem(Budget(speedup=1.0))
+            masks = single_masks(solve_dp(device.problem, device.budget), device)
+            write_json_atomic(folder / "original.json", {**masks.to_dict(), "method": "original"})
         for network in networks:
             if network.kind in ("dp", "depthshrinker") and not (self.run / network.masks).exists():
-                status = self.cli(f"search {network.name}", "search", *common, "--latency-budget", network.budget,
-                                  "--method", network.kind, "--out", str(self.run / network.masks), allowed=(0, 3))
-                if status == 3:  # a budget out of reach: the other networks still run
-                    print(f"!! {network.name} is left out: no network of this method fits its budget", flush=True)
+                stage(f"search {network.name}")
+                try:
+                    self._search_one(network, problem(parse_budget(network.budget)))
+                except OutOfReach as exc:  # a budget out of reach: the other networks still run
+                    print(f"!! {network.name} is left out: {exc}", flush=True)
         return [n for n in networks if not n.masks or (self.run / n.masks).exists()]
 
+    def _search_one(self, network: Network, device) -> None:
+        from ..search.api import single_masks, solver, write_frontier
+
+        solve = solver(network.kind)
+        verified = None
+        if self.config.search.verify:
+            from .verify import network_timer, search_verified
+
+            verified = search_verified(device.problem, device.budget, solve,
+                                       network_timer(device.problem.space, device.problem.setting))
+            result = verified.result
+        else:
+            result = solve(device.problem, device.budget)
+        masks = single_masks(result, device)
+        if verified is not None:
+            masks.extra.update(verified.record())
+        masks.to_json(self.run / network.masks)
+        if result.frontier:
+            write_frontier(result, device.problem, (self.run / network.masks).with_suffix(".frontier.csv"))
+        print(f"predicted {masks.extra['predicted_latency_ms']:.4f} ms for a budget of {result.budget_ms:.4f} ms"
+              + (f", measured {verified.timing.latency_ms:.4f} ms" if verified else ""))
+
     def finetune(self, networks: list[Network]) -> None:
-        f = self.config.finetune
+        from ..training.runs import finetune_network
+        from .deploy import merge_checkpoint
+
+        config = self.finetune_config()
         for network in networks:
             if network.kind not in ("dp", "depthshrinker"):
                 continue
             out = self.run / "finetune" / network.name
-            if not _finished(out / "last.pt", f.epochs):
-                self.cli(f"finetune {network.name}", "finetune", "--masks", str(self.run / network.masks),
-                         "--weights", str(self.base), *self.data_args(), "--epochs", str(f.epochs),
-                         "--batch-size", str(f.batch_size), "--lr", str(f.lr), "--distill", str(f.distill),
-                         "--seed", str(self.config.seed), "--out", str(out), "--resume", "--eval-images", "1000")
+            if not _finished(out / "last.pt", config.epochs):
+                stage(f"finetune {network.name}")
+                trained = finetune_network(self.run / network.masks, self.base, self.data, config,
+                                           RunOptions(out, resume=True), eval_images=1000)
+                print(f"held-out accuracy {trained.held_out_accuracy:.2%} (original {trained.reference_accuracy:.2%})")
             merged = self.run / "networks" / network.name
             if not (merged / "merged.json").exists():
-                self.cli(f"merge {network.name}", "merge", "--checkpoint", str(out / "last.pt"), "--out", str(merged),
-                         "--no-measure")  # the measure stage times every network alike
+                stage(f"merge {network.name}")
+                merge_checkpoint(out / "last.pt", merged, measure=False)  # the measure stage times every network alike
 
     def baselines(self, networks: list[Network]) -> None:
         from .pruning import train_pruned
 
         for network in networks:
             if network.kind == "width":
-                self._train(network.name, self.run / "baselines" / network.name, self.model_args(network.width_mult))
+                self._train(network.name, self.run / "baselines" / network.name, self.model(network.width_mult))
             elif network.kind == "pruned" and not _finished(self.run / "baselines" / network.name / "last.pt",
                                                             self.config.finetune.epochs):
                 train_pruned(self, network)
 
     def measure(self, networks: list[Network]) -> None:
-        from ..cli.train import load_data
+        from ..training.data import load_split, sample
 
-        from ..shrink.data import sample
-
-        test = load_data(Namespace(data=self.data, subset=None), "test", self.model_info)
+        test = load_split(DataSpec(self.data.source), "test", self.model_info)
         if self.config.data.test_images:
             test = sample(test, self.config.data.test_images)
         device = json.loads((self.run / "device.json").read_text())
         pending = [n for n in networks if not (self.run / "networks" / n.name / "result.json").exists()]
         if pending:
-            print(f"\n== measure {', '.join(n.name for n in pending)}", flush=True)
+            stage(f"measure {', '.join(n.name for n in pending)}")
             for network, result in zip(pending, measure_networks(self, pending, test, device)):
                 path = self.run / "networks" / network.name / "result.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,21 +281,36 @@ class Pipeline:
               .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
     def report(self) -> Path:
-        self.cli("report", "report", str(self.run), "--out", str(self.run / "report"))
-        return self.run / "report" / "index.html"
+        from ..reports.build import build_report
+
+        stage("report")
+        report = build_report([self.run], self.run / "report")
+        return report.index_path
+
+
+def _data_source(source: str) -> str:
+    import warnings
+
+    from ..training.data import FASHION_MNIST
+
+    if source == "fashion-mnist" and not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
+        warnings.warn("FASHION-MNIST IS NOT INSTALLED (apt-get install dataset-fashion-mnist): this run "
+                      "uses SYNTHETIC data, its accuracies say nothing about real images", stacklevel=3)
+        return "synthetic"
+    return source
+
+
+def _space(path: Path):
+    from ..models.space import ChainSpace
+    return ChainSpace.from_json(path)
 
 
 def _finished(checkpoint: Path, epochs: int) -> bool:
-    """Whether ``checkpoint`` exists and reached ``epochs`` (read without unpickling anything)."""
+    """Whether ``checkpoint`` exists and reached ``epochs``."""
     if not checkpoint.exists():
         return False
-    from ..shrink.train import load_checkpoint
+    from ..training.checkpoints import load_checkpoint
     return load_checkpoint(checkpoint).get("epoch", 0) >= epochs
-
-
-def _ort_version() -> str:
-    from .._imports import lazy_import
-    return lazy_import("onnxruntime").__version__
 
 
 def _is_checkpoint(path: str) -> bool:

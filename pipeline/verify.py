@@ -96,7 +96,7 @@ def network_timer(space, setting: dict, protocol: TimingProtocol | None = None) 
     change its latency), activations removed and segments merged as the masks say, at the table's
     batch size, on the table's backend."""
     from ..shrink.apply import apply_masks
-    from ..shrink.measure import time_network
+    from ..export.networks import time_network
     from ..shrink.merge import merge
     from ..shrink.rebuild import build_from_spec
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,30 @@ class Workload:
     def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         return {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in self.inputs.items()}
+
+
+class CacheFlush(Enum):
+    """Whether a block is timed after the caches are flushed (ONNX Runtime, see :mod:`.cache_flush`):
+    ``AUTO`` leaves it to the profiling session, which settles on ``ON`` or ``OFF``."""
+
+    ON = "on"
+    OFF = "off"
+    AUTO = "auto"
+
+    @property
+    def recorded(self) -> int | None:
+        """The LUT's ``cache_flush`` column: 1, 0, or empty while undecided."""
+        return {CacheFlush.ON: 1, CacheFlush.OFF: 0}.get(self)
+
+    @classmethod
+    def from_recorded(cls, value) -> "CacheFlush | None":
+        """From a LUT's or a pass log's column (1/0, as numbers or text); ``None`` when empty."""
+        text = str(value).strip()
+        if text in ("1", "1.0", "True"):
+            return cls.ON
+        if text in ("0", "0.0", "False"):
+            return cls.OFF
+        return None
 
 
 class Runner(abc.ABC):
@@ -57,6 +82,7 @@ class Runner(abc.ABC):
 class Backend(abc.ABC):
     name: str
     precision: str = "fp32"
+    cache_flush: CacheFlush | None = None  # None: the backend has no such setting
 
     @abc.abstractmethod
     def runner(self, workload: Workload) -> Runner:

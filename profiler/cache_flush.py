@@ -17,22 +17,22 @@ from typing import Callable
 
 import pandas as pd
 
-from .base import Workload
+from .base import CacheFlush, Workload
 from .bundle import Bundle, Entry
-from .candidates import Candidate
+from ..contracts.candidates import Candidate
 from .timing import Timing, TimingProtocol, interleaved
 
 
 @dataclass(frozen=True)
 class FlushChoice:
-    cache_flush: bool
+    cache_flush: CacheFlush                # ON or OFF
     network_ms: float | None = None      # the original network, measured whole
     with_flush_ms: float | None = None   # fixed part + its layers + one call overhead, flushed
     without_flush_ms: float | None = None
     kept: bool = False                   # as the LUT's earlier rows of this setting were measured
 
     def describe(self) -> str:
-        setting = f"cache flush {'on' if self.cache_flush else 'off'}"
+        setting = f"cache flush {self.cache_flush.value}"
         if self.kept:
             return f"{setting}, as the LUT's earlier timings of this setting"
         if self.network_ms is None:
@@ -53,36 +53,37 @@ def choose_cache_flush(bundle: Bundle, backend, protocol: TimingProtocol,
     one pass's time in all (fastest kept), so a slow phase of the machine falls on all of them."""
     original = next((e for e in bundle.of_op("network") if e.key == "network_original"), None)
     if original is None or bundle.space is None:
-        backend.cache_flush = True
-        return FlushChoice(True)
+        backend.cache_flush = CacheFlush.ON
+        return FlushChoice(CacheFlush.ON)
     by_key = {e.key: e for e in bundle.entries}
     fixed = next(e.key for e in bundle.entries if e.op == "fixed")
     parts = [_key(bundle, start, end) for start, end in original.fields["segments"]] + [fixed]
     one_pass = protocol.one_pass()
     quick = replace(one_pass, passes=protocol.passes)  # one pass's time, spread over the passes
 
-    def time_one(item: tuple[str, bool | None], one_pass: TimingProtocol) -> Timing:
+    def time_one(item: tuple[str, CacheFlush | None], one_pass: TimingProtocol) -> Timing:
         key, flush = item
         if flush is None:
             return backend.time(workload(original), one_pass)
         backend.cache_flush = flush
         return backend.time_in_network(workload(by_key[key]), one_pass)
 
-    layers = [(key, flush) for key in dict.fromkeys(parts) for flush in (True, False)]
+    layers = [(key, flush) for key in dict.fromkeys(parts) for flush in (CacheFlush.ON, CacheFlush.OFF)]
     middle = len(layers) // 2  # the network twice a pass: at its start and half way
     items = [(original.key, None)] + layers[:middle] + [(original.key + "@middle", None)] + layers[middle:]
     timings = dict(zip(items, interleaved(items, time_one, quick)))
     network_ms = min(timings[(original.key, None)].latency_ms, timings[(original.key + "@middle", None)].latency_ms)
     overhead_ms = backend.call_overhead_ms(one_pass)
-    sums = {flush: overhead_ms + sum(timings[(key, flush)].latency_ms for key in parts) for flush in (True, False)}
+    sums = {flush: overhead_ms + sum(timings[(key, flush)].latency_ms for key in parts)
+            for flush in (CacheFlush.ON, CacheFlush.OFF)}
     backend.cache_flush = min(sums, key=lambda flush: abs(sums[flush] - network_ms))
-    return FlushChoice(backend.cache_flush, network_ms, sums[True], sums[False])
+    return FlushChoice(backend.cache_flush, network_ms, sums[CacheFlush.ON], sums[CacheFlush.OFF])
 
 
-def earlier_choice(frame: pd.DataFrame) -> bool | None:
+def earlier_choice(frame: pd.DataFrame) -> CacheFlush | None:
     """The flush setting of a LUT's rows of one setting (the latest one recorded), if any."""
     recorded = pd.to_numeric(frame.get("cache_flush", pd.Series(dtype=float)), errors="coerce").dropna()
-    return None if recorded.empty else bool(recorded.iloc[-1])
+    return None if recorded.empty else CacheFlush.from_recorded(int(recorded.iloc[-1]))
 
 
 def _key(bundle: Bundle, start: int, end: int) -> str:

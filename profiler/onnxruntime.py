@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .._imports import lazy_import
-from .base import Backend, Runner, Workload, identity_onnx_workload
+from .base import Backend, CacheFlush, Runner, Workload, identity_onnx_workload
 from .timing import Timing, TimingProtocol, host_timed, measure
 
 LAYOUT_OPS = ("ReorderInput", "ReorderOutput")
@@ -75,14 +75,14 @@ class OnnxRuntimeBackend(Backend):
     twice the private L2 is streamed through the caches, outside the timed window. (Streaming
     the whole network's footprint instead, i.e. timing from DRAM, overestimated MobileNetV2 at
     224 px by 63% here: inside a network the shared cache still holds much of it.) The flush
-    is a machine's choice, ``cache_flush=False`` turns it off: on an Intel Xeon VM (2 MiB L2)
-    it made µs-scale blocks of a 28 px network twice as slow as inside the network. ``None``
+    is a machine's choice, ``CacheFlush.OFF`` turns it off: on an Intel Xeon VM (2 MiB L2)
+    it made µs-scale blocks of a 28 px network twice as slow as inside the network. ``AUTO``
     leaves the choice to the profiling session (see :mod:`.cache_flush`); until then it flushes.
     """
 
     name = "onnxruntime"
 
-    def __init__(self, threads: int = 1, cache_flush: bool | None = True) -> None:
+    def __init__(self, threads: int = 1, cache_flush: CacheFlush = CacheFlush.ON) -> None:
         self.ort = lazy_import("onnxruntime")
         self.threads, self.cache_flush = threads, cache_flush
         self._profiler_floor_us: float | None = None
@@ -93,9 +93,8 @@ class OnnxRuntimeBackend(Backend):
                                  flush_bytes)
 
     def metadata(self) -> dict:
-        flush = None if self.cache_flush is None else int(self.cache_flush)
         return {"tool": "onnxruntime", "tool_version": self.ort.__version__, "threads": self.threads,
-                "cache_flush": flush}
+                "cache_flush": self.cache_flush.recorded, "timing_method": "host-clock", "layout": "nchw"}
 
     def time_in_network(self, workload: Workload, protocol: TimingProtocol) -> Timing:
         """The latency a block adds inside a whole network.
@@ -107,7 +106,7 @@ class OnnxRuntimeBackend(Backend):
         that share is taken out. (Profiled times alone mislead for µs-scale blocks: the profiler
         adds its own µs to every node.)
         """
-        with self.runner(workload, 2 * _l2_bytes() if self.cache_flush is not False else 0) as runner:
+        with self.runner(workload, 2 * _l2_bytes() if self.cache_flush is not CacheFlush.OFF else 0) as runner:
             timing = measure(runner.run_timed, protocol).minus(self.call_overhead_ms(protocol))
         graph = (str(workload.onnx_path), str(sorted(workload.inputs.items())))  # keys repeat across bundles
         if graph not in self._layout_shares:

@@ -18,6 +18,7 @@ from dataclasses import astuple
 from pathlib import Path
 
 from ..contracts.files import append_csv_line, cut_torn_line, write_text_atomic
+from .base import CacheFlush
 from .timing import Timing, TimingProtocol
 
 FIELDS = ["key", "protocol", "host", "cache_flush", "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs",
@@ -51,15 +52,15 @@ class PassLog:
     def __init__(self, lut_path: str | Path, protocol: TimingProtocol, setting: str) -> None:
         self.path, self.setting = log_path(lut_path), setting
         self.protocol, self.host = _protocol_text(protocol), platform.node()
-        self.earlier: dict[tuple[str, bool | None], list[Timing]] = {}
-        self.cache_flush: bool | None = None  # the setting of this setting's latest line, if any had one
+        self.earlier: dict[tuple[str, CacheFlush | None], list[Timing]] = {}
+        self.cache_flush: CacheFlush | None = None  # the flush of this setting's latest line, if any had one
         self.call_overhead_ms: float | None = None  # what its passes had subtracted (the latest line's)
         for line in self._lines():
             timing = _timing(line)
             if (not self._ours(line) or line.get("protocol") != self.protocol or line.get("host") != self.host
                     or timing is None):
                 continue
-            flush = {"1": True, "0": False}.get(line.get("cache_flush") or "")
+            flush = CacheFlush.from_recorded(line.get("cache_flush") or "")
             self.cache_flush = flush if flush is not None else self.cache_flush
             try:
                 self.call_overhead_ms = float(line.get("call_overhead_ms") or "")
@@ -75,14 +76,14 @@ class PassLog:
     def _ours(self, line: dict) -> bool:
         return str(line.get("key") or "").startswith(self.setting + "|")
 
-    def taken(self, key: str, cache_flush: bool | None) -> list[Timing]:
+    def taken(self, key: str, cache_flush: CacheFlush | None) -> list[Timing]:
         """The passes an earlier, killed session already ran for this row, with this flush setting."""
         return self.earlier.get((key, cache_flush), [])
 
-    def record(self, key: str, cache_flush: bool | None, timing: Timing, call_overhead_ms: float) -> None:
+    def record(self, key: str, cache_flush: CacheFlush | None, timing: Timing, call_overhead_ms: float) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.write_text(",".join(FIELDS) + "\n")
-        flush = "" if cache_flush is None else int(cache_flush)
+        flush = "" if cache_flush is None or cache_flush.recorded is None else cache_flush.recorded
         append_csv_line(self.path, [key, self.protocol, self.host, flush, *astuple(timing), call_overhead_ms])
 
     def close(self) -> None:

@@ -25,10 +25,10 @@ from ..models.space import write_json_atomic
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
 from .adaptive import most_uncertain, seed_order
-from .base import Backend, Workload
+from .base import Backend, CacheFlush, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
 from .cache_flush import FlushChoice, choose_cache_flush, earlier_choice
-from .candidates import Candidate
+from ..contracts.candidates import Candidate
 from .pass_log import PassLog
 from .timing import Timing, TimingProtocol, interleaved
 
@@ -51,7 +51,7 @@ class Settings:
 
 
 @dataclass
-class Report:
+class ProfileReport:
     measured: pd.DataFrame
     skipped: int
     seconds: float
@@ -209,20 +209,20 @@ class _Recorder:
         return [] if entry.op == "network" else self.log.taken(self.key(entry), self.cache_flush)
 
     @property
-    def cache_flush(self) -> bool | None:
-        return getattr(self.backend, "cache_flush", None)
+    def cache_flush(self) -> CacheFlush | None:
+        return self.backend.cache_flush
 
 
 def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
             modules: Callable[[Entry], object] | None = None, budget_fraction: float | None = None,
-            target_within_10pct: float = 0.95, networks: bool = False) -> Report:
+            target_within_10pct: float = 0.95, networks: bool = False) -> ProfileReport:
     """Measure what ``lut_path`` lacks for this bundle; rows are appended as they are timed (with
     several passes, chunk by chunk).
 
     With ``budget_fraction``, at most that share of the conv configurations is measured
     (adaptively, see :mod:`.adaptive`); the predictor fills in the rest when the table is used.
     With ``networks`` (and several passes), the bundle's whole networks are timed in every chunk's
-    passes too (adaptively: in the seed sample's), reported in ``Report.networks`` for :func:`validate`;
+    passes too (adaptively: in the seed sample's), reported in ``ProfileReport.networks`` for :func:`validate`;
     not when some rows come from earlier sessions (an extended table, a killed session's logged
     passes): the networks would not meet those rows' passes, :func:`validate` times them alone.
 
@@ -235,7 +235,7 @@ def profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Se
 
 def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,
              modules: Callable[[Entry], object] | None, budget_fraction: float | None,
-             target_within_10pct: float, networks: bool) -> Report:
+             target_within_10pct: float, networks: bool) -> ProfileReport:
     writer = LutWriter(lut_path)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
@@ -244,7 +244,7 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     flush = _cache_flush(bundle, backend, lut_path, settings, modules) if pending else None
     if not pending:
         _pass_log(lut_path, backend, settings).close()  # left by a session killed after its last rows
-        return Report(pd.DataFrame(), len(todo), time.perf_counter() - began)
+        return ProfileReport(pd.DataFrame(), len(todo), time.perf_counter() - began)
     recorder = _Recorder(bundle, backend, settings, writer, modules)
     passes = settings.protocol.passes
     logged = sum(min(len(recorder.earlier(e)), passes) for e in pending)  # a killed session's passes
@@ -267,7 +267,7 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
 
         _adaptive(pending, limit, recorder, measured, target_within_10pct, settings, riders)
     recorder.log.close()
-    return Report(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
+    return ProfileReport(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
                   recorder.networks.result())
 
 
@@ -276,7 +276,7 @@ def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, setting
     """With ``cache_flush`` left to the session (onnxruntime, auto): the setting the table's
     earlier rows (or a killed session's passes) were measured with, or else the one the original
     network calls for."""
-    if getattr(backend, "cache_flush", False) is not None:
+    if backend.cache_flush is not CacheFlush.AUTO:
         return None
     try:
         earlier = earlier_choice(LatencyTable.read(lut_path).select(**_setting(backend, settings)).frame)

@@ -45,7 +45,7 @@ def device_problem(space: ChainSpace, luts: list[str | os.PathLike], budget: Bud
                    use_predictor: bool = True, calibrate: bool = True) -> DeviceProblem:
     """The problem of one device from its LUT file(s) (a device corpus among them trains the
     predictor), corrected by the table's validation unless ``calibrate`` is off."""
-    from ..profiler.candidates import model_label
+    from ..contracts.candidates import model_label
 
     table = LatencyTable.read(*luts).select(**(filters or {}))
     problem = build_problem(space, table, importance, use_predictor)

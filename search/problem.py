@@ -15,7 +15,7 @@ from ..errors import DepthshrinkError
 from ..lut.predictor import LatencyPredictor
 from ..lut.table import LatencyTable, check_covers, image_of
 from ..models.space import ChainSpace
-from ..profiler.candidates import model_label
+from ..contracts.candidates import model_label
 
 IMPORTANCE_COLUMNS = ["start", "end", "importance"]
 

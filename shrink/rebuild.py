@@ -55,7 +55,7 @@ def network_from_checkpoint(state: dict, source: str) -> nn.Module:
 def load_base_network(path: str | os.PathLike) -> tuple[nn.Module, ChainSpace]:
     """The base network of a ``train`` checkpoint (its EMA weights when it kept them) and its space;
     a shrunk (finetune) checkpoint is refused."""
-    from .train import load_checkpoint
+    from ..training.checkpoints import load_checkpoint
 
     state = load_checkpoint(path)
     if (state.get("spec") or {}).get("masks"):

@@ -27,7 +27,7 @@ def good(tmp_path_factory) -> dict[str, Path]:
     from depthshrink.search.segments import candidate_segments
     from depthshrink.shrink.apply import apply_masks
     from depthshrink.shrink.masks import per_block_masks
-    from depthshrink.shrink.train import CHECKPOINT_FORMAT, save_checkpoint
+    from depthshrink.training.train import CHECKPOINT_FORMAT, save_checkpoint
 
     folder = tmp_path_factory.mktemp("good")
     files = {"space": folder / "space.json", "lut": folder / "lut.csv", "importance": folder / "importance.csv",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from depthshrink import DepthshrinkError
-from depthshrink.shrink.data import FASHION_MNIST, fashion_mnist, held_out_split, read_idx, synthetic
+from depthshrink.training.data import FASHION_MNIST, fashion_mnist, held_out_split, read_idx, synthetic
 
 
 def _write_idx(path, array, compress):
@@ -70,7 +70,7 @@ def test_image_folder_reads_class_folders_with_pil(tmp_path):
     from PIL import Image
 
     from depthshrink.cli.main import main
-    from depthshrink.shrink.folders import ImageFolder
+    from depthshrink.training.folders import ImageFolder
 
     for split in ("train", "val"):
         for label, name in enumerate(["cat", "dog"]):
@@ -106,7 +106,7 @@ def test_image_folder_reads_class_folders_with_pil(tmp_path):
 def test_cifar10_batches_load_and_foreign_pickles_are_refused(tmp_path):
     import pickle
 
-    from depthshrink.shrink.folders import cifar10
+    from depthshrink.training.folders import cifar10
 
     rng = np.random.default_rng(0)
     for name, size in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
@@ -125,7 +125,7 @@ def test_cifar10_batches_load_and_foreign_pickles_are_refused(tmp_path):
 
 
 def test_augment_shifts_and_flips_each_image_within_its_bounds():
-    from depthshrink.shrink.data import augment
+    from depthshrink.training.data import augment
 
     torch.manual_seed(0)
     x = torch.randn(64, 2, 9, 9)

@@ -35,7 +35,7 @@ def test_profile_device_on_the_gpu_end_to_end(tmp_path, precision, capsys):
 def test_train_finetune_and_merge_on_the_gpu(tmp_path):
     from depthshrink.shrink.masks import per_block_masks
     from depthshrink.shrink.rebuild import build_from_spec, load_merged
-    from depthshrink.shrink.train import load_checkpoint
+    from depthshrink.training.train import load_checkpoint
 
     data = ["--data", "synthetic", "--subset", "512", "--no-progress", "--device", "cuda"]
     assert main(["train", "--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1",
@@ -56,8 +56,8 @@ NCCL_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 from helpers import TinyNet
-from depthshrink.shrink.data import synthetic
-from depthshrink.shrink.train import TrainConfig, train
+from depthshrink.training.data import synthetic
+from depthshrink.training.train import TrainConfig, train
 import torch.distributed as dist
 model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1, amp=False), {out!r},
               progress=False, device="cuda")
@@ -68,8 +68,8 @@ dist.destroy_process_group()
 
 
 def test_ddp_over_nccl_with_one_process_matches_a_plain_run(tmp_path):
-    from depthshrink.shrink.data import synthetic
-    from depthshrink.shrink.train import TrainConfig, train
+    from depthshrink.training.data import synthetic
+    from depthshrink.training.train import TrainConfig, train
 
     config = TrainConfig(epochs=2, batch_size=16, lr=0.1, amp=False)
     single = train(TinyNet(), synthetic(96, seed=1), config, tmp_path / "one", progress=False, device="cuda")

@@ -15,12 +15,12 @@ from depthshrink.cli.main import main
 from depthshrink.models import build_model
 from depthshrink.models.trace import trace
 from depthshrink.shrink.apply import apply_masks
-from depthshrink.shrink.data import synthetic
-from depthshrink.shrink.evaluate import accuracy
+from depthshrink.training.data import synthetic
+from depthshrink.training.evaluate import accuracy
 from depthshrink.search.segments import candidate_segments, complete_additively
-from depthshrink.shrink.importance import (ImportanceConfig, Scorer, finished, part_path, reestimate_batchnorm,
+from depthshrink.training.importance import (ImportanceConfig, Scorer, finished, part_path, reestimate_batchnorm,
                                            segment_masks)
-from depthshrink.shrink.mask_training import masked_network
+from depthshrink.training.mask_training import masked_network
 from depthshrink.shrink.masks import Masks
 
 

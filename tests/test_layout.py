@@ -3,7 +3,7 @@
 import torch
 
 from depthshrink.models import build_model
-from depthshrink.shrink.layout import channels_last
+from depthshrink.training.layout import channels_last
 
 
 def test_channels_last_keeps_values_and_restores_layouts():
@@ -33,8 +33,8 @@ def test_layout_restored_after_an_error():
 
 
 def test_a_model_trains_after_being_evaluated():
-    from depthshrink.shrink.data import synthetic
-    from depthshrink.shrink.evaluate import accuracy
+    from depthshrink.training.data import synthetic
+    from depthshrink.training.evaluate import accuracy
 
     model = build_model("tiny_mobilenet", in_channels=1)
     data = synthetic(8, seed=0)

@@ -6,7 +6,7 @@ from helpers import HandNet, block_segments, masks_for, maximal_segments, random
 
 import depthshrink
 from depthshrink.models import build_model
-from depthshrink.shrink.export import export_onnx, onnx_relative_error
+from depthshrink.export.onnx import export_onnx, onnx_relative_error
 
 
 @pytest.mark.parametrize("name,resolution,segments", [

@@ -18,12 +18,12 @@ from depthshrink.lut.table import read_lut, row_key
 from depthshrink.models import build_model
 from depthshrink.models.space import ConvShape
 from depthshrink.profiler.base import Workload
-from depthshrink.profiler.candidates import Candidate, distinct_candidates, span_candidates
+from depthshrink.contracts.candidates import Candidate, distinct_candidates, span_candidates
 from depthshrink.profiler.devices import GpuTarget, check_tensorrt_supports, resolve_gpu
-from depthshrink.profiler.export import CandidateBlock, export_bundle, module_builder
+from depthshrink.export.bundles import CandidateBlock, export_bundle, module_builder
 from depthshrink.profiler.session import Settings, profile, validate
 from depthshrink.profiler.timing import TimingProtocol
-from depthshrink.shrink.export import export_onnx
+from depthshrink.export.onnx import export_onnx
 
 FAST = TimingProtocol(warmup_ms=5, min_runs=5, min_time_ms=5)
 BLOCKS = [
@@ -211,7 +211,7 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
 
     model, space = _tiny_space()
     bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
-    lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1, cache_flush=None)  # auto
+    lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1, cache_flush=CacheFlush.AUTO)
     protocol = TimingProtocol(warmup_ms=5, min_runs=3, min_time_ms=5, passes=3)
     settings = Settings("cpu-test", 1, protocol, progress=False)
     first, second = [e for e in bundle.entries if e.op == "conv"][:2]
@@ -219,21 +219,21 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
     keys = {e.key: "|".join(row_key(_row(e, bundle, backend, settings))) for e in (first, second)}
     for entry, count in ((first, 2), (second, 3)):  # as a killed session left them, 7 runs each
         for _ in range(count):
-            log.record(keys[entry.key], True, Timing(1e-5, 1e-5, 1e-5, 5, 1.0), 0.0123)  # another flush setting
-            log.record(keys[entry.key], False, fast, 0.0123)  # the killed session's call overhead
-    PassLog(lut, TimingProtocol(passes=3), log.setting).record(keys[second.key], False, Timing(1e-6, 1e-6, 1e-6, 2, 1),
-                                                               0.5)
+            log.record(keys[entry.key], CacheFlush.ON, Timing(1e-5, 1e-5, 1e-5, 5, 1.0), 0.0123)  # another flush
+            log.record(keys[entry.key], CacheFlush.OFF, fast, 0.0123)  # the killed session's call overhead
+    PassLog(lut, TimingProtocol(passes=3), log.setting).record(keys[second.key], CacheFlush.OFF,
+                                                               Timing(1e-6, 1e-6, 1e-6, 2, 1), 0.5)
     other = keys[second.key].replace("cpu-test", "cpu-other")
-    PassLog(lut, protocol, "cpu-other|onnxruntime|fp32|1|1").record(other, True, fast, 0.5)  # another setting
+    PassLog(lut, protocol, "cpu-other|onnxruntime|fp32|1|1").record(other, CacheFlush.ON, fast, 0.5)  # another setting
     with open(log.path, "a") as handle:  # another host
         handle.write(f"{keys[second.key]},{log.protocol},elsewhere,0,1e-6,1e-6,1e-6,3,1.0\n")
-    assert _pass_log(lut, backend, settings).cache_flush is False  # not the other setting's True
+    assert _pass_log(lut, backend, settings).cache_flush is CacheFlush.OFF  # not the other setting's ON
     timed = []
     original = ort_backend.OnnxRuntimeBackend.time_in_network
     monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "time_in_network",
                         lambda self, workload, p: timed.append(workload.key) or original(self, workload, p))
     report = profile(bundle, backend, lut, settings, networks=True)
-    assert report.cache_flush.kept and backend.cache_flush is False  # as the killed session's passes
+    assert report.cache_flush.kept and backend.cache_flush is CacheFlush.OFF  # as the killed session's passes
     assert timed.count(first.key) == 1 and timed.count(second.key) == 0
     rows = [e for e in bundle.entries if e.op in ("conv", "fixed")]
     assert all(timed.count(e.key) == 3 for e in rows if e not in (first, second))
@@ -353,9 +353,9 @@ def test_adaptive_profiling_stays_within_its_budget(tmp_path, capsys):
 def test_cache_flush_on_off_or_chosen_by_the_network(tmp_path, monkeypatch):
     """The block's runner streams twice the L2 before each timed run (on), nothing (off), or, with
     auto, whichever makes the original network's layers sum closer to the network measured whole."""
-    from depthshrink.cli.profile_device import _backend
-    from depthshrink.cli.main import build_parser
     from depthshrink.profiler import onnxruntime as ort_backend
+    from depthshrink.profiler.base import CacheFlush
+    from depthshrink.profiler.factory import BackendOptions, backend_factory
     from depthshrink.profiler.cache_flush import _key
 
     model, space = _tiny_space()
@@ -373,9 +373,7 @@ def test_cache_flush_on_off_or_chosen_by_the_network(tmp_path, monkeypatch):
     keys = [_key(bundle, start, end) for start, end in next(e for e in bundle.of_op("network")
                                                             if e.key == "network_original").fields["segments"]]
     for flag, expected in (("on", flushed), ("off", 0), ("auto", None)):
-        args = build_parser().parse_args(["profile-device", "--cpu", "--model", "tiny_mobilenet", "--batch-size", "1",
-                                          "--lut", "x.csv", "--cache-flush", flag])
-        make_backend, _ = _backend(args)
+        make_backend, _ = backend_factory(BackendOptions(cache_flush=CacheFlush(flag)))
         backend = make_backend()
         flushes.clear()
         pairs.clear()
@@ -385,13 +383,13 @@ def test_cache_flush_on_off_or_chosen_by_the_network(tmp_path, monkeypatch):
             assert choice is not None and backend.cache_flush is choice.cache_flush
             assert choice.network_ms > 0 and choice.with_flush_ms > 0 and choice.without_flush_ms > 0
             errors = {flush: abs(total - choice.network_ms) for flush, total in
-                      ((True, choice.with_flush_ms), (False, choice.without_flush_ms))}
+                      ((CacheFlush.ON, choice.with_flush_ms), (CacheFlush.OFF, choice.without_flush_ms))}
             assert errors[choice.cache_flush] == min(errors.values())
             layers = {key for key in keys if key.startswith("conv")}  # the original's layers, timed both ways
             assert layers and all((key, 0) in pairs and (key, flushed) in pairs for key in layers)
             assert ("network_original", 0) in pairs  # the network whole, never flushed
             table = read_lut(tmp_path / f"lut_{flag}.csv")
-            assert (table["cache_flush"] == int(choice.cache_flush)).all()  # recorded in every row
+            assert (table["cache_flush"] == choice.cache_flush.recorded).all()  # recorded in every row
         else:
             assert report.cache_flush is None
             assert expected in flushes and set(flushes) <= {expected, 0}  # whole networks are never flushed
@@ -438,7 +436,7 @@ def test_networks_to_validate_ride_in_every_chunks_passes_and_are_not_timed_agai
 
     model, space = _tiny_space()
     bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
-    lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1, cache_flush=False)
+    lut, backend = tmp_path / "lut.csv", ort_backend.OnnxRuntimeBackend(1, cache_flush=CacheFlush.OFF)
     backend.call_overhead_ms(FAST)  # timed once, before the spy
     order = []
     for method in ("time", "time_in_network"):
@@ -475,18 +473,19 @@ def test_networks_to_validate_ride_in_every_chunks_passes_and_are_not_timed_agai
 
 
 @pytest.mark.parametrize("slowest_ms, warned", [(5.4, False), (5.6, True)])
-def test_validation_warns_when_a_networks_passes_drift_over_ten_percent(capsys, slowest_ms, warned):
-    from depthshrink.cli.profile_device import _print_validation
+def test_validation_warns_when_a_networks_passes_drift_over_ten_percent(slowest_ms, warned):
+    from depthshrink.pipeline.profile import Profiled, describe, drift_warning
+    from depthshrink.profiler.session import ProfileReport
 
     result = {"network": "original", "segments": 3, "predicted_segments": 0, "measured_ms": 5.0,
               "predicted_ms": 5.5, "error_pct": 10.0, "fastest_pass_ms": 5.0, "slowest_pass_ms": slowest_ms,
               "timed_among_rows": True}
-    _print_validation([result])
-    captured = capsys.readouterr()
-    assert "timed in the table's passes" in captured.out and "error +10.0%" in captured.out
-    assert ("timings differed by up to 12%" in captured.err) is warned
-    _print_validation([{**result, "timed_among_rows": False}])
-    assert "whole network:\n" in capsys.readouterr().out  # timed alone: said without the passes
+    profiled = Profiled(ProfileReport(pd.DataFrame(), 0, 1.0), "cpu-x", "net", "onnxruntime", "fp32", [result])
+    text = "\n".join(describe(profiled))
+    assert "timed in the table's passes" in text and "error +10.0%" in text
+    assert ("timings differed by up to 12%" in (drift_warning([result]) or "")) is warned
+    profiled.validation = [{**result, "timed_among_rows": False}]
+    assert "whole network:\n" in "\n".join(describe(profiled))  # timed alone: said without the passes
 
 
 def test_validate_refuses_a_bundle_without_networks(tmp_path, capsys):
@@ -501,17 +500,18 @@ def test_validate_refuses_a_bundle_without_networks(tmp_path, capsys):
 def test_auto_cache_flush_keeps_the_setting_a_table_was_begun_with(tmp_path):
     """A killed table resumed with auto keeps its rows' setting (recorded in ``cache_flush``)
     rather than choosing again; rows of a LUT written before the column simply lack it."""
+    from depthshrink.profiler.base import CacheFlush
     from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 
     model, space = _tiny_space()
     bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
     lut, settings = tmp_path / "lut.csv", Settings("cpu-test", 1, FAST, progress=False)
-    first = profile(bundle, OnnxRuntimeBackend(1, cache_flush=False), lut, settings)
+    first = profile(bundle, OnnxRuntimeBackend(1, cache_flush=CacheFlush.OFF), lut, settings)
     assert first.cache_flush is None and (read_lut(lut)["cache_flush"] == 0).all()
     lines = lut.read_text().splitlines(keepends=True)
     lut.write_text("".join(lines[:-3]))  # as if killed three rows before the end
-    auto = OnnxRuntimeBackend(1, cache_flush=None)
+    auto = OnnxRuntimeBackend(1, cache_flush=CacheFlush.AUTO)
     resumed = profile(bundle, auto, lut, settings)
-    assert len(resumed.measured) == 3 and resumed.cache_flush.kept and auto.cache_flush is False
+    assert len(resumed.measured) == 3 and resumed.cache_flush.kept and auto.cache_flush is CacheFlush.OFF
     assert "as the LUT's earlier timings" in resumed.cache_flush.describe()
     assert (read_lut(lut)["cache_flush"] == 0).all()

@@ -12,11 +12,11 @@ from depthshrink.cli.main import main
 from depthshrink.lut.table import read_lut
 from depthshrink.models.space import ConvShape
 from depthshrink.profiler.base import Workload
-from depthshrink.profiler.candidates import Candidate
+from depthshrink.contracts.candidates import Candidate
 from depthshrink.profiler.devices import GpuTarget, resolve_gpu
-from depthshrink.profiler.export import CandidateBlock
+from depthshrink.export.bundles import CandidateBlock
 from depthshrink.profiler.timing import TimingProtocol
-from depthshrink.shrink.export import export_onnx
+from depthshrink.export.onnx import export_onnx
 
 H100 = GpuTarget(0, "NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3", (9, 0))
 FAST = TimingProtocol(warmup_ms=1, min_runs=5, min_time_ms=1)
@@ -139,7 +139,7 @@ def test_torch_runner_leaves_the_callers_module_as_it_was():
     import depthshrink
     from depthshrink.models import build_model
     from depthshrink.profiler.bundle import Entry
-    from depthshrink.profiler.export import module_builder
+    from depthshrink.export.bundles import module_builder
     from depthshrink.profiler.pytorch import TorchRunner
 
     model = build_model("tiny_mobilenet").eval()

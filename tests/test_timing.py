@@ -62,7 +62,7 @@ def test_networks_are_costed_in_the_same_interleaved_passes(monkeypatch):
     from torch import nn
 
     from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
-    from depthshrink.shrink.measure import costs
+    from depthshrink.export.networks import costs
 
     timed = []
     original = OnnxRuntimeBackend.time

@@ -13,8 +13,8 @@ import torch
 from helpers import TinyNet, torchrun
 
 from depthshrink import DepthshrinkError
-from depthshrink.shrink.data import synthetic
-from depthshrink.shrink.train import TrainConfig, load_checkpoint, train
+from depthshrink.training.data import synthetic
+from depthshrink.training.train import TrainConfig, load_checkpoint, train
 
 CONFIG = TrainConfig(epochs=2, batch_size=16, lr=0.1)
 TESTS = Path(__file__).parent
@@ -23,8 +23,8 @@ DDP_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 from helpers import TinyNet
-from depthshrink.shrink.data import synthetic
-from depthshrink.shrink.train import TrainConfig, train
+from depthshrink.training.data import synthetic
+from depthshrink.training.train import TrainConfig, train
 import torch.distributed as dist
 model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False, device="cpu")
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
@@ -49,8 +49,8 @@ import sys, torch
 torch.set_num_threads({threads})  # the same reduction order as the uninterrupted run
 sys.path.insert(0, {tests!r})
 from helpers import TinyNet
-from depthshrink.shrink.data import synthetic
-from depthshrink.shrink.train import TrainConfig, train
+from depthshrink.training.data import synthetic
+from depthshrink.training.train import TrainConfig, train
 train(TinyNet(), synthetic(20000, seed=2), TrainConfig(epochs=3, batch_size=64, lr=0.05), {out!r}, progress=False, device="cpu")
 """
 
@@ -82,7 +82,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     with pytest.raises(DepthshrinkError, match="cannot read checkpoint"):
         train(TinyNet(), synthetic(64), CONFIG, tmp_path, resume=True, progress=False, device="cpu")
     with pytest.raises(DepthshrinkError, match="does not split among"):
-        from depthshrink.shrink.train import GlobalBatchSampler
+        from depthshrink.training.train import GlobalBatchSampler
         GlobalBatchSampler(100, 15, 0, rank=0, world=2)
 
 
@@ -130,8 +130,8 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
 def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
     """The merged model predicts what the finetuned checkpoint predicts (>= 99.9% of test images)."""
     from depthshrink.cli.main import main
-    from depthshrink.shrink.data import synthetic
-    from depthshrink.shrink.evaluate import accuracy
+    from depthshrink.training.data import synthetic
+    from depthshrink.training.evaluate import accuracy
     from depthshrink.shrink.masks import per_block_masks
     from depthshrink.shrink.rebuild import build_from_spec, load_merged, network_from_checkpoint
 
@@ -168,8 +168,8 @@ BN_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 from depthshrink.models import build_model
-from depthshrink.shrink.data import synthetic
-from depthshrink.shrink.train import TrainConfig, train
+from depthshrink.training.data import synthetic
+from depthshrink.training.train import TrainConfig, train
 import torch.distributed as dist
 torch.manual_seed(0)
 model = build_model("tiny_mobilenet", in_channels=1)
@@ -201,7 +201,7 @@ def test_resume_refuses_another_run(tmp_path):
 def test_ema_weights_are_averaged_saved_and_resumed(tmp_path, monkeypatch):
     import shutil
 
-    import depthshrink.shrink.train as training
+    import depthshrink.training.train as training
 
     saved = training.save_checkpoint
 

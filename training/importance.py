@@ -30,15 +30,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DepthshrinkError
-from ..lut.table import append_csv_line, cut_torn_line
+from ..contracts.files import append_csv_line, cut_torn_line
 from ..models.space import ChainSpace, read_json, write_json_atomic
-from ..profiler.candidates import model_label
+from ..contracts.candidates import model_label
 from ..search.dp import fastest_splits
 from ..search.segments import candidate_segments, complete_additively
 from .data import sample
 from .evaluate import accuracy
 from .layout import channels_last
-from .masks import Masks
+from ..shrink.masks import Masks
 
 PART_COLUMNS = ["start", "end", "accuracy"]
 
@@ -115,7 +115,7 @@ class Scorer:
         self.teacher = reestimate_batchnorm(copy.deepcopy(base), self.bn_images) if config.method == "probe" else None
 
     def accuracy(self, start: int, end: int) -> float:
-        from .apply import apply_masks
+        from ..shrink.apply import apply_masks
 
         torch.manual_seed(self.config.seed)
         model = apply_masks(self.base, self.space, segment_masks(self.space, start, end))

@@ -13,11 +13,11 @@ from ..errors import DepthshrinkError
 from ..models.ops import ACTIVATION_BY_NAME, Kind, classify
 from ..models.space import ChainSpace, write_json_atomic
 from ..shrink.apply import apply_masks, retrace
-from ..shrink.export import export_onnx
+from .onnx import export_onnx
 from ..shrink.masks import per_block_masks
 from ..shrink.merge import merge
-from .bundle import CORPUS_LABEL, MANIFEST, Bundle, Entry
-from .candidates import Candidate, distinct_candidates, model_label
+from ..profiler.bundle import CORPUS_LABEL, MANIFEST, Bundle, Entry
+from ..contracts.candidates import Candidate, distinct_candidates, model_label
 from .corpus import CorpusSpec, sample_candidates
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from ..errors import DepthshrinkError
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "held-out", "test")
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -100,3 +102,75 @@ def held_out_split(size: int, held_out: int, seed: int = 0) -> tuple[np.ndarray,
         raise DepthshrinkError(f"cannot hold out {held_out} of {size} examples")
     order = np.random.default_rng(seed).permutation(size)
     return np.sort(order[held_out:]), np.sort(order[:held_out])
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where examples come from: ``fashion-mnist`` (Debian's package), ``synthetic``, or a folder
+    (Fashion-MNIST idx files, CIFAR-10 python batches, or images in class folders)."""
+
+    source: str = "fashion-mnist"
+    subset: int | None = None   # use only this many training examples (a fixed random draw)
+
+
+def load_split(spec: DataSpec, split: str, info: dict | None = None) -> Dataset:
+    """``split`` (train, held-out or test) of ``spec``'s data; ``info`` (a space's model) sizes
+    images read from folders. The held-out split is a fixed 5,000 (or a tenth) of the training data."""
+    if split not in SPLITS:
+        raise DepthshrinkError(f"no split {split!r}: the splits are {', '.join(SPLITS)}")
+    data = _dataset(spec.source, "test" if split == "test" else "train", info)
+    if split in ("train", "held-out"):
+        train_index, held_index = held_out_split(len(data), min(5_000, max(1, len(data) // 10)))
+        data = Subset(data, (train_index if split == "train" else held_index).tolist())
+    if spec.subset and split == "train":
+        data = sample(data, spec.subset)
+    return data
+
+
+def _dataset(source: str, split: str, info: dict | None):
+    from .folders import ImageFolder, cifar10, is_cifar10
+
+    if source == "synthetic":
+        return synthetic(12_000 if split == "train" else 2_000, seed=0 if split == "train" else 1)
+    if source == "fashion-mnist":
+        return fashion_mnist(split, FASHION_MNIST)
+    root = Path(source)
+    if not root.is_dir():
+        raise DepthshrinkError(f"dataset folder {root} does not exist")
+    if any(root.glob("*-idx[13]-ubyte*")):
+        return fashion_mnist(split, root)
+    if is_cifar10(root):
+        return cifar10(root, split)
+    if info is None:
+        raise DepthshrinkError(f"{root}: image folders need the model's resolution")
+    names = ["train"] if split == "train" else ["val", "test"]
+    folder = next((root / n for n in names if (root / n).is_dir()), root if split == "train" else None)
+    if folder is None:
+        raise DepthshrinkError(f"{root} has no val/ or test/ folder for the test split")
+    classes = ImageFolder(root / "train", info["height"], info["in_channels"]).classes \
+        if split != "train" and (root / "train").is_dir() else None
+    return ImageFolder(folder, info["height"], info["in_channels"], classes)
+
+
+def _labels(data):
+    """The label tensor of a (subset of a) TensorDataset or ImageFolder."""
+
+    indices = None
+    while hasattr(data, "indices"):
+        indices = torch.as_tensor(data.indices) if indices is None else torch.as_tensor(data.indices)[indices]
+        data = data.dataset
+    labels = data.targets if hasattr(data, "targets") else data.tensors[1]
+    return labels if indices is None else labels[indices]
+
+
+def check_fits(data, info: dict) -> None:
+    """Refuse data whose images or classes do not fit the network ``info`` (a space's model) describes."""
+    image = tuple(data[0][0].shape)
+    expected = (info["in_channels"], info["height"], info["width"])
+    if image != expected:
+        raise DepthshrinkError(f"the data's images are {image} but the network takes {expected}: "
+                               "set --in-channels and --resolution to match")
+    classes = int(_labels(data).max()) + 1
+    if classes > info.get("num_classes", classes):
+        raise DepthshrinkError(f"the data has {classes} classes but the model has {info['num_classes']} "
+                               "outputs: set --num-classes")

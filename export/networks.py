@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..profiler.timing import Timing, TimingProtocol, interleaved
-from .export import export_onnx
+from .onnx import export_onnx
 
 
 @dataclass(frozen=True)

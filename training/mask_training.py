@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import DepthshrinkError
 from ..models.ops import ACTIVATION_BY_NAME
 from ..models.space import ChainSpace
-from ..profiler.candidates import model_label
+from ..contracts.candidates import model_label
 from .data import sample
 from .evaluate import accuracy
 
@@ -62,7 +62,7 @@ class MaskBank(nn.Module):
 
 def masked_network(base: nn.Module, space: ChainSpace, keep: int) -> fx.GraphModule:
     """A trainable copy of ``base`` whose removable activations pass through a :class:`MaskBank`."""
-    from .apply import retrace
+    from ..shrink.apply import retrace
 
     sites = [s for s in space.sites if s.activation is not None and s.removable]
     if not sites:

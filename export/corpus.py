@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import DepthshrinkError
 from ..models.space import ConvShape
-from .candidates import Candidate
+from ..contracts.candidates import Candidate
 
 KINDS = {"pointwise": 0.25, "depthwise": 0.15, "dense": 0.60}
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
-from ..training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint  # noqa: F401
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint  # noqa: F401
 from .data import augment
 
 
@@ -245,7 +245,7 @@ def _fresh(out: Path) -> int:
 def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec: dict, rank: int,
             device: torch.device) -> int:
     """Load ``out/last.pt``; the epoch to continue from (0 when there is none)."""
-    from .rebuild import load_into
+    from ..shrink.rebuild import load_into
 
     if not (out / "last.pt").exists():
         return _fresh(out)
