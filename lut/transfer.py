@@ -1,0 +1,182 @@
+"""A new device's latencies from a few of its measurements and what other tables already say
+(HELP and MAPLE-Edge's lesson: a device-independent prior plus a small per-device correction).
+
+The prior, from every other table (another device, backend or batch):
+
+- its latencies: its own predictor (the model of its kind, fitted on all its rows) gives a log
+  latency for each configuration; where it measured the same conv (shape, activation and
+  residual add; batch aside), its measurement is taken instead;
+- its work model, for a table of the new device's kind: the CPU work counts' times per unit of
+  work, or the GPU counts' launch costs and slowdowns against the datasheet peaks, applied to
+  the new device's rows (on a GPU, with the new device's own description).
+
+The correction, fitted on the new device's few rows: ridge regression of their log latencies on
+some of those inputs and on the new device's own work model (fitted on the same rows). Which
+inputs (its own model alone, one other table's work model or latencies with it, or all) is
+chosen by leave-one-out error on the few rows, so a prior that does not fit is left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._imports import lazy_import
+from ..errors import DepthshrinkError
+from .device import DeviceSpec
+from .gpu_models import GpuCounts
+from .models import WorkCounts
+from .predictor import Evaluation, LatencyPredictor, _score, conv_features, table_device
+from .table import LatencyTable, is_corpus
+
+SHIPPED = Path(__file__).parent
+PRIOR_MODEL = {"cpu": "work_counts_plus_gp", "gpu": "average_of_gpu_models"}  # no choosing: seconds saved
+MATCH = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width", "activation",
+         "residual_add"]
+MIN_TRANSFER_ROWS = 5
+ALPHAS = np.logspace(-3, 2, 12)
+
+
+def _keys(rows: pd.DataFrame) -> pd.Series:
+    frame = rows[MATCH].copy()
+    for column in MATCH:
+        if column != "activation":
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype(int)
+    frame["activation"] = frame["activation"].fillna("none").replace("", "none").astype(str)
+    return frame.astype(str).agg("|".join, axis=1)
+
+
+class PriorTable:
+    """One other table of one setting: its predictor and its measurements, by configuration."""
+
+    def __init__(self, frame: pd.DataFrame, name: str = "") -> None:
+        conv = frame[(frame["op"] == "conv") & ~is_corpus(frame)]
+        self.name = name or str(conv["device"].iloc[0])
+        self.device, self.backend = table_device(frame)
+        self.predictor = LatencyPredictor(frame, model=PRIOR_MODEL[self.device.kind])
+        self.measured = dict(zip(_keys(conv), np.log(conv["latency_ms"].astype(float))))
+        x, y = conv_features(conv), np.log(conv["latency_ms"].astype(float).to_numpy())
+        self.counts = (GpuCounts(self.device, self.backend) if self.device.kind == "gpu" else WorkCounts()).fit(x, y)
+
+    def counts_log_latency(self, rows: pd.DataFrame, device: DeviceSpec, backend: str | None) -> np.ndarray | None:
+        """Its work model's log latency of each row on ``device`` (None for a device of another kind)."""
+        if device.kind != self.device.kind:
+            return None
+        if device.kind == "cpu":
+            return self.counts.predict(conv_features(rows))
+        model = GpuCounts(device, backend)
+        model.weights_, model.floor_ms_ = self.counts.weights_, self.counts.floor_ms_
+        return model.predict(conv_features(rows))
+
+    def log_latency(self, rows: pd.DataFrame) -> np.ndarray:
+        """Its log latency of each row: measured where it has the configuration, else predicted."""
+        predicted = np.log(self.predictor.predict(rows)[0])
+        measured = _keys(rows).map(self.measured).to_numpy(dtype=float)
+        return np.where(np.isnan(measured), predicted, measured)
+
+
+def shipped_priors(exclude: dict | None = None) -> list[PriorTable]:
+    """The tables that ship with the project (``lut/**/*.csv``), one prior per setting with enough
+    own rows; ``exclude`` (a table's setting) leaves that setting out."""
+    priors = []
+    for path in sorted(SHIPPED.rglob("*.csv")):
+        table = LatencyTable.read(path)
+        own = table.frame[(table.frame["op"] == "conv") & ~is_corpus(table.frame)]
+        if len(own) < 20:
+            continue
+        selected = table.select()
+        if exclude and all(_same(selected.setting.get(k), v) for k, v in exclude.items()):
+            continue
+        priors.append(PriorTable(selected.frame, path.stem))
+    return priors
+
+
+def _same(a, b) -> bool:
+    return str(a).strip().lower() == str(b).strip().lower() if a is not None and b is not None else a is b
+
+
+@dataclass
+class _Choice:
+    columns: tuple[int, ...]  # positions in :meth:`TransferPredictor._inputs`
+    loo_error: tuple[float, float]  # (- share within ±10%, mean squared log error), left out one at a time
+    alpha: float                    # the ridge penalty with the least squared leave-one-out error
+
+
+class TransferPredictor:
+    """Fitted on a new device's few conv rows (of one setting) and ``priors`` (other tables)."""
+
+    def __init__(self, frame: pd.DataFrame, priors: list[PriorTable], device: DeviceSpec | None = None) -> None:
+        conv = frame[(frame["op"] == "conv") & ~is_corpus(frame)].reset_index(drop=True)
+        if len(conv) < MIN_TRANSFER_ROWS:
+            raise DepthshrinkError(f"transfer needs at least {MIN_TRANSFER_ROWS} measured conv rows of the new "
+                                   f"device; this table has {len(conv)}")
+        self.device, self.backend = table_device(frame)
+        self.device = device or self.device
+        self.priors = priors
+        x, y = conv_features(conv), np.log(conv["latency_ms"].astype(float).to_numpy())
+        own = GpuCounts(self.device, self.backend) if self.device.kind == "gpu" else WorkCounts()
+        self.own_ = own.fit(x, y)
+        inputs = self._inputs(conv)
+        linear = lazy_import("sklearn.linear_model")
+        columns = range(1, inputs.shape[1])
+        choices = [(0,), *[(0, i) for i in columns], *[(i,) for i in columns if self.names[i].endswith("work model")]]
+        if inputs.shape[1] > 2:
+            choices.append(tuple(range(inputs.shape[1])))
+        scored = [_Choice(c, *_ridge_loo(inputs[:, list(c)], y)) for c in choices]
+        self.choice = min(scored, key=lambda s: s.loo_error)
+        self.ridge_ = linear.Ridge(alpha=self.choice.alpha).fit(inputs[:, list(self.choice.columns)], y)
+
+    @property
+    def used(self) -> list[str]:
+        """The inputs the correction uses (see :attr:`names`)."""
+        return [self.names[i] for i in self.choice.columns]
+
+    def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
+        """Columns: the own work model, then per prior its latencies and (same kind) its work model."""
+        columns, self.names = [self.own_.predict(conv_features(rows))], ["own work model"]
+        for prior in self.priors:
+            columns.append(prior.log_latency(rows))
+            self.names.append(f"{prior.name} latencies")
+            counts = prior.counts_log_latency(rows, self.device, self.backend)
+            if counts is not None:
+                columns.append(counts)
+                self.names.append(f"{prior.name} work model")
+        return np.column_stack(columns)
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """latency_ms of each row."""
+        return np.exp(self.ridge_.predict(self._inputs(rows)[:, list(self.choice.columns)]))
+
+
+def _ridge_loo(inputs: np.ndarray, y: np.ndarray) -> tuple[tuple[float, float], float]:
+    """((- share within ±10%, mean squared log error) of a ridge fit on ``inputs`` with each row
+    left out in turn, its penalty), for the penalty of ``ALPHAS`` with the least squared error.
+    Closed form: a left-out residual is the fitted one over 1 - its leverage (intercept free)."""
+    centred = inputs - inputs.mean(axis=0)
+    best = None
+    for alpha in ALPHAS:
+        hat = centred @ np.linalg.solve(centred.T @ centred + alpha * np.eye(inputs.shape[1]), centred.T)
+        hat += 1 / len(y)
+        residual = (y - hat @ y) / np.maximum(1 - np.diag(hat), 1e-9)
+        score = (-float(np.mean(np.abs(np.expm1(residual)) <= 0.10)), float(np.mean(residual ** 2)))
+        if best is None or score[1] < best[0][1]:
+            best = (score, float(alpha))
+    return best
+
+
+def transfer_evaluation(target: pd.DataFrame, priors: list[PriorTable], rows: int = 30,
+                        name: str = "transfer") -> tuple[Evaluation, list[int], TransferPredictor]:
+    """The new device's table ``target`` (fully measured): ``rows`` of its conv rows chosen by the
+    adaptive sampler (:func:`depthshrink.profiler.adaptive.simulated_picks`), the predictor fitted
+    on them and ``priors``, scored on its other rows; (score, the rows chosen, the predictor)."""
+    from ..profiler.adaptive import simulated_picks
+
+    conv = target[(target["op"] == "conv") & ~is_corpus(target)].reset_index(drop=True)
+    picks = simulated_picks(conv, rows)
+    predictor = TransferPredictor(conv.iloc[picks], priors)
+    rest = conv.drop(index=picks)
+    measured = rest["latency_ms"].astype(float).to_numpy()
+    return _score(name, predictor.predict(rest), measured), picks, predictor
