@@ -12,7 +12,9 @@ two GPs' average, a random forest and gradient boosting, compared by grouped cro
 
 A GPU table (its ``device`` is not ``cpu-…``) gets the GPU models of :mod:`.gpu_models` instead
 of the CPU kernels' work counts: launches, traffic over bandwidth, and tiles and waves over the
-SMs of its :class:`~.device.DeviceSpec` (read from the device label, or given).
+SMs of its :class:`~.device.DeviceSpec` (read from the device label, or given). Given other
+tables as ``priors`` (:mod:`.transfer`), what they say of each row joins the features and the
+transfer model joins the candidates: a new device from a few of its own rows.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
     return features.reset_index(drop=True)
 
 
-def _candidates(device: DeviceSpec | None = None, backend: str | None = None) -> dict:
+def _candidates(device: DeviceSpec | None = None, backend: str | None = None, transfer: bool = False) -> dict:
     """The models compared for a table of ``device`` (unfitted, by name; a CPU without one). The
     forest and plain boosting (the issue's baselines, 38-51 points behind the best GP on the
     shipped 224 px table) are sized for time: 100 trees, 200 boosting steps at rate 0.1; 300 trees
@@ -84,6 +86,9 @@ def _candidates(device: DeviceSpec | None = None, backend: str | None = None) ->
         "gradient_boosting": ensemble.GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.1,
                                                                 subsample=0.8, random_state=0),
     }
+    if transfer:
+        from .transfer import TransferModel
+        baselines["transfer"] = TransferModel(device or spec_for_device("cpu"), backend)
     if device is not None and device.kind == "gpu":
         return {"gpu_counts_plus_gp": GpuCountsPlusGP(device, backend),
                 "gpu_counts_plus_boosting": GpuCountsPlusBoosting(device, backend),
@@ -166,15 +171,17 @@ def _groups(conv: pd.DataFrame) -> pd.Series:
     return conv[GROUP_COLUMNS].astype(str).agg("-".join, axis=1)
 
 
-def cross_validate(frame: pd.DataFrame, folds: int = FOLDS, device: DeviceSpec | None = None) -> list[Evaluation]:
+def cross_validate(frame: pd.DataFrame, folds: int = FOLDS, device: DeviceSpec | None = None,
+                   priors: list | None = None) -> list[Evaluation]:
     """Held-out accuracy of every candidate model on the table's conv rows (grouped K-fold), best first.
 
     Corpus rows (``model`` = corpus, see :mod:`depthshrink.profiler.corpus`) only train: every fold
     fits on them too, less those of a shape held out in that fold, and they are never scored.
     The (model, fold) fits run in parallel, one process per core. ``device`` describes the
-    device when its label is not enough (see :func:`table_device`).
+    device when its label is not enough (see :func:`table_device`); ``priors``, other tables
+    (:class:`~.transfer.PriorTable`), add the transfer model.
     """
-    return _cross_validated(frame, folds, device=device)[0]
+    return _cross_validated(frame, folds, device=device, priors=priors)[0]
 
 
 def _ranked(results) -> list[Evaluation]:
@@ -182,7 +189,7 @@ def _ranked(results) -> list[Evaluation]:
 
 
 def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] | None = (),
-                     device: DeviceSpec | None = None) -> tuple[list[Evaluation], dict]:
+                     device: DeviceSpec | None = None, priors: list | None = None) -> tuple[list[Evaluation], dict]:
     """(every candidate's and average's grouped K-fold held-out scores, best first; the candidates
     named in ``fit`` (None: the averages' parts) fitted on every row, in the same parallel batch
     as the folds)."""
@@ -191,10 +198,11 @@ def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] | Non
     averages = _averages(device)
     fit = tuple(part for parts in averages.values() for part in parts) if fit is None else fit
     conv, corpus = _conv_rows(frame)
-    x, y, groups = conv_features(conv), _log_latency(conv), _groups(conv)
-    x_corpus, y_corpus, groups_corpus = conv_features(corpus), _log_latency(corpus), _groups(corpus).to_numpy()
+    x, y, groups = _features(conv, device, backend, priors), _log_latency(conv), _groups(conv)
+    x_corpus, y_corpus = _features(corpus, device, backend, priors), _log_latency(corpus)
+    groups_corpus = _groups(corpus).to_numpy()
     splits = list(model_selection.GroupKFold(n_splits=min(folds, groups.nunique())).split(x, y, groups))
-    candidates = _candidates(device, backend)
+    candidates = _candidates(device, backend, transfer=bool(priors))
     tasks = [(name, None, candidates[name], pd.concat([x, x_corpus], ignore_index=True),
               np.concatenate([y, y_corpus]), None) for name in fit]  # the longest first: a short tail
     for name, estimator in candidates.items():
@@ -211,6 +219,15 @@ def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] | Non
     for name, parts in averages.items():
         predicted[name] = np.mean([predicted[part] for part in parts], axis=0)
     return _ranked(_score(name, np.exp(values), np.exp(y)) for name, values in predicted.items()), fitted
+
+
+def _features(rows: pd.DataFrame, device: DeviceSpec, backend: str | None, priors: list | None) -> pd.DataFrame:
+    """:func:`conv_features`, and beside them what ``priors`` say of each row (when given)."""
+    x = conv_features(rows)
+    if not priors or rows.empty:
+        return x
+    from .transfer import prior_columns
+    return pd.concat([x, prior_columns(rows, priors, device, backend).reset_index(drop=True)], axis=1)
 
 
 def _log_latency(rows: pd.DataFrame) -> np.ndarray:
@@ -251,17 +268,19 @@ class LatencyPredictor:
     winners, are fitted on every row alongside the folds, so that choosing takes one parallel batch.
     """
 
-    def __init__(self, frame: pd.DataFrame, model: str | None = None, device: DeviceSpec | None = None) -> None:
+    def __init__(self, frame: pd.DataFrame, model: str | None = None, device: DeviceSpec | None = None,
+                 priors: list | None = None) -> None:
         conv = pd.concat(_conv_rows(frame), ignore_index=True)
-        self.features = conv_features(conv)
-        self.device, backend = (device, table_device(frame)[1]) if device is not None else table_device(frame)
-        everything, averages = _candidates(self.device, backend), _averages(self.device)
+        self.device, self.backend = (device, table_device(frame)[1]) if device is not None else table_device(frame)
+        self.priors = priors or []
+        self.features = _features(conv, self.device, self.backend, self.priors)
+        everything, averages = _candidates(self.device, self.backend, bool(self.priors)), _averages(self.device)
         if model is not None and model not in everything and model not in averages:
             raise DepthshrinkError(f"no latency model {model!r} for a {self.device.kind} table; the models are "
                                    + ", ".join([*everything, *averages]))
         fitted, self.evaluations = {}, None
         if model is None:
-            self.evaluations, fitted = _cross_validated(frame, FOLDS, fit=None, device=self.device)
+            self.evaluations, fitted = _cross_validated(frame, FOLDS, fit=None, device=self.device, priors=self.priors)
             model = self.evaluations[0].model
         self.model = model
         parts = averages.get(model, (model,))
@@ -273,6 +292,6 @@ class LatencyPredictor:
 
     def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(latency_ms, extrapolated): a row is extrapolated when a feature leaves the training range."""
-        x = conv_features(rows)
+        x = _features(rows, self.device, self.backend, self.priors)
         outside = ((x < self.low) | (x > self.high)).any(axis=1).to_numpy()
         return np.exp(self.estimator.predict(x)), outside

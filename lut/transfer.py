@@ -26,9 +26,9 @@ import pandas as pd
 
 from .._imports import lazy_import
 from ..errors import DepthshrinkError
-from .device import DeviceSpec
+from .device import GENERIC_GPU, DeviceSpec
 from .gpu_models import GpuCounts
-from .models import WorkCounts
+from .models import EXTRA, WorkCounts
 from .predictor import Evaluation, LatencyPredictor, _score, conv_features, table_device
 from .table import LatencyTable, is_corpus
 
@@ -98,57 +98,73 @@ def _same(a, b) -> bool:
     return str(a).strip().lower() == str(b).strip().lower() if a is not None and b is not None else a is b
 
 
+PRIOR_PREFIX = "prior: "  # the columns of :func:`prior_columns` (beside the conv features)
+
+
+def prior_columns(rows: pd.DataFrame, priors: list[PriorTable], device: DeviceSpec,
+                  backend: str | None) -> pd.DataFrame:
+    """What each prior says of ``rows`` (LUT-shaped): its log latencies and, for a table of
+    ``device``'s kind, its work model's log latencies on ``device``."""
+    columns = {}
+    for prior in priors:
+        columns[f"{PRIOR_PREFIX}{prior.name} latencies"] = prior.log_latency(rows)
+        counts = prior.counts_log_latency(rows, device, backend)
+        if counts is not None:
+            columns[f"{PRIOR_PREFIX}{prior.name} work model"] = counts
+    return pd.DataFrame(columns, index=rows.index)
+
+
 @dataclass
 class _Choice:
-    columns: tuple[int, ...]  # positions in :meth:`TransferPredictor._inputs`
+    columns: tuple[str, ...]        # "own work model" and prior columns
     loo_error: tuple[float, float]  # (- share within ±10%, mean squared log error), left out one at a time
     alpha: float                    # the ridge penalty with the least squared leave-one-out error
 
 
-class TransferPredictor:
-    """Fitted on a new device's few conv rows (of one setting) and ``priors`` (other tables)."""
+class TransferModel:
+    """Scikit-learn-style, on conv features with :func:`prior_columns` beside them: the device's
+    own work model fitted on its rows, then a ridge regression on it and the prior columns that
+    leave one out best (:func:`_ridge_loo`). Corpus rows are not used (another session)."""
 
-    def __init__(self, frame: pd.DataFrame, priors: list[PriorTable], device: DeviceSpec | None = None) -> None:
-        conv = frame[(frame["op"] == "conv") & ~is_corpus(frame)].reset_index(drop=True)
-        if len(conv) < MIN_TRANSFER_ROWS:
+    OWN = "own work model"
+
+    def __init__(self, device: DeviceSpec = GENERIC_GPU, backend: str | None = None) -> None:
+        self.device, self.backend = device, backend
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"device": self.device, "backend": self.backend}
+
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "TransferModel":
+        own = x[EXTRA].to_numpy() == 0 if EXTRA in x.columns else np.ones(len(x), bool)
+        x, y = x[own], y[own]
+        if len(y) < MIN_TRANSFER_ROWS:
             raise DepthshrinkError(f"transfer needs at least {MIN_TRANSFER_ROWS} measured conv rows of the new "
-                                   f"device; this table has {len(conv)}")
-        self.device, self.backend = table_device(frame)
-        self.device = device or self.device
-        self.priors = priors
-        x, y = conv_features(conv), np.log(conv["latency_ms"].astype(float).to_numpy())
-        own = GpuCounts(self.device, self.backend) if self.device.kind == "gpu" else WorkCounts()
-        self.own_ = own.fit(x, y)
-        inputs = self._inputs(conv)
+                                   f"device; this table has {len(y)}")
+        model = GpuCounts(self.device, self.backend) if self.device.kind == "gpu" else WorkCounts()
+        self.own_ = model.fit(x, y)
+        inputs = self._inputs(x)
+        priors = [c for c in inputs.columns if c != self.OWN]
+        choices = [(self.OWN,), *[(self.OWN, c) for c in priors], *[(c,) for c in priors if c.endswith("work model")]]
+        if len(priors) > 1:
+            choices.append(tuple(inputs.columns))
+        scored = [_Choice(c, *_ridge_loo(inputs[list(c)].to_numpy(), y)) for c in choices]
+        self.choice_ = min(scored, key=lambda s: s.loo_error)
         linear = lazy_import("sklearn.linear_model")
-        columns = range(1, inputs.shape[1])
-        choices = [(0,), *[(0, i) for i in columns], *[(i,) for i in columns if self.names[i].endswith("work model")]]
-        if inputs.shape[1] > 2:
-            choices.append(tuple(range(inputs.shape[1])))
-        scored = [_Choice(c, *_ridge_loo(inputs[:, list(c)], y)) for c in choices]
-        self.choice = min(scored, key=lambda s: s.loo_error)
-        self.ridge_ = linear.Ridge(alpha=self.choice.alpha).fit(inputs[:, list(self.choice.columns)], y)
+        self.ridge_ = linear.Ridge(alpha=self.choice_.alpha).fit(inputs[list(self.choice_.columns)].to_numpy(), y)
+        return self
+
+    def _inputs(self, x: pd.DataFrame) -> pd.DataFrame:
+        inputs = x[[c for c in x.columns if str(c).startswith(PRIOR_PREFIX)]].copy()
+        inputs.insert(0, self.OWN, self.own_.predict(x))
+        return inputs
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        return self.ridge_.predict(self._inputs(x)[list(self.choice_.columns)].to_numpy())
 
     @property
     def used(self) -> list[str]:
-        """The inputs the correction uses (see :attr:`names`)."""
-        return [self.names[i] for i in self.choice.columns]
-
-    def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
-        """Columns: the own work model, then per prior its latencies and (same kind) its work model."""
-        columns, self.names = [self.own_.predict(conv_features(rows))], ["own work model"]
-        for prior in self.priors:
-            columns.append(prior.log_latency(rows))
-            self.names.append(f"{prior.name} latencies")
-            counts = prior.counts_log_latency(rows, self.device, self.backend)
-            if counts is not None:
-                columns.append(counts)
-                self.names.append(f"{prior.name} work model")
-        return np.column_stack(columns)
-
-    def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        """latency_ms of each row."""
-        return np.exp(self.ridge_.predict(self._inputs(rows)[:, list(self.choice.columns)]))
+        """The inputs the ridge regression uses."""
+        return [c.removeprefix(PRIOR_PREFIX) for c in self.choice_.columns]
 
 
 def _ridge_loo(inputs: np.ndarray, y: np.ndarray) -> tuple[tuple[float, float], float]:
@@ -168,15 +184,15 @@ def _ridge_loo(inputs: np.ndarray, y: np.ndarray) -> tuple[tuple[float, float], 
 
 
 def transfer_evaluation(target: pd.DataFrame, priors: list[PriorTable], rows: int = 30,
-                        name: str = "transfer") -> tuple[Evaluation, list[int], TransferPredictor]:
+                        name: str = "transfer") -> tuple[Evaluation, list[int], LatencyPredictor]:
     """The new device's table ``target`` (fully measured): ``rows`` of its conv rows chosen by the
-    adaptive sampler (:func:`depthshrink.profiler.adaptive.simulated_picks`), the predictor fitted
-    on them and ``priors``, scored on its other rows; (score, the rows chosen, the predictor)."""
+    adaptive sampler (:func:`depthshrink.profiler.adaptive.simulated_picks`), the transfer model
+    fitted on them and ``priors``, scored on its other rows; (score, the rows chosen, the predictor)."""
     from ..profiler.adaptive import simulated_picks
 
     conv = target[(target["op"] == "conv") & ~is_corpus(target)].reset_index(drop=True)
     picks = simulated_picks(conv, rows)
-    predictor = TransferPredictor(conv.iloc[picks], priors)
+    predictor = LatencyPredictor(conv.iloc[picks], model="transfer", priors=priors)
     rest = conv.drop(index=picks)
     measured = rest["latency_ms"].astype(float).to_numpy()
-    return _score(name, predictor.predict(rest), measured), picks, predictor
+    return _score(name, predictor.predict(rest)[0], measured), picks, predictor
