@@ -103,7 +103,10 @@ class GaussianResidual:
         self.gp_ = gaussian_process.GaussianProcessRegressor(kernel, alpha=alpha, normalize_y=True,
                                                              optimizer=_maximise_likelihood,
                                                              n_restarts_optimizer=restarts, random_state=0)
-        with warnings.catch_warnings():  # a length scale at its bound only means "this feature is irrelevant"
+        # one BLAS thread: the matrices are a few hundred rows, and on a loaded 2-core machine two
+        # threads made a fit 5-10x slower (2.3 s against 20 s for an H100 table's GP, load 6)
+        with warnings.catch_warnings(), lazy_import("threadpoolctl").threadpool_limits(1):
+            # a length scale at its bound only means "this feature is irrelevant"
             warnings.simplefilter("ignore", lazy_import("sklearn.exceptions").ConvergenceWarning)
             self.gp_.fit(self.scaler_.transform(inputs), residual)
         return self

@@ -78,10 +78,10 @@ class PriorTable:
         return np.where(np.isnan(measured), predicted, measured)
 
 
-def shipped_priors(exclude: dict | None = None) -> list[PriorTable]:
-    """The tables that ship with the project (``lut/**/*.csv``), one prior per setting with enough
-    own rows; ``exclude`` (a table's setting) leaves that setting out."""
-    priors = []
+def shipped_tables(exclude: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The tables that ship with the project (``lut/**/*.csv``) by file name, one setting each,
+    those with enough own rows (a corpus trains only); ``exclude`` (a setting) leaves it out."""
+    tables = {}
     for path in sorted(SHIPPED.rglob("*.csv")):
         table = LatencyTable.read(path)
         own = table.frame[(table.frame["op"] == "conv") & ~is_corpus(table.frame)]
@@ -90,8 +90,13 @@ def shipped_priors(exclude: dict | None = None) -> list[PriorTable]:
         selected = table.select()
         if exclude and all(_same(selected.setting.get(k), v) for k, v in exclude.items()):
             continue
-        priors.append(PriorTable(selected.frame, path.stem))
-    return priors
+        tables[path.stem] = selected.frame
+    return tables
+
+
+def shipped_priors(exclude: dict | None = None) -> list[PriorTable]:
+    """A prior of each of :func:`shipped_tables` (seconds each: its model is fitted)."""
+    return [PriorTable(frame, name) for name, frame in shipped_tables(exclude).items()]
 
 
 def _same(a, b) -> bool:
