@@ -56,7 +56,8 @@ def kinds(conv: pd.DataFrame) -> np.ndarray:
 def band_within(conv: pd.DataFrame, limit: float = 0.10) -> float:
     """Share of rows whose p10 and p90 lie within ``limit`` of their median."""
     median = conv["latency_ms"].astype(float)
-    band = np.maximum(conv["latency_p90_ms"].astype(float) / median - 1, 1 - conv["latency_p10_ms"].astype(float) / median)
+    p10, p90 = (conv[f"latency_p{q}_ms"].astype(float) for q in (10, 90))
+    band = np.maximum(p90 / median - 1, 1 - p10 / median)
     return float(np.mean(band.fillna(np.inf) <= limit))
 
 
@@ -137,7 +138,8 @@ def section_demo(priors: dict[str, PriorTable], share: float = 0.4) -> None:
     picks = simulated_picks(conv, round(share * len(conv)))
     rest = conv.drop(index=picks)
     priors = [p for n, p in priors.items() if n != DEMO.stem]
-    print(f"\n3. the demo's 28 px table, {len(picks)} of its {len(conv)} rows ({share:.0%}) picked adaptively, the other "
+    print(f"\n3. the demo's 28 px table, {len(picks)} of its {len(conv)} rows ({share:.0%}) picked adaptively, "
+          f"the other "
           f"{len(rest)} (measured in the same session) predicted; target ≥{DEMO_TARGET:.0%} within ±10%")
     for label, predictor in (("alone", LatencyPredictor(conv.iloc[picks])),
                              ("with the prior (CV choice)", LatencyPredictor(conv.iloc[picks], priors=priors)),
@@ -167,7 +169,8 @@ def section_timing() -> None:
     corpus = LatencyTable.read(SHIPPED / "corpus_224_b1_onnxruntime_cpu.csv").frame
     b1 = LatencyTable.read(SHIPPED / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv").frame
     b1 = b1[b1["op"] == "conv"]
-    cases = {  # CPU: 60 real corpus rows of the same machine as table rows; GPU: timing only (60 batch-1 rows relabelled)
+    # CPU: 60 real corpus rows of the same machine as table rows; GPU: timing only (60 batch-1 rows relabelled)
+    cases = {
         "CPU 224 px + 60 corpus rows": two_hundred_rows(SHIPPED / "mobilenet_v2_224_b1_onnxruntime_cpu.csv",
                                                         corpus[corpus["op"] == "conv"].assign(model="")),
         "H100 batch 32 + 60 rows (timing only)": two_hundred_rows(

@@ -43,7 +43,8 @@ def _shape(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     k = column("kernel_size", 1)
     shape = {name: column(name, 1) for name in ("in_channels", "out_channels", "stride", "groups", "height", "width")}
     shape["kernel_size"] = k
-    pad = pd.to_numeric(rows["padding"], errors="coerce") if "padding" in rows.columns else pd.Series(np.nan, rows.index)
+    pad = pd.to_numeric(rows["padding"], errors="coerce") if "padding" in rows.columns \
+        else pd.Series(np.nan, index=rows.index)
     shape["padding"] = pad.fillna(pd.Series((k - 1) // 2, index=rows.index)).to_numpy(dtype=float)
     shape["batch_size"] = column("batch_size", 1)
     activation = rows["activation"] if "activation" in rows.columns else pd.Series(0.0, index=rows.index)
@@ -95,7 +96,8 @@ def gpu_counts(rows: pd.DataFrame, device: DeviceSpec, backend: str | None = Non
     per_sm_ms = 1e3 * device.sm_count / device.matmul_flops  # ms per FLOP of one SM at the GEMM rate
     for tile in TILES:
         wave_ms = 2 * tile[0] * tile[1] * d["reduction"] * per_sm_ms
-        counts[f"wave{tile[0]}x{tile[1]}_ms"] = dense * waves(d["m"], d["out_channels"], tile, device.sm_count) * wave_ms
+        tile_waves = waves(d["m"], d["out_channels"], tile, device.sm_count)
+        counts[f"wave{tile[0]}x{tile[1]}_ms"] = dense * tile_waves * wave_ms
     return pd.DataFrame(counts, index=rows.index)[GPU_COUNTS]
 
 

@@ -18,6 +18,7 @@ chosen by leave-one-out error on the few rows, so a prior that does not fit is l
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ PRIOR_MODEL = {"cpu": "work_counts_plus_gp", "gpu": "average_of_gpu_models"}  # 
 MATCH = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width", "activation",
          "residual_add"]
 MIN_TRANSFER_ROWS = 5
+PRIOR_BELOW_ROWS = 100  # a table with fewer own conv rows gets the shipped tables as its prior
 ALPHAS = np.logspace(-3, 2, 12)
 
 
@@ -97,6 +99,21 @@ def shipped_tables(exclude: dict | None = None) -> dict[str, pd.DataFrame]:
 def shipped_priors(exclude: dict | None = None) -> list[PriorTable]:
     """A prior of each of :func:`shipped_tables` (seconds each: its model is fitted)."""
     return [PriorTable(frame, name) for name, frame in shipped_tables(exclude).items()]
+
+
+def priors_for(frame: pd.DataFrame) -> list[PriorTable]:
+    """The prior of a table with few own conv rows (under ``PRIOR_BELOW_ROWS``: a table measured
+    adaptively, ``profile-device --budget-fraction``, or in part): the shipped tables, fitted once
+    per process (:func:`_shipped_once`, refitted when a file changes); none for a larger table."""
+    own = frame[(frame["op"] == "conv") & ~is_corpus(frame)]
+    if len(own) >= PRIOR_BELOW_ROWS:
+        return []
+    return list(_shipped_once(tuple((str(p), p.stat().st_mtime_ns) for p in sorted(SHIPPED.rglob("*.csv")))))
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_once(files: tuple) -> tuple[PriorTable, ...]:
+    return tuple(shipped_priors())
 
 
 def _same(a, b) -> bool:

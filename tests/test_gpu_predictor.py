@@ -54,7 +54,8 @@ def test_gpu_counts_of_hand_checked_rows():
     io_bytes = 4 * (32 * 64 * 14 * 14 + m * 96 + 96 * k)
     assert dense["io_ms"] == pytest.approx(io_bytes / 3.35e12 * 1e3)
     assert dense["activation_ms"] == pytest.approx(2 * 4 * m * 96 / 3.35e12 * 1e3) == dense["bias_ms"]
-    assert (dense["launch_conv"], dense["launch_activation"], dense["launch_add"], dense["depthwise_ms"]) == (1, 1, 0, 0)
+    assert (dense["launch_conv"], dense["launch_activation"], dense["launch_add"]) == (1, 1, 0)
+    assert dense["depthwise_ms"] == 0
     assert depthwise["depthwise_ms"] == pytest.approx(2 * 96 * 14 * 14 * 9 / 66.9e12 * 1e3)
     assert (depthwise["launch_depthwise"], depthwise["launch_conv"], depthwise["wave128x128_ms"]) == (1, 0, 0)
     assert depthwise["add_ms"] == pytest.approx(3 * 4 * 96 * 14 * 14 / 3.35e12 * 1e3)
@@ -138,3 +139,17 @@ def test_shipped_priors_leave_the_table_s_own_setting_out():
     names = set(shipped_tables(exclude=setting))
     assert "mobilenet_v2_224_b32_torch_h100_fp32" in names and "mobilenet_v2_224_b1_torch_h100_fp32" in names
     assert not any("onnxruntime_cpu" in name for name in names)  # same device, backend, batch and threads
+
+
+def test_a_lut_of_two_devices_holds_two_settings_and_evaluate_refuses_it(tmp_path, capsys):
+    from depthshrink.cli.main import main
+    from depthshrink.lut.settings import settings_of
+
+    both = tmp_path / "both.csv"
+    pd.concat([pd.read_csv(LUT + "mobilenet_v2_224_b1_onnxruntime_cpu.csv"), pd.read_csv(H100[32])]).to_csv(
+        both, index=False)
+    settings = settings_of(LatencyTable.read(both).frame)
+    assert [(s["device"], s["batch_size"]) for s in settings] == [("cpu-amd-epyc", 1), ("nvidia-h100-80gb-hbm3", 32)]
+    assert len(LatencyTable.read(both).select(**settings[1]).frame) == 141  # one table each, for the report's plots
+    assert main(["predictor", "evaluate", "--lut", str(both)]) == 1
+    assert "mixes device values cpu-amd-epyc, nvidia-h100-80gb-hbm3" in capsys.readouterr().err
