@@ -87,11 +87,12 @@ class GaussianResidual:
     def fit(self, x: pd.DataFrame, residual: np.ndarray) -> "GaussianResidual":
         gaussian_process = lazy_import("sklearn.gaussian_process")
         kernels = lazy_import("sklearn.gaussian_process.kernels")
-        self.scaler_ = lazy_import("sklearn.preprocessing").StandardScaler().fit(x[SMOOTH_FEATURES])
+        inputs = self._inputs(x)
+        self.scaler_ = lazy_import("sklearn.preprocessing").StandardScaler().fit(inputs)
         # noise at most a tenth of the residual's variance: repeat measurements agree to ~3%, the
         # first model misses by ~10%, so most of what it misses is the shape's, not the timer's.
         # Matern 5/2: 85.7% of held-out rows within 10% on the shipped table, against 83.6% with RBF
-        smooth = kernels.Matern(np.full(len(SMOOTH_FEATURES), 3.0), (0.05, 100.0), nu=2.5)
+        smooth = kernels.Matern(np.full(inputs.shape[1], 3.0), (0.05, 100.0), nu=2.5)
         kernel = kernels.ConstantKernel(0.01) * smooth + kernels.WhiteKernel(1e-3, (1e-5, 0.1))
         # corpus rows count for less: another session (the VM drifts by ~6%, ~0.6 of the residual's
         # spread) and other shapes; their extra noise is that drift's variance, in normalised units
@@ -102,13 +103,20 @@ class GaussianResidual:
         self.gp_ = gaussian_process.GaussianProcessRegressor(kernel, alpha=alpha, normalize_y=True,
                                                              optimizer=_maximise_likelihood,
                                                              n_restarts_optimizer=restarts, random_state=0)
-        with warnings.catch_warnings():  # a length scale at its bound only means "this feature is irrelevant"
+        # one BLAS thread: the matrices are a few hundred rows, and on a loaded 2-core machine two
+        # threads made a fit 5-10x slower (2.3 s against 20 s for an H100 table's GP, load 6)
+        with warnings.catch_warnings(), lazy_import("threadpoolctl").threadpool_limits(1):
+            # a length scale at its bound only means "this feature is irrelevant"
             warnings.simplefilter("ignore", lazy_import("sklearn.exceptions").ConvergenceWarning)
-            self.gp_.fit(self.scaler_.transform(x[SMOOTH_FEATURES]), residual)
+            self.gp_.fit(self.scaler_.transform(inputs), residual)
         return self
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
-        return self.gp_.predict(self.scaler_.transform(x[SMOOTH_FEATURES]))
+        return self.gp_.predict(self.scaler_.transform(self._inputs(x)))
+
+    def _inputs(self, x: pd.DataFrame) -> pd.DataFrame:
+        """The GP's inputs (a subclass for another device kind gives its own)."""
+        return x[SMOOTH_FEATURES]
 
 
 def _maximise_likelihood(objective, theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
@@ -131,7 +139,7 @@ class _PlusGP:
 
     def fit(self, x: pd.DataFrame, y: np.ndarray) -> "_PlusGP":
         self.first_ = self._first().fit(x, y)
-        self.second_ = GaussianResidual(self.RESTARTS).fit(x, y - self.first_.predict(x))
+        self.second_ = self._second().fit(x, y - self.first_.predict(x))
         return self
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
@@ -139,6 +147,9 @@ class _PlusGP:
 
     def _first(self):
         raise NotImplementedError
+
+    def _second(self):
+        return GaussianResidual(self.RESTARTS)
 
 
 class LinearPlusGP(_PlusGP):

@@ -9,6 +9,12 @@ of CPU kernel (:mod:`.workcount`), each alone and with a Gaussian process on wha
 two GPs' average, a random forest and gradient boosting, compared by grouped cross-validation
 (near-duplicate shapes share a fold); the best is kept. Rows of a device corpus
 (``model`` = corpus) train every fold but are never scored.
+
+A GPU table (its ``device`` is not ``cpu-…``) gets the GPU models of :mod:`.gpu_models` instead
+of the CPU kernels' work counts: launches, traffic over bandwidth, and tiles and waves over the
+SMs of its :class:`~.device.DeviceSpec` (read from the device label, or given). Given other
+tables as ``priors`` (:mod:`.transfer`), what they say of each row joins the features and the
+transfer model joins the candidates: a new device from a few of its own rows.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import pandas as pd
 
 from .._imports import lazy_import
 from ..errors import DepthshrinkError
+from .device import DeviceSpec, spec_for_device
+from .gpu_models import GpuCounts, GpuCountsPlusBoosting, GpuCountsPlusGP
 from .models import CHANNEL_BLOCKS, EXTRA, Averaged, LinearPlusGP, WorkCounts, WorkCountsPlusGP, linear_log
 from .table import is_corpus
 
@@ -66,27 +74,49 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
     return features.reset_index(drop=True)
 
 
-def _candidates() -> dict:
-    """The models compared (unfitted, by name). The forest and plain boosting (the issue's baselines,
-    38-51 points behind the best GP on the shipped 224 px table) are sized for time: 100 trees, 200
-    boosting steps at rate 0.1; 300 trees and 400 steps at 0.05 were 1.5 s slower in choosing and
-    within 3 points (47.9% against 44.3%, 57.9% against 55.0% within ±10% on that table)."""
+def _candidates(device: DeviceSpec | None = None, backend: str | None = None, transfer: bool = False) -> dict:
+    """The models compared for a table of ``device`` (unfitted, by name; a CPU without one). The
+    forest and plain boosting (the issue's baselines, 38-51 points behind the best GP on the
+    shipped 224 px table) are sized for time: 100 trees, 200 boosting steps at rate 0.1; 300 trees
+    and 400 steps at 0.05 were 1.5 s slower in choosing and within 3 points (47.9% against 44.3%,
+    57.9% against 55.0% within ±10% on that table)."""
     ensemble = lazy_import("sklearn.ensemble")
-    return {
-        "linear_plus_gp": LinearPlusGP(),
-        "work_counts_plus_gp": WorkCountsPlusGP(),
+    baselines = {
         "random_forest": ensemble.RandomForestRegressor(n_estimators=100, max_features=0.6, random_state=0, n_jobs=1),
         "gradient_boosting": ensemble.GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.1,
                                                                 subsample=0.8, random_state=0),
-        "work_counts": WorkCounts(),
-        "linear_log": linear_log(),
     }
+    if transfer:
+        from .transfer import TransferModel
+        baselines["transfer"] = TransferModel(device or spec_for_device("cpu"), backend)
+    if device is not None and device.kind == "gpu":
+        return {"gpu_counts_plus_gp": GpuCountsPlusGP(device, backend),
+                "gpu_counts_plus_boosting": GpuCountsPlusBoosting(device, backend),
+                **baselines, "gpu_counts": GpuCounts(device, backend)}
+    return {"linear_plus_gp": LinearPlusGP(), "work_counts_plus_gp": WorkCountsPlusGP(), **baselines,
+            "work_counts": WorkCounts(), "linear_log": linear_log()}
 
 
 # Models made of others, scored and fitted from their parts' predictions: the two GPs miss in
-# different places (one starts from log features, the other from work counts)
+# different places (one starts from log features, the other from work counts); on a GPU the GP
+# and the boosted trees on the GPU counts (one smooth, one in steps)
 AVERAGES = {"average_of_gps": ("linear_plus_gp", "work_counts_plus_gp")}
-SPECULATIVE = AVERAGES["average_of_gps"]  # fitted on every row while the folds run: they win on our tables
+GPU_AVERAGES = {"average_of_gpu_models": ("gpu_counts_plus_gp", "gpu_counts_plus_boosting")}
+
+
+def _averages(device: DeviceSpec | None) -> dict[str, tuple[str, str]]:
+    """The averages of ``device``'s kind; their parts are fitted on every row while the folds run
+    (they win on our tables)."""
+    return GPU_AVERAGES if device is not None and device.kind == "gpu" else AVERAGES
+
+
+def table_device(frame: pd.DataFrame) -> tuple[DeviceSpec, str | None]:
+    """(the description of the device a one-setting table names, its backend)."""
+    def first(column: str):
+        values = frame[column].dropna().astype(str).unique() if column in frame.columns else []
+        return values[0] if len(values) else None
+
+    return spec_for_device(first("device")), first("backend")
 
 
 @dataclass
@@ -141,29 +171,38 @@ def _groups(conv: pd.DataFrame) -> pd.Series:
     return conv[GROUP_COLUMNS].astype(str).agg("-".join, axis=1)
 
 
-def cross_validate(frame: pd.DataFrame, folds: int = FOLDS) -> list[Evaluation]:
+def cross_validate(frame: pd.DataFrame, folds: int = FOLDS, device: DeviceSpec | None = None,
+                   priors: list | None = None) -> list[Evaluation]:
     """Held-out accuracy of every candidate model on the table's conv rows (grouped K-fold), best first.
 
-    Corpus rows (``model`` = corpus, see :mod:`depthshrink.profiler.corpus`) only train: every fold
+    Corpus rows (``model`` = corpus, see :mod:`depthshrink.export.corpus`) only train: every fold
     fits on them too, less those of a shape held out in that fold, and they are never scored.
-    The (model, fold) fits run in parallel, one process per core.
+    The (model, fold) fits run in parallel, one process per core. ``device`` describes the
+    device when its label is not enough (see :func:`table_device`); ``priors``, other tables
+    (:class:`~.transfer.PriorTable`), add the transfer model.
     """
-    return _cross_validated(frame, folds)[0]
+    return _cross_validated(frame, folds, device=device, priors=priors)[0]
 
 
 def _ranked(results) -> list[Evaluation]:
     return sorted(results, key=lambda r: (-r.within_10pct, r.rmspe))
 
 
-def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] = ()) -> tuple[list[Evaluation], dict]:
+def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] | None = (),
+                     device: DeviceSpec | None = None, priors: list | None = None) -> tuple[list[Evaluation], dict]:
     """(every candidate's and average's grouped K-fold held-out scores, best first; the candidates
-    named in ``fit`` fitted on every row, in the same parallel batch as the folds)."""
+    named in ``fit`` (None: the averages' parts) fitted on every row, in the same parallel batch
+    as the folds)."""
     model_selection = lazy_import("sklearn.model_selection")
+    device, backend = (device, table_device(frame)[1]) if device is not None else table_device(frame)
+    averages = _averages(device)
+    fit = tuple(part for parts in averages.values() for part in parts) if fit is None else fit
     conv, corpus = _conv_rows(frame)
-    x, y, groups = conv_features(conv), _log_latency(conv), _groups(conv)
-    x_corpus, y_corpus, groups_corpus = conv_features(corpus), _log_latency(corpus), _groups(corpus).to_numpy()
+    x, y, groups = _features(conv, device, backend, priors), _log_latency(conv), _groups(conv)
+    x_corpus, y_corpus = _features(corpus, device, backend, priors), _log_latency(corpus)
+    groups_corpus = _groups(corpus).to_numpy()
     splits = list(model_selection.GroupKFold(n_splits=min(folds, groups.nunique())).split(x, y, groups))
-    candidates = _candidates()
+    candidates = _candidates(device, backend, transfer=bool(priors))
     tasks = [(name, None, candidates[name], pd.concat([x, x_corpus], ignore_index=True),
               np.concatenate([y, y_corpus]), None) for name in fit]  # the longest first: a short tail
     for name, estimator in candidates.items():
@@ -177,9 +216,18 @@ def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] = ())
             fitted[name] = result
         else:
             predicted[name][test] = result
-    for name, parts in AVERAGES.items():
+    for name, parts in averages.items():
         predicted[name] = np.mean([predicted[part] for part in parts], axis=0)
     return _ranked(_score(name, np.exp(values), np.exp(y)) for name, values in predicted.items()), fitted
+
+
+def _features(rows: pd.DataFrame, device: DeviceSpec, backend: str | None, priors: list | None) -> pd.DataFrame:
+    """:func:`conv_features`, and beside them what ``priors`` say of each row (when given)."""
+    x = conv_features(rows)
+    if not priors or rows.empty:
+        return x
+    from .transfer import prior_columns
+    return pd.concat([x, prior_columns(rows, priors, device, backend).reset_index(drop=True)], axis=1)
 
 
 def _log_latency(rows: pd.DataFrame) -> np.ndarray:
@@ -220,27 +268,30 @@ class LatencyPredictor:
     winners, are fitted on every row alongside the folds, so that choosing takes one parallel batch.
     """
 
-    def __init__(self, frame: pd.DataFrame, model: str | None = None) -> None:
+    def __init__(self, frame: pd.DataFrame, model: str | None = None, device: DeviceSpec | None = None,
+                 priors: list | None = None) -> None:
         conv = pd.concat(_conv_rows(frame), ignore_index=True)
-        self.features = conv_features(conv)
-        everything = _candidates()
-        if model is not None and model not in everything and model not in AVERAGES:
-            raise DepthshrinkError(f"no latency model {model!r}; the models are "
-                                   + ", ".join([*everything, *AVERAGES]))
+        self.device, self.backend = (device, table_device(frame)[1]) if device is not None else table_device(frame)
+        self.priors = priors or []
+        self.features = _features(conv, self.device, self.backend, self.priors)
+        everything, averages = _candidates(self.device, self.backend, bool(self.priors)), _averages(self.device)
+        if model is not None and model not in everything and model not in averages:
+            raise DepthshrinkError(f"no latency model {model!r} for a {self.device.kind} table; the models are "
+                                   + ", ".join([*everything, *averages]))
         fitted, self.evaluations = {}, None
         if model is None:
-            self.evaluations, fitted = _cross_validated(frame, FOLDS, fit=SPECULATIVE)
+            self.evaluations, fitted = _cross_validated(frame, FOLDS, fit=None, device=self.device, priors=self.priors)
             model = self.evaluations[0].model
         self.model = model
-        parts = AVERAGES.get(model, (model,))
+        parts = averages.get(model, (model,))
         missing = [part for part in parts if part not in fitted]
         y = _log_latency(conv)
         fitted.update(zip(missing, _in_parallel(_fit, [(everything[part], self.features, y) for part in missing])))
-        self.estimator = Averaged([fitted[part] for part in parts]) if model in AVERAGES else fitted[model]
+        self.estimator = Averaged([fitted[part] for part in parts]) if model in averages else fitted[model]
         self.low, self.high = self.features.min(), self.features.max()
 
     def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(latency_ms, extrapolated): a row is extrapolated when a feature leaves the training range."""
-        x = conv_features(rows)
+        x = _features(rows, self.device, self.backend, self.priors)
         outside = ((x < self.low) | (x > self.high)).any(axis=1).to_numpy()
         return np.exp(self.estimator.predict(x)), outside

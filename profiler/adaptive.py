@@ -32,3 +32,15 @@ def most_uncertain(measured: pd.DataFrame, candidates: pd.DataFrame, count: int)
     spread = np.std([tree.predict(x.to_numpy()) for tree in forest.estimators_], axis=0)
     return [int(i) for i in np.argsort(-spread, kind="stable")[:count]]
 
+
+
+def simulated_picks(table: pd.DataFrame, count: int, seed: int = 20, batch: int = 5) -> list[int]:
+    """The positions of the ``count`` conv rows of a fully measured ``table`` that adaptive
+    profiling would measure: the seed sample (``seed`` rows), then the most uncertain ``batch``
+    at a time, each batch chosen after "measuring" the ones before (their rows are looked up)."""
+    picked = seed_order(table, min(seed, count))
+    while len(picked) < min(count, len(table)):
+        rest = [i for i in range(len(table)) if i not in set(picked)]
+        more = most_uncertain(table.iloc[picked], table.iloc[rest], min(batch, count - len(picked)))
+        picked += [rest[i] for i in more]
+    return picked

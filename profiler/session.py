@@ -24,6 +24,7 @@ from ..lut.table import SETTING_COLUMNS, LatencyTable, LutWriter, row_key
 from ..models.space import write_json_atomic
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
+from ..lut.transfer import priors_for
 from .adaptive import most_uncertain, seed_order
 from .base import Backend, CacheFlush, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
@@ -321,7 +322,7 @@ def _adaptive(pending: list[Entry], limit: int, recorder: _Recorder,
         frame = measured()
         if taken - checked >= 2 * batch:  # held-out accuracy every few rows: it costs seconds
             checked = taken
-            if cross_validate(frame)[0].within_10pct >= target:
+            if cross_validate(frame, priors=priors_for(frame))[0].within_10pct >= target:
                 break
         take(most_uncertain(frame[frame["op"] == "conv"], _fields(left, settings.batch_size),
                             min(batch, limit - taken)))
@@ -350,7 +351,7 @@ def predict_network_ms(table: LatencyTable, bundle: Bundle, segments: list[list[
     if missing:
         rows = pd.DataFrame([{**Candidate(spans[i].shape, spans[i].activation, spans[i].residual_add).lut_fields(),
                               "batch_size": bundle.batch_size} for i in missing])
-        for i, value in zip(missing, LatencyPredictor(table.frame).predict(rows)[0]):
+        for i, value in zip(missing, LatencyPredictor(table.frame, priors=priors_for(table.frame)).predict(rows)[0]):
             latencies[i] = float(value)
     return fixed + table.call_overhead_ms + sum(latencies), len(missing)
 

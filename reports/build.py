@@ -179,7 +179,7 @@ def _additivity_figures(report: Report, colours: dict[str, str]) -> None:
 
 
 def _parity_figures(report: Report) -> None:
-    from ..lut.predictor import cross_validate
+    from ..lut.settings import settings_of
     from ..lut.table import LatencyTable
 
     seen: dict[str, str] = {}
@@ -192,17 +192,27 @@ def _parity_figures(report: Report) -> None:
             report.notes["parity"].append(f"{run.name}: same lut.csv as run {seen[digest]}; see its parity plot")
             continue
         seen[digest] = run.name
-        try:
-            table = LatencyTable.read(run.lut_path).select()
-            best = cross_validate(table.frame, PREDICTOR_FOLDS)[0]
-        except DepthshrinkError as exc:
-            report.notes["parity"].append(f"{run.name}: no parity plot: {exc}")
-            continue
-        name = f"parity_{slug(run.name)}.png"
-        title = f"{run.name}: latency predictor, held out"
-        parity_plot(best, table.setting, report.out_dir / name)
-        report.add("parity", name, title,
-                   f"Predicted vs measured conv latency in run {run.name}'s LUT, each row predicted by the best "
-                   f"model ({best.model}) fitted without its shape group (grouped {PREDICTOR_FOLDS}-fold "
-                   f"cross-validation on {best.rows} conv rows): RMSPE {best.rmspe:.3f}, within ±5% "
-                   f"{best.within_5pct:.0%}, ±10% {best.within_10pct:.0%}, ±20% {best.within_20pct:.0%}.")
+        settings = settings_of(LatencyTable.read(run.lut_path).frame) or [{}]
+        for setting in settings:  # a LUT of several devices (or batches): one plot each
+            _parity_figure(report, run, setting, len(settings) > 1)
+
+
+def _parity_figure(report: Report, run: RunFolder, setting: dict, several: bool) -> None:
+    from ..lut.predictor import cross_validate
+    from ..lut.table import LatencyTable
+
+    try:
+        table = LatencyTable.read(run.lut_path).select(**setting)
+        best = cross_validate(table.frame, PREDICTOR_FOLDS)[0]
+    except DepthshrinkError as exc:
+        report.notes["parity"].append(f"{run.name}: no parity plot: {exc}")
+        return
+    where = f"{setting.get('device')}, batch {setting.get('batch_size')}"
+    name = f"parity_{slug(run.name)}" + (f"_{slug(where)}" if several else "") + ".png"
+    title = f"{run.name}: latency predictor, held out" + (f" ({where})" if several else "")
+    parity_plot(best, table.setting, report.out_dir / name)
+    report.add("parity", name, title,
+               f"Predicted vs measured conv latency in run {run.name}'s LUT, each row predicted by the best "
+               f"model ({best.model}) fitted without its shape group (grouped {PREDICTOR_FOLDS}-fold "
+               f"cross-validation on {best.rows} conv rows): RMSPE {best.rmspe:.3f}, within ±5% "
+               f"{best.within_5pct:.0%}, ±10% {best.within_10pct:.0%}, ±20% {best.within_20pct:.0%}.")

@@ -14,6 +14,7 @@ import pandas as pd
 from ..errors import DepthshrinkError
 from ..lut.predictor import LatencyPredictor
 from ..lut.table import LatencyTable, check_covers, image_of
+from ..lut.transfer import priors_for
 from ..models.space import ChainSpace
 from ..contracts.candidates import model_label
 
@@ -93,7 +94,7 @@ def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple
         check_covers(table, space, label)  # raises, naming what does not match
     source = {key: "measured" for key in span_ms}
     if missing:
-        predictor = LatencyPredictor(table.frame)
+        predictor = LatencyPredictor(table.frame, priors=priors_for(table.frame))  # few rows: other tables help
         rows = pd.DataFrame([{**asdict(spans[k].shape), "activation": spans[k].activation or "none",
                               "residual_add": int(spans[k].residual_add),
                               "batch_size": table.setting.get("batch_size") or 1} for k in missing])

@@ -127,7 +127,7 @@ def test_the_average_predicts_its_parts_geometric_mean_and_unknown_models_are_re
     parts = [LatencyPredictor(frame, model=name).predict(rows)[0] for name in ("linear_plus_gp", "work_counts_plus_gp")]
     np.testing.assert_allclose(LatencyPredictor(frame, model="average_of_gps").predict(rows)[0],
                                np.sqrt(parts[0] * parts[1]), rtol=1e-3)  # fitted in worker processes: BLAS rounding
-    with pytest.raises(DepthshrinkError, match="no latency model 'forest'; the models are linear_plus_gp, "):
+    with pytest.raises(DepthshrinkError, match="no latency model 'forest' for a cpu table; the models are linear_plus_gp, "):
         LatencyPredictor(frame, model="forest")
 
 
