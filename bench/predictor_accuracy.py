@@ -30,7 +30,7 @@ import depthshrink
 from depthshrink.lut.predictor import LatencyPredictor, cross_validate, table_device
 from depthshrink.lut.table import LatencyTable, is_corpus
 from depthshrink.lut.transfer import PriorTable, transfer_evaluation
-from depthshrink.profiler.adaptive import simulated_picks
+from depthshrink.lut.sampling import simulated_picks
 
 SHIPPED = Path(depthshrink.__file__).parent / "lut"
 SHARED = Path(depthshrink.__file__).parent.parent.parent / "shared" / "data"

@@ -208,9 +208,9 @@ def _ridge_loo(inputs: np.ndarray, y: np.ndarray) -> tuple[tuple[float, float], 
 def transfer_evaluation(target: pd.DataFrame, priors: list[PriorTable], rows: int = 30,
                         name: str = "transfer") -> tuple[Evaluation, list[int], LatencyPredictor]:
     """The new device's table ``target`` (fully measured): ``rows`` of its conv rows chosen by the
-    adaptive sampler (:func:`depthshrink.profiler.adaptive.simulated_picks`), the transfer model
+    adaptive sampler (:func:`depthshrink.lut.sampling.simulated_picks`), the transfer model
     fitted on them and ``priors``, scored on its other rows; (score, the rows chosen, the predictor)."""
-    from ..profiler.adaptive import simulated_picks
+    from .sampling import simulated_picks
 
     conv = target[(target["op"] == "conv") & ~is_corpus(target)].reset_index(drop=True)
     picks = simulated_picks(conv, rows)

@@ -25,7 +25,7 @@ from ..models.space import write_json_atomic
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
 from ..lut.transfer import priors_for
-from .adaptive import most_uncertain, seed_order
+from ..lut.sampling import most_uncertain, seed_order
 from .base import Backend, CacheFlush, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
 from .cache_flush import FlushChoice, choose_cache_flush, earlier_choice

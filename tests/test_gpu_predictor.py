@@ -15,7 +15,7 @@ from depthshrink.lut.gpu_models import GpuCounts
 from depthshrink.lut.predictor import LatencyPredictor, conv_features, cross_validate
 from depthshrink.lut.table import LatencyTable
 from depthshrink.lut.transfer import PriorTable, _ridge_loo, prior_columns, shipped_tables, transfer_evaluation
-from depthshrink.profiler.adaptive import simulated_picks
+from depthshrink.lut.sampling import simulated_picks
 
 LUT = depthshrink.__path__[0] + "/lut/"
 H100 = {batch: LUT + f"h100_torch_eager/mobilenet_v2_224_b{batch}_torch_h100_fp32.csv" for batch in (1, 32)}
