@@ -2,10 +2,12 @@
 MobileNetV2-1.0 @224, surface included, and what meeting both budgets costs in importance.
 
     python bench/multi_device_search.py --out surface.csv \
-        [--lut CPU.csv --latency-budget 1.4x --lut GPU.csv --latency-budget 2.0x] [--importance imp.csv]
+        [--lut CPU.csv --latency-budget 1.4x --lut GPU.csv --latency-budget 2.0x ...] [--importance imp.csv]
 
 Defaults: the shipped CPU table (ONNX Runtime, 1 thread) and the H100 table (PyTorch eager, fp32,
-batch 1) in ../shared/data/h100-torch-eager/. Without --importance, a synthetic score stands in
+batch 1) in $DEPTHSHRINK_SHARED/data/h100-torch-eager/, or else in the first ``shared/`` folder
+above this file that holds it (without either, give --lut). One --lut and --latency-budget pair a
+device: three pairs, three devices. Without --importance, a synthetic score stands in
 (seeded: each activation site a weight in [0.1, 2], a segment minus the sum of the weights it
 removes times a factor in [0.8, 1.3]): it exercises the solver with continuous, non-additive
 scores, not the accuracy side. Times are wall-clock seconds on this machine, best of --repeat.
@@ -14,6 +16,7 @@ scores, not the accuracy side. Times are wall-clock seconds on this machine, bes
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -30,9 +33,17 @@ from depthshrink.search.problem import build_problem, read_importance
 from depthshrink.search.run import solve_dp
 
 ROOT = Path(depthshrink.__file__).parent
-LUTS = [ROOT / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv",
-        ROOT.parent / "shared" / "data" / "h100-torch-eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv"]
+CPU_LUT = ROOT / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
+H100_LUT = Path("data") / "h100-torch-eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv"
 BUDGETS = ["1.4x", "2.0x"]
+
+
+def default_luts() -> list[Path] | None:
+    """The CPU table and the H100 one from $DEPTHSHRINK_SHARED or the nearest shared/ above."""
+    shared = [Path(os.environ["DEPTHSHRINK_SHARED"])] if os.environ.get("DEPTHSHRINK_SHARED") else \
+        [folder / "shared" for folder in Path(__file__).resolve().parents]
+    found = [folder / H100_LUT for folder in shared if (folder / H100_LUT).is_file()]
+    return [CPU_LUT, found[0]] if found else None
 
 
 def synthetic_importance(space, seed: int = 0) -> dict[tuple[int, int], float]:
@@ -62,7 +73,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", required=True, help="surface CSV to write")
     args = parser.parse_args()
-    luts = [Path(p) for p in (args.lut or LUTS)]
+    luts = [Path(p) for p in args.lut] if args.lut else default_luts()
+    if luts is None:
+        parser.error(f"no H100 table found ({H100_LUT} under $DEPTHSHRINK_SHARED or a shared/ folder "
+                     "above this file): give --lut and --latency-budget for each device")
     budgets = [parse_budget(b) for b in (args.latency_budget or BUDGETS)]
     if len(luts) != len(budgets):
         parser.error(f"{len(luts)} table(s) but {len(budgets)} budget(s): give them in pairs")
@@ -94,15 +108,17 @@ def main() -> None:
     print(f"space {'read' if args.space else 'traced'} {space_s:.2f} s; tables read + problems built {build_s:.3f} s")
     print(f"solve_multi ({len(problems)} devices, surface included): best {solve_s:.3f} s, median {solve_median_s:.3f} s "
           f"of {args.repeat}; surface CSV {csv_s:.3f} s -> {args.out}")
-    print(f"surface: {len(result.surface)} non-dominated networks")
+    print(f"surface: {len(result.surface)} non-dominated networks, {len({p.kept_activations for p in result.surface})} "
+          "kept sets (the others: a kept set split another way)")
     for (single, best_s, _), plan in zip(alone, result.devices):
         print(f"  {plan.label}: budget {plan.budget_ms:.3f} ms (original {plan.original_ms:.3f} ms, fastest "
-              f"{plan.fastest_ms:.3f} ms) -> {plan.latency_ms:.3f} ms, {len(plan.spans)} convs in the chain; "
+              f"{plan.fastest_ms:.3f} ms) -> {plan.latency_ms:.3f} ms; "
               f"alone: objective {plan.alone.objective:+.3f} exact ({single.solution.importance:+.3f} with "
               f"solve_dp's grid, {best_s:.3f} s), that network runs "
               + ", ".join(f"{ms:.3f} ms" for ms in plan.alone.latency_ms))
     print(f"every budget met: objective {result.objective:+.3f}, {len(result.removed_activations)} activations removed "
-          f"(kept {list(result.kept_activations)})")
+          f"(kept {list(result.kept_activations)}), one split for all devices: {len(result.spans)} convs in the chain, "
+          f"merged {' '.join(f'{s}-{e}' for s, e in result.spans if e - s > 1)}")
     shown = np.unique(np.linspace(0, len(frame) - 1, 6).round().astype(int))
     print(frame.iloc[shown].drop(columns=["kept_activations"]).to_string(index=False))
 

@@ -1,28 +1,37 @@
 """One network for several devices: the most important one that meets a latency budget on each.
 
 The problems (one a device: that device's span latencies, fixed part and call overhead) share one
-chain space and one importance table. A kept set of activations cuts the chain into linear
-segments; on device d a segment costs ``T_d(a, b)``, *that device's* fastest split into legal
-spans (stage 1, per device), and the network ``fixed_d + overhead_d + Σ T_d``.
+chain space and one importance table. A solution is a set of kept activations, which cuts the
+chain into linear segments, and *one* split of every linear segment into legal spans, common to
+all devices; on device d it costs ``fixed_d + overhead_d + Σ`` its spans' latencies on d.
 
-**One network, merged per device.** What ships is one set of kept activations and one finetuned
-checkpoint (the weights depend only on the kept activations); each device gets it merged along
-its own fastest split of every segment, so a segment may be one 15x15 conv on the GPU and two
-convs on the CPU (``DevicePlan.spans``). This is optimal on every device, and it keeps a
-segment's cost on one device independent of the others, which makes the search exact. (One
-split for all devices would be one model file, but a slower network on every device but one.)
+**Why one split for all devices.** What ships is one set of kept activations and one finetuned
+checkpoint, and the weights depend on the split: before finetuning, all zero padding of each
+merge span is moved onto the span's first conv (padding does not commute with bias), so the
+trained network computes exactly what the merged one does only for the split it was trained
+with. Two devices merging a segment along different splits cannot both be served exactly by one
+checkpoint. So a segment's cost is no longer each device's own fastest split: stage 1 keeps, for
+every segment, the *front* of its splits (the non-dominated latency vectors over devices, each
+with its spans), and stage 2 extends the non-dominated (latency per device, objective) states by
+each option of the next segment's front (:mod:`.pareto`). Both stages drop only states that
+another matches or beats on every device, so the search is exact. With one device a front is the
+fastest split, and the answer is :func:`.run.solve_dp`'s. The surface may hold one kept set
+several times, split differently: a trade-off between devices. Among networks of equal
+objective within the budgets, the one with the most slack is chosen (lowest largest share of a
+budget used); ``DevicePlan.alone`` is the best network for that device's budget alone.
 
-Stage 2 keeps the non-dominated (latency per device, objective) states (:mod:`.pareto`).
 ``rounding="none"`` (default): no latency grid. Span latencies are taken in whole picoseconds
 (1e-9 ms: the tables record 6-7 decimals of a ms, so nothing changes; a predicted latency is
 rounded up by under 1 ps), so every sum is an exact integer: float addition in another order
 would make equal latencies differ by an ulp and put spurious points on the surface.
-``rounding="grid"``: each segment's latency rounded up to each device's grid, the step chosen as
-:func:`.run.solve_dp` does (at most 0.5% of each budget); with one device, ``solve_dp``'s answer.
+``rounding="grid"``: each segment's split latency rounded up to each device's grid, the step
+chosen as :func:`.run.solve_dp` does (at most 0.5% of each budget). Reported latencies are the
+table's: each segment's spans, then the segments, added in chain order.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -31,44 +40,47 @@ import numpy as np
 
 from ..errors import DepthshrinkError, OutOfReach
 from .budget import Budget
-from .dp import _split, fastest_splits
-from .pareto import ParetoDP
+from .pareto import ParetoDP, non_dominated, split_fronts
 from .problem import SearchProblem
 from .run import MAX_BINS, ROUNDING_SHARE
 
 ROUNDING = ("none", "grid")
 PICOSECOND_MS = 1e-9  # rounding="none": span latencies in whole picoseconds
+Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
 class SurfacePoint:
-    """A network on the trade-off surface: no other is faster on every device and as important."""
+    """A network on the trade-off surface: no other is as fast on every device and as important."""
 
     kept_activations: tuple[int, ...]
+    spans: tuple[Span, ...]        # its common split: the merged convs, on every device
     latency_ms: tuple[float, ...]  # predicted, one a device, fixed part and overhead included
     objective: float
 
 
 @dataclass(frozen=True)
 class DevicePlan:
-    """The chosen network on one device: its merge, its latency, and the device alone."""
+    """The chosen network on one device: its latency, and the device alone."""
 
     label: str                                 # device, backend, precision, batch size
     budget_ms: float
     latency_ms: float                          # predicted, fixed part and overhead included
     original_ms: float
-    fastest_ms: float                          # the lowest this device reaches with these scores
-    spans: tuple[tuple[int, int], ...]         # this device's fastest split of every segment
-    span_latency_ms: tuple[float, ...]
+    fastest_ms: float | None                   # the lowest this device reaches with these scores
+    span_latency_ms: tuple[float, ...]         # of MultiResult.spans, on this device
     step_ms: float | None                      # grid step, None: no rounding
     alone: SurfacePoint | None                 # the best network for this budget alone, None: none fits
 
 
 @dataclass(frozen=True)
 class MultiResult:
+    """The chosen network: one kept set and one split (``spans``), the same on every device."""
+
     kept_activations: tuple[int, ...]
     removed_activations: tuple[int, ...]
-    segments: tuple[tuple[int, int], ...]      # linear segments [a, b) between kept activations
+    linear_segments: tuple[Span, ...]          # [a, b) between kept activations
+    spans: tuple[Span, ...]                    # the common split: one merged conv each, on every device
     objective: float
     devices: tuple[DevicePlan, ...]
     surface: tuple[SurfacePoint, ...]          # every non-dominated network, highest objective first
@@ -76,18 +88,25 @@ class MultiResult:
     rounding: str                              # said in one line, for the masks file
     note: str = ""
 
+    @property
+    def segments(self) -> tuple[Span, ...]:
+        """The merge pieces, as a masks file's ``segments``: :attr:`spans`."""
+        return self.spans
+
     def surface_rows(self) -> list[dict]:
         """The surface as rows for ``pandas.DataFrame(...).to_csv``: one latency column a device."""
+        sites = len(self.kept_activations) + len(self.removed_activations)
         return [{"objective": p.objective,
                  **{f"latency_ms:{d.label}": round(ms, 6) for d, ms in zip(self.devices, p.latency_ms)},
                  "kept_activations": " ".join(map(str, p.kept_activations)),
-                 "removed_activations": len(self.kept_activations) + len(self.removed_activations)
-                 - len(p.kept_activations), "chosen": int(k == self.chosen)}
+                 "merged_spans": " ".join(f"{s}-{e}" for s, e in p.spans if e - s > 1),
+                 "removed_activations": sites - len(p.kept_activations), "chosen": int(k == self.chosen)}
                 for k, p in enumerate(self.surface)]
 
 
 def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], rounding: str = "none") -> MultiResult:
-    """The most important network meeting ``budgets[d]`` on ``problems[d]``'s device for every d.
+    """The most important network, one split for all devices, meeting ``budgets[d]`` on
+    ``problems[d]``'s device for every d.
 
     Raises :class:`OutOfReach` naming every device's fastest achievable latency when no network
     meets all budgets (and saying so when each budget alone could be met).
@@ -96,32 +115,34 @@ def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], ro
     first = problems[0]
     layers, sites = first.space.num_layers, sorted(set(first.cut_positions))
     bounds = [0, *sites, layers]
+    allowed = set(first.importance) | set(zip(bounds, bounds[1:]))
+    pairs = [(a, b) for i, a in enumerate(bounds) for b in bounds[i + 1:] if (a, b) in allowed]
     budget_ms = [b.resolve_ms(p.original_ms) for p, b in zip(problems, budgets)]
     outside = [p.fixed_ms + p.overhead_ms for p in problems]
     if rounding == "grid":
-        stage1 = [fastest_splits(layers, p.span_ms) for p in problems]
+        fronts = split_fronts([p.span_ms for p in problems], pairs)
         steps = [max(ROUNDING_SHARE * b / (len(sites) + 1), (max(b, p.original_ms) - o) / MAX_BINS)
                  for p, b, o in zip(problems, budget_ms, outside)]
-        cost = [np.ceil(best / step - 1e-9) for (best, _), step in zip(stage1, steps)]
-        limits = np.array([np.floor((b - o) / step + 1e-9) for b, o, step in zip(budget_ms, outside, steps)])
-        segment, scale = [best for best, _ in stage1], 1.0  # the chain's ms: Σ segment * scale
+        options, splits, segment_ms = {}, {}, {}
+        for pair, (exact, split) in fronts.items():
+            cost = np.ceil(exact / np.array(steps) - 1e-9).astype(np.int64)
+            keep = non_dominated(cost, np.zeros(len(cost)))  # rounding up can make options equal
+            options[pair], splits[pair], segment_ms[pair] = cost[keep], tuple(split[k] for k in keep), exact[keep]
+        limits = [math.floor((b - o) / s + 1e-9) for b, o, s in zip(budget_ms, outside, steps)]
     else:  # whole picoseconds: integers, so every sum is exact whatever its order
-        stage1 = [fastest_splits(layers, {k: math.ceil(v / PICOSECOND_MS - 1e-3) for k, v in p.span_ms.items()})
-                  for p in problems]
+        fronts = split_fronts([{k: math.ceil(v / PICOSECOND_MS - 1e-3) for k, v in p.span_ms.items()}
+                               for p in problems], pairs)
         steps = [None] * len(problems)
-        cost = [best for best, _ in stage1]
-        limits = np.array([math.floor((b - o) / PICOSECOND_MS + 1e-3) for b, o in zip(budget_ms, outside)])
-        segment, scale = cost, PICOSECOND_MS
-    dp = ParetoDP(bounds, cost, first.importance)
+        options, splits = ({pair: c for pair, (c, _) in fronts.items()}, {pair: s for pair, (_, s) in fronts.items()})
+        segment_ms = {pair: np.array([[_chain(p.span_ms, split) for p in problems] for split in splits[pair]])
+                      for pair in splits}
+        limits = [math.floor((b - o) / PICOSECOND_MS + 1e-3) for b, o in zip(budget_ms, outside)]
+    dp = ParetoDP(bounds, options, first.importance)
+    surface = tuple(SurfacePoint(tuple(b for _, b, _ in pieces[:-1]),
+                                 tuple(itertools.chain.from_iterable(splits[(a, b)][k] for a, b, k in pieces)),
+                                 _latency(outside, [segment_ms[(a, b)][k] for a, b, k in pieces]), float(value))
+                    for pieces, value in zip(dp.surface_segments(), dp.surface_value))
     labels = _labels(problems)
-
-    def point(state: int) -> SurfacePoint:
-        segments = dp.segments(state)
-        return SurfacePoint(tuple(b for _, b in segments[:-1]),
-                            tuple(_chain(ms, segments) * scale + o for ms, o in zip(segment, outside)),
-                            float(dp.surface_value[state]))
-
-    surface = tuple(point(k) for k in range(len(dp.surface_value)))
     fastest = [min((p.latency_ms[d] for p in surface), default=None) for d in range(len(problems))]
     alone = []
     for d in range(len(problems)):
@@ -129,48 +150,47 @@ def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], ro
         only[d] = limits[d]
         state = dp.best_within(only)
         alone.append(None if state is None else surface[state])
+    common = (problems, labels, budget_ms, fastest, steps, alone, surface)
     if all(b >= p.original_ms for p, b in zip(problems, budget_ms)):
-        singles = tuple((p, p + 1) for p in range(layers))  # every layer its own conv, as solve_dp
-        per_device = [(singles, tuple(p.span_ms[s] for s in singles)) for p in problems]
         note = ("every budget is at or above its device's original network's predicted latency: "
                 "the original network is returned, every activation kept")
-        return _result(problems, labels, budget_ms, tuple(sites), list(zip(bounds, bounds[1:])), 0.0,
-                       per_device, fastest, steps, alone, surface, None, note)
-    state = dp.best_within(limits)
+        singles = [[(q, q + 1) for q in range(a, b)] for a, b in zip(bounds, bounds[1:])]  # as solve_dp
+        latency = _latency(outside, [np.array([_chain(p.span_ms, s) for p in problems]) for s in singles])
+        return _result(*common, SurfacePoint(tuple(sites), tuple(itertools.chain(*singles)), latency, 0.0), None, note)
+    state = dp.best_within(np.array(limits, dtype=float))
     if state is None:
         raise OutOfReach(_refusal(labels, budget_ms, fastest, alone))
-    segments = dp.segments(state)
-    per_device = []
-    for p, (best, previous) in zip(problems, stage1):
-        spans = tuple(s for a, b in segments for s in _split(previous, a, b))
-        per_device.append((spans, tuple(p.span_ms[s] for s in spans)))
-    return _result(problems, labels, budget_ms, surface[state].kept_activations, segments,
-                   surface[state].objective, per_device, fastest, steps, alone, surface, state, "")
+    return _result(*common, surface[state], state, "")
 
 
-def _result(problems, labels, budget_ms, kept, segments, objective, per_device, fastest, steps, alone,
-            surface, chosen, note) -> MultiResult:
-    sites = sorted(set(problems[0].cut_positions))
-    devices = []
-    for d, p in enumerate(problems):
-        spans, span_ms = per_device[d]
-        chain = 0.0
-        for latency in span_ms:
-            chain += latency
-        devices.append(DevicePlan(labels[d], budget_ms[d], p.fixed_ms + p.overhead_ms + chain, p.original_ms,
-                                  fastest[d], spans, span_ms, steps[d], alone[d]))
+def _result(problems, labels, budget_ms, fastest, steps, alone, surface, chosen: SurfacePoint,
+            index: int | None, note: str) -> MultiResult:
+    devices = tuple(DevicePlan(labels[d], budget_ms[d], chosen.latency_ms[d], p.original_ms, fastest[d],
+                               tuple(p.span_ms[s] for s in chosen.spans), steps[d], alone[d])
+                    for d, p in enumerate(problems))
     rounding = ("none: no latency grid, span latencies in whole picoseconds (1e-9 ms) and sums exact"
                 if steps[0] is None else
-                "each segment rounded up to each device's grid (step_ms per device)")
-    return MultiResult(tuple(kept), tuple(s for s in sites if s not in set(kept)), tuple(segments),
-                       objective, tuple(devices), surface, chosen, rounding, note)
+                "each segment's split rounded up to each device's grid (step_ms per device)")
+    kept, bounds = set(chosen.kept_activations), [0, *chosen.kept_activations, problems[0].space.num_layers]
+    removed = tuple(s for s in sorted(set(problems[0].cut_positions)) if s not in kept)
+    return MultiResult(chosen.kept_activations, removed, tuple(zip(bounds, bounds[1:])), chosen.spans,
+                       chosen.objective, devices, surface, index, rounding, note)
 
 
-def _chain(best: np.ndarray, segments: list[tuple[int, int]]) -> float:
-    total = 0.0  # added in chain order, as the DP adds them
-    for a, b in segments:
-        total += float(best[a, b])
+def _chain(span_ms: dict[Span, float], spans: Sequence[Span]) -> float:
+    total = 0.0  # added in chain order
+    for span in spans:
+        total += span_ms[span]
     return total
+
+
+def _latency(outside: list[float], segment_ms: list[np.ndarray]) -> tuple[float, ...]:
+    """A network's latency on every device: its segments' (each a vector, one entry a device)
+    added in chain order, then the fixed part and overhead."""
+    total = np.zeros(len(outside))
+    for latency in segment_ms:
+        total += latency
+    return tuple((np.array(outside) + total).tolist())
 
 
 def _check(problems: Sequence[SearchProblem], budgets: Sequence[Budget], rounding: str) -> None:
@@ -184,6 +204,9 @@ def _check(problems: Sequence[SearchProblem], budgets: Sequence[Budget], roundin
         if p.space.num_layers != first.space.num_layers or p.cut_positions != first.cut_positions:
             raise DepthshrinkError(f"device {d}'s problem is for another chain space "
                                    f"({p.space.num_layers} layers, not {first.space.num_layers})")
+        if set(p.span_ms) != set(first.span_ms):
+            raise DepthshrinkError(f"device {d}'s problem has other legal spans: every device must time "
+                                   "the same spans of one chain space")
         if p.importance != first.importance:
             raise DepthshrinkError(f"device {d}'s problem has other importance scores: "
                                    "every device must share one importance table")

@@ -1,5 +1,6 @@
-"""The multi-device search against brute force over every kept set, and against solve_dp."""
+"""The multi-device search against brute force over every kept set and every common split."""
 
+import functools
 import itertools
 import math
 import random
@@ -9,17 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from depthshrink.errors import DepthshrinkError, OutOfReach
+from depthshrink.errors import OutOfReach
 from depthshrink.models.space import ChainSpace, ConvShape, Layer, Site
 from depthshrink.search.budget import Budget
+from depthshrink.search.dp import _split, fastest_splits
 from depthshrink.search.multi import solve_multi
-from depthshrink.search.pareto import non_dominated
+from depthshrink.search.pareto import split_fronts
 from depthshrink.search.problem import SearchProblem
 from depthshrink.search.run import MAX_BINS, ROUNDING_SHARE, solve_dp
 
-# merged spans cost (factor x the sum of their layers): cheap on device 0, often dearer on 1
 PS = 1e-9  # a picosecond in ms
-FACTORS = [(0.3, 0.95), (0.7, 2.0), (0.4, 1.6)]
+FACTORS = [(0.3, 0.95), (0.7, 2.0), (0.4, 1.6)]  # a merged span: factor x its layers' sum, per device
 
 
 def _space(layers: int, cuts: list[int], fixed: set[int]) -> ChainSpace:
@@ -28,9 +29,10 @@ def _space(layers: int, cuts: list[int], fixed: set[int]) -> ChainSpace:
                       [Site(p, "relu" if p in cuts else None, p not in fixed) for p in range(1, layers)])
 
 
+@functools.lru_cache(maxsize=None)
 def _problems(seed: int, devices: int) -> list[SearchProblem]:
-    """A random chain (6-9 layers, random legal spans, random importance, some segments
-    unscored, sometimes a fixed activation), one problem a device whose latencies disagree."""
+    """A random chain (6-9 layers, random legal spans of 2-4 layers, random importance, some
+    segments unscored, sometimes a fixed activation); one problem a device, latencies disagreeing."""
     rng = random.Random(seed)
     layers = 6 + seed % 4
     cuts = sorted(rng.sample(range(1, layers), rng.randint(2, layers - 1)))
@@ -50,114 +52,126 @@ def _problems(seed: int, devices: int) -> list[SearchProblem]:
     return problems
 
 
-def _fastest(spans: dict, a: int, b: int) -> float:
-    """Stage 1 by recursion: the fastest split of [a, b) into spans."""
+def _splits(spans, a: int, b: int) -> list[tuple]:  # every split of [a, b) into legal spans
     if a == b:
-        return 0.0
-    return min((_fastest(spans, a, s) + t for (s, e), t in spans.items() if e == b and s >= a), default=math.inf)
+        return [()]
+    return [(s, *rest) for s in spans if s[0] == a and s[1] <= b for rest in _splits(spans, s[1], b)]
 
 
-def _every_network(problems, step=None):
-    """(kept, chain cost per device, objective) for every allowed kept set. Cost: in grid steps
-    (each segment rounded up) when ``step`` is given, else in whole picoseconds (span latencies
-    rounded up to 1e-9 ms: exact here, the tables hold 4 decimals)."""
+@functools.lru_cache(maxsize=None)
+def _every_network(seed: int, devices: int, steps: tuple | None = None):
+    """(kept, spans, chain cost per device, objective) for every allowed kept set and every common
+    split of its segments. Cost: whole picoseconds, or grid steps (each segment's sum rounded up)."""
+    problems = _problems(seed, devices)
     first = problems[0]
     sites, layers = first.cut_positions, first.space.num_layers
-    fixed = [s.position for s in first.space.sites if s.activation and not s.removable]
+    fixed = {s.position for s in first.space.sites if s.activation and not s.removable}
     inner = set(zip([0, *sites], [*sites, layers]))
-    picoseconds = [{k: math.ceil(v / PS - 1e-3) for k, v in p.span_ms.items()} for p in problems]
     found = []
-    for r in range(len(sites) + 1):
-        for kept in itertools.combinations(sites, r):
-            pairs = list(zip([0, *kept], [*kept, layers]))
-            if not set(fixed) <= set(kept) or any(p not in first.importance and p not in inner for p in pairs):
-                continue
-            costs = []
-            for d, p in enumerate(problems):
-                total = 0.0
-                for a, b in pairs:
-                    total += (_fastest(picoseconds[d], a, b) if step is None else
-                              math.ceil(_fastest(p.span_ms, a, b) / step[d] - 1e-9))
-                costs.append(total)
-            value = 0.0
-            for pair in pairs:
-                value += first.importance.get(pair, 0.0)
-            found.append((kept, costs, value))
+    for spans in _splits(sorted(first.span_ms), 0, layers):
+        joins = [e for _, e in spans[:-1] if e in sites]
+        for r in range(len(joins) + 1):
+            for kept in itertools.combinations(joins, r):
+                pairs = list(zip([0, *kept], [*kept, layers]))
+                if not fixed <= set(kept) or any(p not in first.importance and p not in inner for p in pairs):
+                    continue
+                costs = [_cost(p, spans, pairs, None if steps is None else steps[d]) for d, p in enumerate(problems)]
+                value = _chain(first.importance.get(pair, 0.0) for pair in pairs)
+                found.append((kept, spans, costs, value))
     return found
 
 
-def _limit_ps(budget_ms: float, outside_ms: float) -> int:
+def _chain(latencies) -> float:
+    total = 0.0  # added in chain order, as the search adds them
+    for latency in latencies:
+        total += latency
+    return total
+
+
+def _cost(p: SearchProblem, spans, pairs, step: float | None) -> int:
+    """Whole picoseconds, or each segment's latency rounded up to grid steps."""
+    if step is None:
+        return sum(math.ceil(p.span_ms[s] / PS - 1e-3) for s in spans)
+    return sum(math.ceil(_chain(p.span_ms[s] for s in spans if a <= s[0] < b) / step - 1e-9) for a, b in pairs)
+
+
+def _limit_ps(budget_ms: float, outside_ms: float) -> int:  # as the search: a picosecond's thousandth of slack
     return math.floor((budget_ms - outside_ms) / PS + 1e-3)
 
 
+def _budgets(rng, trial: int, problems, costs: np.ndarray) -> list[float]:
+    """A random network's latencies and a little more; every 4th trial the fastest or a little less."""
+    outside = np.array([p.fixed_ms + p.overhead_ms for p in problems])
+    aim = (costs.min(axis=0) if trial % 4 == 3 else costs[rng.integers(len(costs))]) * PS + outside
+    return [a + u * abs(p.original_ms - a) for a, p, u in zip(aim, problems, rng.uniform(-0.05, 0.3, len(problems)))]
+
+
 def _check_plan(result, problems):
-    """Each device's spans: its own fastest split of every segment, none across a kept activation."""
+    """One split for all devices: legal spans covering the chain, none across a kept activation,
+    every device's latency its sum, within the budget."""
+    assert result.segments == result.spans
+    assert [x for s, e in result.spans for x in range(s, e)] == list(range(problems[0].space.num_layers))
+    assert not any(s < k < e for s, e in result.spans for k in result.kept_activations)
+    assert [b for a, b in result.linear_segments[:-1]] == list(result.kept_activations)
     for plan, p in zip(result.devices, problems):
-        assert [x for s, e in plan.spans for x in range(s, e)] == list(range(p.space.num_layers))
-        assert not any(s < k < e for s, e in plan.spans for k in result.kept_activations)
-        assert plan.latency_ms == pytest.approx(p.fixed_ms + p.overhead_ms + sum(p.span_ms[s] for s in plan.spans))
-        if result.chosen is not None:
-            assert plan.latency_ms - p.fixed_ms - p.overhead_ms == pytest.approx(
-                sum(_fastest(p.span_ms, a, b) for a, b in result.segments))
+        assert plan.span_latency_ms == tuple(p.span_ms[s] for s in result.spans)
+        assert plan.latency_ms == pytest.approx(p.fixed_ms + p.overhead_ms + sum(plan.span_latency_ms), abs=1e-12)
         assert plan.latency_ms <= plan.budget_ms + 1e-9
 
 
 @pytest.mark.parametrize("devices", [1, 2, 3])
 @pytest.mark.parametrize("seed", range(8))
-def test_equals_brute_force_and_meets_every_budget(seed, devices):
-    problems = _problems(seed, devices)
-    networks = _every_network(problems)
-    outside = [p.fixed_ms + p.overhead_ms for p in problems]
-    rng = np.random.default_rng(seed)
-    # the surface: every non-dominated network, exactly
-    costs, values = np.array([c for _, c, _ in networks]), np.array([v for _, _, v in networks])
-    expected = sorted((v, *(c * PS + o for c, o in zip(costs[k], outside))) for k, v in
-                      zip(range(len(values)), values) if not any(
-                          values[q] >= values[k] and (costs[q] <= costs[k]).all() and
-                          (values[q] > values[k] or (costs[q] < costs[k]).any()) for q in range(len(values))))
-    split_differs, solved = False, 0
+def test_equals_brute_force_over_kept_sets_and_common_splits(seed, devices):
+    problems, networks = _problems(seed, devices), _every_network(seed, devices)
+    costs, values = np.array([c for _, _, c, _ in networks]), np.array([v for *_, v in networks])
+    outside = np.array([p.fixed_ms + p.overhead_ms for p in problems])
+    low = costs.min(axis=0) * PS + outside
+    if devices > 1:  # the devices' own fastest splits of some segment differ
+        own = [fastest_splits(problems[0].space.num_layers, p.span_ms)[1] for p in problems]
+        assert any(len({_split(o, 0, b) for o in own}) > 1 for b in range(2, problems[0].space.num_layers + 1))
+    rng, solved = np.random.default_rng(seed), 0
     for trial in range(12):
-        # from a little below the fastest achievable to a little above the original, per device
-        low = [min(c[d] for _, c, _ in networks) * PS + outside[d] for d in range(devices)]
-        budgets = [f + u * (p.original_ms - f) for f, p, u in zip(low, problems, rng.uniform(-0.05, 1.05, devices))]
-        fits = [(k, c, v) for k, c, v in networks if all(x <= _limit_ps(b, o) for x, b, o in zip(c, budgets, outside))]
+        budgets = _budgets(rng, trial, problems, costs)
+        limits = np.array([_limit_ps(b, o) for b, o in zip(budgets, outside)])
+        fits = (costs <= limits).all(axis=1)
         try:
             result = solve_multi(problems, [Budget(latency_ms=b) for b in budgets])
         except OutOfReach as refusal:
-            assert not fits
+            assert not fits.any()
             said = [float(x) for x in re.findall(r"fastest achievable ([0-9.]+) ms", str(refusal))]
             assert said == pytest.approx(low, abs=5.1e-4)
             continue
-        assert fits and result.objective == pytest.approx(max(v for _, _, v in fits), abs=1e-9)
-        solved += 1
+        assert result.objective == pytest.approx(values[fits].max(), abs=1e-9)
         _check_plan(result, problems)
-        split_differs |= len({plan.spans for plan in result.devices}) > 1
-        assert sorted(result.kept_activations + result.removed_activations) == problems[0].cut_positions
+        chosen = [k for k, (kept, spans, c, v) in enumerate(networks)
+                  if kept == result.kept_activations and spans == result.spans]
+        assert len(chosen) == 1 and fits[chosen[0]] and values[chosen[0]] == result.objective
+        solved += 1
         for d, plan in enumerate(result.devices):
-            alone = [v for _, c, v in networks if c[d] <= _limit_ps(budgets[d], outside[d])]
-            assert plan.alone.objective == pytest.approx(max(alone), abs=1e-9)
+            assert plan.alone.objective == pytest.approx(values[costs[:, d] <= limits[d]].max(), abs=1e-9)
             assert plan.alone.objective >= result.objective - 1e-9  # what meeting every budget costs
-            assert plan.fastest_ms == pytest.approx(low[d])
+            assert plan.fastest_ms == pytest.approx(low[d], abs=1e-9)
     assert solved >= 3
     everything = solve_multi(problems, [Budget(speedup=1.0)] * devices)  # the original network
     assert everything.chosen is None and everything.objective == 0.0 and "original network" in everything.note
     assert everything.kept_activations == tuple(problems[0].cut_positions) and everything.removed_activations == ()
-    assert all(len(plan.spans) == problems[0].space.num_layers for plan in everything.devices)
+    assert everything.spans == tuple((p, p + 1) for p in range(problems[0].space.num_layers))
+    weakly = (values[None] >= values[:, None]) & (costs[None] <= costs[:, None]).all(axis=2)  # [k, q]: q over k
+    beaten = (weakly & ((values[None] > values[:, None]) | (costs[None] < costs[:, None]).any(axis=2))).any(axis=1)
+    expected = sorted({(values[k], *(costs[k] * PS + outside)) for k in np.flatnonzero(~beaten)})
     surface = sorted((p.objective, *p.latency_ms) for p in everything.surface)
-    assert len(surface) == len(expected) and np.allclose(surface, expected, atol=1e-9)
-    assert split_differs or devices == 1  # the devices merge differently
+    assert len(surface) == len(expected) and np.allclose(surface, expected, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_grid_rounding_equals_brute_force_on_the_grid(seed):
-    problems = _problems(seed, 2)
-    outside = [p.fixed_ms + p.overhead_ms for p in problems]
-    rng = np.random.default_rng(100 + seed)
-    for trial in range(6):
-        budgets = [o + f * (p.original_ms - o) for p, o, f in zip(problems, outside, rng.uniform(0.3, 0.99, 2))]
-        steps = [max(ROUNDING_SHARE * b / (len(problems[0].cut_positions) + 1), (p.original_ms - o) / MAX_BINS)
-                 for p, b, o in zip(problems, budgets, outside)]
-        fits = [v for _, c, v in _every_network(problems, steps)
+    problems, outside = _problems(seed, 2), [p.fixed_ms + p.overhead_ms for p in _problems(seed, 2)]
+    rng, solved = np.random.default_rng(100 + seed), 0
+    for trial in range(8):
+        budgets = _budgets(rng, trial, problems, np.array([c for _, _, c, _ in _every_network(seed, 2)]))
+        steps = tuple(max(ROUNDING_SHARE * b / (len(problems[0].cut_positions) + 1), (p.original_ms - o) / MAX_BINS)
+                      for p, b, o in zip(problems, budgets, outside))
+        fits = [v for _, _, c, v in _every_network(seed, 2, steps)
                 if all(x <= math.floor((b - o) / s + 1e-9) for x, b, o, s in zip(c, budgets, outside, steps))]
         try:
             result = solve_multi(problems, [Budget(latency_ms=b) for b in budgets], rounding="grid")
@@ -168,11 +182,17 @@ def test_grid_rounding_equals_brute_force_on_the_grid(seed):
         assert [plan.step_ms for plan in result.devices] == pytest.approx(steps)
         assert "rounded up" in result.rounding
         _check_plan(result, problems)
+        solved += 1
+    assert solved >= 3
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_one_device_is_solve_dp(seed):
-    problem = _problems(seed, 1)[0]
+    problem, layers = _problems(seed, 1)[0], _problems(seed, 1)[0].space.num_layers
+    best, previous = fastest_splits(layers, problem.span_ms)  # a one-device front: the fastest split
+    for (a, b), (cost, splits) in split_fronts([problem.span_ms], [(a, b) for a in range(layers)
+                                                                    for b in range(a + 1, layers + 1)]).items():
+        assert cost.tolist() == [[best[a, b]]] and splits == (_split(previous, a, b),)
     for fraction in (0.4, 0.55, 0.7, 0.85, 1.0, 1.2):
         budget = Budget(latency_ms=problem.fixed_ms + fraction * (problem.original_ms - problem.fixed_ms))
         try:
@@ -182,120 +202,95 @@ def test_one_device_is_solve_dp(seed):
                 solve_multi([problem], [budget], rounding="grid")
             continue
         multi = solve_multi([problem], [budget], rounding="grid")
-        plan = multi.devices[0]
+        plan = multi.devices[0]  # as the masks file solve_dp writes
         assert multi.objective == pytest.approx(single.solution.importance, abs=1e-9)
         assert plan.latency_ms == pytest.approx(single.masks.extra["predicted_latency_ms"], abs=1e-6)
         assert plan.step_ms == single.step_ms and plan.budget_ms == single.budget_ms
         assert list(multi.kept_activations) == single.masks.kept_activations
-        assert [list(s) for s in plan.spans] == [list(s) for s in single.masks.segments]
+        assert [list(s) for s in multi.segments] == [list(s) for s in single.masks.segments]
         assert (multi.note != "") == (single.note != "")
         exact = solve_multi([problem], [budget])  # no rounding: never worse than the grid
         assert exact.objective >= single.solution.importance - 1e-12 and exact.rounding.startswith("none")
+        twice = solve_multi([problem, problem], [budget, budget])  # two equal devices: one
+        assert twice.objective == exact.objective and twice.spans == exact.spans
+
+
+def test_own_splits_would_claim_more_than_one_network_gives():
+    """Each device merging along its own fastest split (which one checkpoint cannot serve) would
+    claim at least the common-split optimum, and often more: the constraint binds."""
+    binds = 0
+    for seed, devices in itertools.product(range(8), (2, 3)):
+        problems, networks = _problems(seed, devices), _every_network(seed, devices)
+        layers, rng = problems[0].space.num_layers, np.random.default_rng(seed)
+        own = [fastest_splits(layers, {k: math.ceil(v / PS - 1e-3) for k, v in p.span_ms.items()})[0] for p in problems]
+        claims = {kept: ([sum(o[a, b] for a, b in zip([0, *kept], [*kept, layers])) for o in own], value)
+                  for kept, _, _, value in networks}
+        for trial in range(12):
+            budgets = _budgets(rng, trial, problems, np.array([c for _, _, c, _ in networks]))
+            limits = [_limit_ps(b, p.fixed_ms + p.overhead_ms) for b, p in zip(budgets, problems)]
+            claim = max((v for c, v in claims.values() if all(x <= y for x, y in zip(c, limits))), default=-math.inf)
+            try:
+                objective = solve_multi(problems, [Budget(latency_ms=b) for b in budgets]).objective
+            except OutOfReach:
+                objective = -math.inf
+            binds += claim > objective
+            assert claim >= objective
+    assert binds == 56  # of 192
+
+
+def _two_ways() -> list[SearchProblem]:
+    """6 layers, one activation at 3. [0, 3) merges as (0, 2) + (2, 3) on the CPU (2.0 ms; 3.8 on
+    the GPU) or as (0, 1) + (1, 3) on the GPU (2.0 ms; 2.8 on the CPU); [3, 6) does not merge;
+    removing the activation allows one conv (0, 6), 4.0 ms on both."""
+    space = _space(6, [3], set())
+    singles = {(p, p + 1): 1.0 for p in range(6)}
+    cpu = {**singles, (0, 2): 1.0, (1, 3): 1.8, (0, 6): 4.0}
+    gpu = {**singles, (0, 2): 2.8, (1, 3): 1.0, (0, 6): 4.0}
+    return [SearchProblem(space, cpu, 0.5, 0.0, {(0, 6): -1.0}, {"device": "cpu"}),
+            SearchProblem(space, gpu, 0.5, 0.0, {(0, 6): -1.0}, {"device": "gpu"})]
+
+
+def test_one_split_for_all_devices_costs_what_own_splits_would_not():
+    problems = _two_ways()
+    own = [fastest_splits(6, p.span_ms) for p in problems]
+    assert [_split(previous, 0, 3) for _, previous in own] == [((0, 2), (2, 3)), ((0, 1), (1, 3))]
+    assert [0.5 + best[0, 3] + best[3, 6] for best, _ in own] == [5.5, 5.5]  # each its own split: both fit
+    result = solve_multi(problems, [Budget(latency_ms=5.5)] * 2)
+    assert result.objective == -1.0 and result.kept_activations == () and result.spans == ((0, 6),)
+    assert [plan.latency_ms for plan in result.devices] == [4.5, 4.5]
+    assert [plan.alone.objective for plan in result.devices] == [0.0, 0.0]  # alone, the activation stays
+    assert [plan.alone.latency_ms for plan in result.devices] == [pytest.approx((5.5, 7.3)), pytest.approx((6.3, 5.5))]
+    relaxed = solve_multi(problems, [Budget(latency_ms=6.4), Budget(latency_ms=5.5)])
+    assert relaxed.objective == 0.0 and relaxed.spans == ((0, 1), (1, 3), (3, 4), (4, 5), (5, 6))
+    assert [plan.latency_ms for plan in relaxed.devices] == pytest.approx([6.3, 5.5])
+    frame = pd.DataFrame(relaxed.surface_rows())
+    assert list(frame.columns) == ["objective", "latency_ms:cpu", "latency_ms:gpu", "kept_activations",
+                                   "merged_spans", "removed_activations", "chosen"]
+    assert frame.values.tolist() == [[0.0, 6.3, 5.5, "3", "1-3", 0, 1], [0.0, 5.5, 7.3, "3", "0-2", 0, 0],
+                                     [-1.0, 4.5, 4.5, "", "0-6", 1, 0]]  # one kept set, two splits
 
 
 def _disagreeing() -> list[SearchProblem]:
     """3 layers, activations at 1 and 2; [0, 2) merges cheaply on the CPU only, [1, 3) on the GPU
     only; removing both is not scored, so no network can be fast on both."""
-    space = _space(3, [1, 2], set())
-    importance = {(0, 2): -1.0, (1, 3): -2.0}
+    space, importance = _space(3, [1, 2], set()), {(0, 2): -1.0, (1, 3): -2.0}
     cpu = {(0, 1): 1.0, (1, 2): 1.0, (2, 3): 1.0, (0, 2): 0.5, (1, 3): 2.5}
     gpu = {(0, 1): 0.1, (1, 2): 0.1, (2, 3): 0.1, (0, 2): 0.3, (1, 3): 0.05}
     return [SearchProblem(space, cpu, 0.5, 0.0, importance, {"device": "cpu"}),
             SearchProblem(space, gpu, 0.05, 0.0, importance, {"device": "gpu"})]
 
 
-def test_each_device_merges_its_own_way_and_the_surface_is_written():
-    problems = _disagreeing()
-    result = solve_multi(problems, [Budget(latency_ms=3.6), Budget(latency_ms=0.25)])
-    assert result.kept_activations == (1,) and result.removed_activations == (2,) and result.objective == -2.0
-    assert result.segments == ((0, 1), (1, 3))
-    cpu, gpu = result.devices
-    assert cpu.spans == ((0, 1), (1, 2), (2, 3)) and cpu.latency_ms == pytest.approx(3.5)  # [1, 3) split
-    assert gpu.spans == ((0, 1), (1, 3)) and gpu.latency_ms == pytest.approx(0.2)          # [1, 3) merged
-    assert cpu.alone == result.surface[0] and cpu.alone.kept_activations == (1, 2)  # alone: the original fits
-    assert gpu.alone.objective == -2.0 and (cpu.fastest_ms, gpu.fastest_ms) == pytest.approx((2.0, 0.2))
-    frame = pd.DataFrame(result.surface_rows())
-    assert list(frame.columns) == ["objective", "latency_ms:cpu", "latency_ms:gpu", "kept_activations",
-                                   "removed_activations", "chosen"]
-    assert frame["chosen"].sum() == 1 and frame.loc[frame["chosen"] == 1, "kept_activations"].item() == "1"
-    assert sorted(frame["objective"]) == [-2.0, -1.0, 0.0]
-
-
 def test_infeasible_together_although_each_alone_is_feasible():
     problems = _disagreeing()
-    with pytest.raises(OutOfReach, match=r"each budget alone can be met, but no network meets them all at once: "
-                                         r"cpu: budget 2\.050 ms, fastest achievable 2\.000 ms; "
-                                         r"gpu: budget 0\.220 ms, fastest achievable 0\.200 ms$"):
-        solve_multi(problems, [Budget(latency_ms=2.05), Budget(latency_ms=0.22)])
-    with pytest.raises(OutOfReach, match=r"gpu: budget 0\.100 ms, fastest achievable 0\.200 ms \(out of reach even alone\)"):
+    surface = solve_multi(problems, [Budget(latency_ms=9.0)] * 2).surface
+    assert [(p.objective, p.spans) for p in surface] == [(0.0, ((0, 1), (1, 2), (2, 3))), (-1.0, ((0, 2), (2, 3))),
+                                                         (-2.0, ((0, 1), (1, 3)))]
+    assert [p.latency_ms for p in surface] == [pytest.approx(x) for x in ((3.5, 0.35), (2.0, 0.45), (4.0, 0.2))]
+    # each device merging [1, 3) its own way would meet 3.6 ms (split) and 0.25 ms (merged): not one network
+    for budgets, together in (((3.6, 0.25), "3.600 ms, fastest achievable 2.000 ms; gpu: budget 0.250"),
+                              ((2.05, 0.22), "2.050 ms, fastest achievable 2.000 ms; gpu: budget 0.220")):
+        with pytest.raises(OutOfReach, match=r"each budget alone can be met, but no network meets them all at once: "
+                                             rf"cpu: budget {together} ms, fastest achievable 0\.200 ms$"):
+            solve_multi(problems, [Budget(latency_ms=b) for b in budgets])
+    with pytest.raises(OutOfReach, match=r"gpu: budget 0\.100 ms, fastest achievable 0\.200 ms \(out of reach even alone"):
         solve_multi(problems, [Budget(latency_ms=9.0), Budget(latency_ms=0.1)])
-
-
-def test_mismatched_inputs_are_refused():
-    problems = _disagreeing()
-    with pytest.raises(DepthshrinkError, match="one latency budget a device: 2 table"):
-        solve_multi(problems, [Budget(latency_ms=1.0)])
-    other = SearchProblem(problems[0].space, problems[1].span_ms, 0.0, 0.0, {(0, 2): -3.0})
-    with pytest.raises(DepthshrinkError, match="share one importance table"):
-        solve_multi([problems[0], other], [Budget(latency_ms=9.0)] * 2)
-    with pytest.raises(DepthshrinkError, match="rounding must be one of"):
-        solve_multi(problems, [Budget(speedup=1.1)] * 2, rounding="coarse")
-
-
-def test_non_dominated_keeps_each_distinct_state_once():
-    for devices in (1, 2, 3):
-        rng = np.random.default_rng(devices)
-        cost = rng.integers(0, 6, (400, devices)).astype(float)
-        value = rng.integers(0, 6, 400).astype(float)
-        kept = non_dominated(cost, value)
-        naive = {(v, *c) for c, v in zip(cost.tolist(), value.tolist()) if not any(
-            w >= v and all(x <= y for x, y in zip(d, c)) and (w, *d) != (v, *c)
-            for d, w in zip(cost.tolist(), value.tolist()))}
-        assert sorted((value[k], *cost[k]) for k in kept) == sorted(naive)
-        assert list(value[kept]) == sorted(value[kept], reverse=True)
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    """MobileNetV2-1.0 @224 on the shipped CPU table, seeded continuous importance (no ties)."""
-    import torch
-
-    import depthshrink
-    from depthshrink.lut.table import LatencyTable
-    from depthshrink.models import build_model
-    from depthshrink.search.problem import build_problem
-
-    model = build_model("mobilenet_v2").eval()
-    space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})
-    rng = np.random.default_rng(0)
-    bounds = [0, *(s.position for s in space.sites if s.activation), space.num_layers]
-    weight = {c: rng.uniform(0.1, 2.0) for c in bounds}
-    importance = {(a, b): -sum(weight[c] for c in bounds if a < c < b) * rng.uniform(0.8, 1.3)
-                  for i, a in enumerate(bounds) for b in bounds[i + 1:]}
-    table = LatencyTable.read(str(depthshrink.__path__[0]) + "/lut/mobilenet_v2_224_b1_onnxruntime_cpu.csv")
-    return build_problem(space, table.select(), importance)
-
-
-def test_shipped_table_one_device_is_solve_dp_and_two_devices_meet_both(shipped):
-    from dataclasses import replace
-
-    for speedup in (1.1, 1.3, 1.5, 1.7):
-        single = solve_dp(shipped, Budget(speedup=speedup))
-        multi = solve_multi([shipped], [Budget(speedup=speedup)], rounding="grid")
-        assert list(multi.kept_activations) == single.masks.kept_activations
-        assert multi.objective == pytest.approx(single.solution.importance, abs=1e-9)
-        assert multi.devices[0].latency_ms == pytest.approx(single.masks.extra["predicted_latency_ms"], abs=1e-6)
-    # a second device on which merged kernels of 5x5 or more are dear (2x the CPU's), the rest cheap (0.6x)
-    spans = shipped.space.spans
-    dear = replace(shipped, span_ms={k: v * (2.0 if spans[k].shape.kernel_size >= 5 else 0.6)
-                                     for k, v in shipped.span_ms.items()})
-    result = solve_multi([shipped, dear], [Budget(speedup=1.5), Budget(speedup=1.5)])
-    assert all(plan.latency_ms <= plan.budget_ms for plan in result.devices)
-    assert result.devices[0].spans != result.devices[1].spans  # the same network, merged two ways
-    assert result.objective <= min(plan.alone.objective for plan in result.devices) + 1e-12
-    costs = np.array([p.latency_ms for p in result.surface])
-    values = np.array([p.objective for p in result.surface])
-    assert len(result.surface) > 50 and list(values) == sorted(values, reverse=True)
-    for k in range(len(values)):  # nothing on the surface dominates another point of it
-        others = np.delete(np.arange(len(values)), k)
-        assert not ((values[others] >= values[k]) & (costs[others] <= costs[k]).all(axis=1)).any()
