@@ -1,17 +1,24 @@
-"""What each fx node *is* to the chain tracer: conv, BN, activation, residual add, pass-through.
+"""What each fx node *is* to the chain tracer (conv, BN, activation, residual add, pass-through),
+and the fx tracing that keeps pass-through modules whole and records the eval-mode graph.
 
-Matching is by type and function object, never by name strings. Anything not listed is an
-unknown op, which the tracer treats as a barrier (no merge across it) and warns about.
+Matching is by type and function object, never by node names. Two third-party pass-through
+types (torchvision's ``StochasticDepth``, timm's ``DropPath``) are known by their qualified type
+name, so neither package need be installed; others are added with
+:func:`register_pass_through`. Anything not listed is an unknown op, which the tracer treats as a
+barrier (no merge across it) and warns about.
 """
 
 from __future__ import annotations
 
 import operator
+from contextlib import contextmanager
 from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from ..errors import DepthshrinkError
 
 
 class Kind(Enum):
@@ -37,7 +44,28 @@ ACTIVATION_FUNCTIONS: dict[object, str] = {
 ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu"}
 ACTIVATION_BY_NAME: dict[str, type] = {name: module for module, name in ACTIVATION_MODULES.items()}
 PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d)
+# identity in eval mode, a random per-sample (or per-batch) scale in training: linear either way
+KNOWN_PASS_TYPES = frozenset({"torchvision.ops.stochastic_depth.StochasticDepth",
+                              "timm.layers.drop.DropPath", "timm.models.layers.drop.DropPath"})
+_registered_pass: list[type] = []
 ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+
+
+def register_pass_through(module_type: type) -> type:
+    """Declare ``module_type`` a pass-through: the identity in eval mode and linear in training
+    (dropout, stochastic depth). The tracer keeps its modules whole (called at run time, so a
+    shrunk model still trains with them) and merges across them. Usable as a class decorator."""
+    if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
+        raise TypeError(f"register_pass_through takes an nn.Module subclass, not {module_type!r}")
+    if module_type not in _registered_pass:
+        _registered_pass.append(module_type)
+    return module_type
+
+
+def is_pass_through(module: nn.Module) -> bool:
+    if isinstance(module, (*PASS_MODULES, *_registered_pass)):
+        return True
+    return any(f"{cls.__module__}.{cls.__qualname__}" in KNOWN_PASS_TYPES for cls in type(module).__mro__)
 
 
 def module_of(node: fx.Node, root: nn.Module) -> nn.Module | None:
@@ -67,7 +95,7 @@ def classify(node: fx.Node, root: nn.Module) -> Kind:
             return Kind.BN
         if type(module) in ACTIVATION_MODULES:
             return Kind.ACT
-        if isinstance(module, PASS_MODULES):
+        if is_pass_through(module):
             return Kind.PASS
         return Kind.OTHER
     if node.op == "call_function" and node.target in ACTIVATION_FUNCTIONS:
@@ -94,4 +122,56 @@ def describe(node: fx.Node, root: nn.Module) -> str:
     if module is not None:
         return f"'{node.target}' ({type(module).__name__})"
     target = getattr(node.target, "__name__", node.target)
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:  # the module whose forward made this op
+        path, owner = list(stack.values())[-1]
+        return f"{node.op} {target} (in '{path}', {getattr(owner, '__name__', owner)})"
     return f"{node.op} {target}"
+
+
+class _Tracer(fx.Tracer):
+    """fx's tracer, keeping pass-through modules (stochastic depth …) whole: they then follow the
+    module's own ``training`` flag when called, instead of the flag seen while tracing."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_pass_through(m) or super().is_leaf_module(m, module_qualified_name)
+
+
+def symbolic_trace(model: nn.Module) -> fx.GraphModule:
+    """``model``'s graph as it runs in eval mode, whatever mode it is in (the graph module takes
+    ``model``'s mode): a branch on ``self.training`` taken while tracing in training mode could add
+    random ops that merging cannot follow."""
+    gm = _trace_in_mode(model, training=False)
+    gm.training = model.training
+    return gm
+
+
+def training_differs(model: nn.Module) -> bool:
+    """Whether ``model`` traces to other code in training mode than in eval mode: a branch on
+    ``self.training`` or a training flag handed to a function, outside pass-through modules."""
+    try:
+        trained = _trace_in_mode(model, training=True)
+    except DepthshrinkError:
+        return True
+    return trained.code != _trace_in_mode(model, training=False).code
+
+
+@contextmanager
+def in_mode(model: nn.Module, training: bool):
+    """Every module of ``model`` in one mode inside the block, each back in its own after it."""
+    modes = {module: module.training for module in model.modules()}
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, mode in modes.items():
+            module.train(mode)
+
+
+def _trace_in_mode(model: nn.Module, training: bool) -> fx.GraphModule:
+    try:
+        with in_mode(model, training):
+            return fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
+    except Exception as exc:  # fx raises many types; all mean "not traceable"
+        raise DepthshrinkError(f"torch.fx cannot trace {type(model).__name__}: {exc} "
+                               "(avoid data-dependent control flow in forward)") from exc

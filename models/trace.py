@@ -5,7 +5,11 @@ the input of the output's shape with the most convolutions behind it (the residu
 ``x + f(x)``, the trunk of an SE ``x * gate``). The convolutions on that path, minus the stem
 and the head, are the chain. Between two chain convs the tracer accepts BN (right after the
 conv), one activation, one residual add and pass-through modules; anything else, or a value with
-a user off the chain, makes that site a *barrier* that no merge span may cross.
+a user off the chain, makes that site a *barrier* that no merge span may cross. A value may also
+feed a residual add as its shortcut only when that add closes a residual block.
+
+The graph is the one the model runs in eval mode (see :func:`.ops.symbolic_trace`), which is
+what ``merge`` reproduces; pass-through modules stay whole, so they still act in training.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import DepthshrinkError
-from .ops import Kind, activation_name, classify, describe, module_of
+from .ops import Kind, activation_name, classify, describe, in_mode, module_of, symbolic_trace
 from .space import ChainSpace, ConvShape, Layer, ResidualBlock, Site
 
 
@@ -32,6 +36,7 @@ class SiteNodes:
     activation: fx.Node | None = None
     add: fx.Node | None = None
     barrier: str | None = None
+    shortcuts: list[tuple[fx.Node, fx.Node]] | None = None  # (node, residual add it also feeds)
 
 
 @dataclass
@@ -61,7 +66,7 @@ def trace_chain(model: nn.Module, example_input: torch.Tensor, *, model_info: di
                 stem_convs: int = 1, head_convs: int = 1,
                 strided_merge: str = "pointwise") -> TracedChain:
     """Like :func:`trace`, keeping the fx graph (its modules are ``model``'s own, not copies)."""
-    gm = _symbolic_trace(model)
+    gm = symbolic_trace(model)
     _propagate_shapes(gm, example_input)
     kinds = {node: classify(node, gm) for node in gm.graph.nodes}
     path = _main_path(gm, kinds)
@@ -101,7 +106,7 @@ def _chain_sites(gm: fx.GraphModule, path: list[fx.Node], convs: list[fx.Node], 
     for p in range(1, len(convs) + 1):
         stop = pos[convs[p]] if p < len(convs) else end
         site = SiteNodes(p, path[pos[convs[p - 1]] + 1:stop])
-        _parse_site(site, path, pos, kinds, gm)
+        _parse_site(site, convs[p - 1], path, pos, kinds, gm)
         if site.add is not None and site.barrier is None:
             skip, block = _residual_block(site, path, pos, convs, kinds)
             if block is None:
@@ -110,7 +115,22 @@ def _chain_sites(gm: fx.GraphModule, path: list[fx.Node], convs: list[fx.Node], 
                 skips[site.add] = skip
                 blocks.append(block)
         sites[p] = site
+    _shortcut_barriers(gm, sites, skips)
     return sites, skips, blocks
+
+
+def _shortcut_barriers(gm: fx.GraphModule, sites: dict[int, SiteNodes], skips: dict) -> None:
+    """A node feeding a residual add as its shortcut may have that second user only when the add
+    closes a residual block (spans then nest); otherwise no span may run past the node."""
+    site_of = {node: p for p, site in sites.items() for node in site.nodes}
+    for site in sites.values():
+        for node, add in site.shortcuts or []:
+            if add in skips:
+                continue
+            where = site_of.get(add)
+            closes = f"the residual add at site {where}, which no span can fold" if where is not None \
+                else "a residual add outside the chain"
+            site.barrier = site.barrier or f"the output of {describe(node, gm)} also feeds {closes}"
 
 
 def _num_classes(gm: fx.GraphModule) -> dict:
@@ -119,27 +139,14 @@ def _num_classes(gm: fx.GraphModule) -> dict:
     return {"num_classes": int(shape[1])} if shape is not None and len(shape) == 2 else {}
 
 
-def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
-    try:
-        return fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many types; all mean "not traceable"
-        raise DepthshrinkError(f"torch.fx cannot trace {type(model).__name__}: {exc} "
-                               "(avoid data-dependent control flow in forward)") from exc
-
-
 def _propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor) -> None:
-    modes = {module: module.training for module in gm.modules()}
-    gm.eval()
     try:
-        with torch.no_grad():
+        with in_mode(gm, training=False), torch.no_grad():
             ShapeProp(gm).propagate(example_input)
     except RuntimeError as exc:
         cause = exc.__cause__ or exc
         raise DepthshrinkError(f"the model fails on an input of shape {tuple(example_input.shape)}: "
                                f"{str(cause).strip().splitlines()[0]}") from exc
-    finally:
-        for module, training in modes.items():
-            module.train(training)
 
 
 def _shape(node: fx.Node) -> tuple | None:
@@ -173,15 +180,17 @@ def _main_path(gm: fx.GraphModule, kinds: dict[fx.Node, Kind]) -> list[fx.Node]:
     return path[::-1]
 
 
-def _parse_site(site: SiteNodes, path: list[fx.Node], pos: dict, kinds: dict, gm: fx.GraphModule) -> None:
+def _parse_site(site: SiteNodes, conv: fx.Node, path: list[fx.Node], pos: dict, kinds: dict,
+                gm: fx.GraphModule) -> None:
     def block(reason: str) -> None:
         site.barrier = site.barrier or reason
 
-    first = path[pos[site.nodes[0]] - 1] if site.nodes else None
-    for node in ([first] if first is not None else []) + site.nodes:
+    for node in [conv] + site.nodes:  # the conv's own output too, when no BN or activation follows
         successor = path[pos[node] + 1] if pos[node] + 1 < len(path) else None
-        extra = [u for u in node.users if u is not successor
-                 and not (u in pos and kinds[u] is Kind.ADD and path[pos[u] - 1] is not node)]
+        shortcut = [u for u in node.users if u is not successor
+                    and u in pos and kinds[u] is Kind.ADD and path[pos[u] - 1] is not node]
+        site.shortcuts = (site.shortcuts or []) + [(node, u) for u in shortcut]
+        extra = [u for u in node.users if u is not successor and u not in shortcut]
         if extra:
             block(f"the output of {describe(node, gm)} has {len(node.users)} users")
     for index, node in enumerate(site.nodes):
@@ -200,7 +209,10 @@ def _parse_site(site: SiteNodes, path: list[fx.Node], pos: dict, kinds: dict, gm
             site.add = node
         else:
             reason = f"{describe(node, gm)} is not a conv, BatchNorm, activation or residual add"
-            warnings.warn(f"treating {describe(node, gm)} as a merge barrier at site {site.position}",
+            owner = list((node.meta.get("nn_module_stack") or {None: None}).values())[-1]
+            hint = (f"; if {getattr(owner[1], '__name__', owner[1])} is the identity in eval mode (stochastic "
+                    "depth), declare it with depthshrink.models.ops.register_pass_through") if owner else ""
+            warnings.warn(f"treating {describe(node, gm)} as a merge barrier at site {site.position}{hint}",
                           stacklevel=3)
             block(reason)
 

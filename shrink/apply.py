@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import DepthshrinkError
-from ..models.ops import Kind, classify
+from ..models.ops import Kind, classify, training_differs
 from ..models.space import ChainSpace, ConvShape
 from ..models.trace import TracedChain, trace_chain
 from .masks import Masks
@@ -82,6 +82,11 @@ def apply_masks(model: nn.Module, space: ChainSpace, masks: Masks) -> fx.GraphMo
     """A trainable copy of ``model`` with ``masks`` applied (``model`` is left untouched)."""
     masks = masks.resolve(space)
     traced = retrace(copy.deepcopy(model), space)
+    if training_differs(model):
+        warnings.warn(f"{type(model).__name__} runs other code in training mode than in eval mode outside "
+                      "its modules (inline stochastic depth or dropout?): the shrunk model runs the eval-mode "
+                      "code in both modes (depthshrink.models.ops.register_pass_through keeps such a module "
+                      "whole)", stacklevel=2)
     gm, graph = traced.graph_module, traced.graph_module.graph
     for position in masks.removed_activations:
         node = traced.sites[position].activation

@@ -1,13 +1,19 @@
 """Merged model vs activation-removed (shrunk) model: exact to float tolerance, on random weights
 and random BN statistics, for several networks, resolutions and segmentations."""
 
+import dataclasses
+import warnings
+
 import pytest
 import torch
 from helpers import HandNet, block_segments, masks_for, maximal_segments, randomize
 from torch import nn
+from tv_models import EfficientNet, UnknownStochasticDepth
 
 import depthshrink
+from depthshrink import DepthshrinkError
 from depthshrink.models import build_model
+from depthshrink.models.space import ChainSpace
 
 CASES = [  # (model name or "hand", width, resolution)
     ("mobilenet_v2", 0.35, 45),
@@ -137,8 +143,6 @@ def test_shrunk_model_trains():
 
 @pytest.mark.parametrize("name,resolution", [("mobilenet_v3_small", 64), ("mobilenet_v3_large", 45)])
 def test_squeeze_excitation_networks_merge_around_their_gates(name, resolution):
-    import warnings
-
     model = randomize(build_model(name), seed=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # every SE gate is reported as a barrier
@@ -151,3 +155,45 @@ def test_squeeze_excitation_networks_merge_around_their_gates(name, resolution):
     plain_blocks = [b for b in block_segments(space) if space.span_problem(*b) is None]
     assert 0 < len(plain_blocks) < len(block_segments(space))  # blocks with a gate cannot merge whole
     _check(model, space, masks_for(space, plain_blocks), 1e-5)
+
+
+# -- issue 20: stochastic depth, and what merge refuses --------------------------------------------
+def _quiet_space(model, resolution):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # unknown ops are reported as barriers
+        return _space(model, resolution)
+
+
+def test_known_stochastic_depth_stays_a_module_that_still_drops_in_training():
+    model = randomize(EfficientNet(0.25, stochastic_depth_prob=0.9, squeeze_excite=False), seed=6)
+    space = _quiet_space(model, 32)
+    masks = masks_for(space, block_segments(space), remove_all=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing runs differently in training outside modules
+        shrunk = depthshrink.apply_masks(model, space, masks)
+    called = [n.target for n in shrunk.graph.nodes if n.op == "call_module" and "stochastic_depth" in n.target]
+    assert called == [f"features.{s}.stochastic_depth" for s in
+                      ("1.0", "2.1", "3.1", "4.1", "4.2", "5.1", "5.2", "6.1", "6.2", "6.3")]
+    x = torch.randn(8, 3, 32, 32)
+    torch.manual_seed(0)
+    shrunk.train()
+    first, second = shrunk(x), shrunk(x)
+    assert not torch.allclose(first, second)  # rows dropped at random while training
+    optimizer = torch.optim.SGD(shrunk.parameters(), lr=0.01)
+    shrunk(x).square().mean().backward()
+    optimizer.step()  # finetuned in training mode, then merged in eval mode
+    merged = depthshrink.merge(shrunk.eval(), tolerance=1e-5)
+    with torch.no_grad():
+        assert torch.equal(shrunk(x), shrunk(x)) and _relative_error(shrunk(x), merged(x)) <= 1e-5
+
+
+@pytest.mark.filterwarnings("ignore:.*runs other code in training mode")
+def test_merge_refuses_an_unknown_op_even_when_a_space_lets_a_span_cross_it():
+    model = randomize(EfficientNet(0.25, stochastic_depth_layer=UnknownStochasticDepth, squeeze_excite=False), 7)
+    space = _quiet_space(model, 32)
+    assert "stochastic_depth" in space.site(8).barrier and "site 8" in space.site(5).barrier
+    sites = [dataclasses.replace(s, barrier=None) if s.position in (5, 8) else s for s in space.sites]
+    lax = ChainSpace(space.model, space.layers, sites, space.residual_blocks, space.fixed_modules)
+    shrunk = depthshrink.apply_masks(model, lax, masks_for(lax, [(5, 9)], remove_all=True)).eval()
+    with pytest.raises(DepthshrinkError, match="cannot merge through call_function stochastic_depth .*not linear"):
+        depthshrink.merge(shrunk)

@@ -5,12 +5,13 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import HandNet, masks_for, randomize
+from helpers import HandNet, masks_for, maximal_segments, randomize
 from torch import nn
+from tv_models import EfficientNet, MixedNet, StochasticDepth, UnknownStochasticDepth
 
 import depthshrink
 from depthshrink import DepthshrinkError
-from depthshrink.models import build_model
+from depthshrink.models import build_model, ops
 from depthshrink.models.space import ChainSpace
 from depthshrink.shrink.masks import Masks
 
@@ -199,10 +200,82 @@ class Dilated(HandNet):
 
 
 def test_unusual_convs_are_barriers_and_kept_as_they_are():
-    from helpers import maximal_segments
-
     model = randomize(Dilated())
     space = _trace(model, 16)
     assert "dilation" in space.site(4).barrier and "dilation" in space.site(5).barrier
     merged = depthshrink.merge(depthshrink.apply_masks(model, space, masks_for(space, maximal_segments(space), True)).eval())
     assert merged.get_submodule("blocks.1.body.0.0").dilation == (2, 2)
+
+
+# -- issue 20: the tracer lists only spans the merger can build ---------------------------------------
+def _quiet_trace(model, resolution):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SE gates and unknown ops are reported as barriers
+        return depthshrink.trace(model, torch.zeros(1, 3, resolution, resolution))
+
+
+@pytest.mark.parametrize("layer", [StochasticDepth, UnknownStochasticDepth])
+@pytest.mark.filterwarnings("ignore:.*runs other code in training mode")
+def test_torchvision_efficientnet_b0_lists_no_span_that_merge_refuses(layer):
+    model = randomize(EfficientNet(stochastic_depth_layer=layer), seed=4)
+    space = _quiet_trace(model, 64)
+    assert space.num_layers == 47 and (4, 7) not in space.spans  # the issue's span
+    if layer is StochasticDepth:  # a pass-through: the 9 skips of B0 are residual blocks
+        assert len(space.residual_blocks) == 9
+        assert [(b.start, b.end) for b in space.residual_blocks][:2] == [(5, 8), (11, 14)]
+        assert not any("stochastic_depth" in (s.barrier or "") for s in space.sites)
+    else:  # an unknown op before each add: the add and the shortcut's source are barriers
+        assert space.residual_blocks == []
+        assert "stochastic_depth (in 'features.2.1.stochastic_depth', UnknownStochasticDepth)" in space.site(8).barrier
+        assert space.site(5).barrier == ("the output of 'features.2.0.block.3.1' (BatchNorm2d) also feeds the "
+                                         "residual add at site 8, which no span can fold")
+    merged = depthshrink.merge(depthshrink.apply_masks(model, space, masks_for(space, maximal_segments(space), True))
+                               .eval(), tolerance=1e-5)
+    assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1 for m in merged.modules()) > 5
+
+
+def test_a_model_in_training_mode_traces_and_shrinks_as_in_eval_mode():
+    model = randomize(MixedNet(), seed=5).train()  # inline and unknown stochastic depth, both train-only
+    space = _quiet_trace(model, 16)
+    assert model.training and space.to_dict() == _quiet_trace(model.eval(), 16).to_dict()
+    with pytest.warns(UserWarning, match="runs other code in training mode"):
+        shrunk = depthshrink.apply_masks(model.train(), space, masks_for(space, []))
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        expected, first, second = model.eval()(x), shrunk.eval()(x), shrunk(x)
+    assert torch.equal(first, second) and torch.allclose(first, expected, rtol=0, atol=1e-6)
+
+
+def test_a_registered_pass_through_module_is_kept_whole(monkeypatch):
+    monkeypatch.setattr(ops, "_registered_pass", [])
+    model = EfficientNet(0.25, stochastic_depth_layer=UnknownStochasticDepth, squeeze_excite=False)
+    assert _quiet_trace(model, 32).residual_blocks == []
+    assert ops.register_pass_through(UnknownStochasticDepth) is UnknownStochasticDepth
+    assert len(_quiet_trace(model, 32).residual_blocks) == 10
+    with pytest.raises(TypeError, match="nn.Module subclass"):
+        ops.register_pass_through(len)
+
+
+class ConvTwoUsers(HandNet):
+    """The first block's expand conv (no BN after it) also feeds the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks[0].expand = nn.Conv2d(8, 16, 1)
+
+    def forward(self, x):
+        x = F.relu6(self.stem(x))
+        block = self.blocks[0]
+        expanded = block.expand(x)
+        x = x + block.project(torch.relu(block.body(expanded)))
+        for block in self.blocks[1:]:
+            x = block(x)
+        return self.fc(self.act(self.head(x)).mean((2, 3))) + expanded.mean()
+
+
+def test_a_conv_output_with_two_users_is_a_barrier_even_straight_before_the_next_conv():
+    model = randomize(ConvTwoUsers())
+    space = _trace(model, 16)
+    assert space.site(1).barrier == "the output of 'blocks.0.expand' (Conv2d) has 2 users"
+    assert (0, 2) not in space.spans
+    depthshrink.merge(depthshrink.apply_masks(model, space, masks_for(space, maximal_segments(space), True)).eval())
