@@ -24,6 +24,7 @@ import torch
 import depthshrink
 from depthshrink.cli.main import main as cli
 from depthshrink.errors import OutOfReach
+from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.predictor import LatencyPredictor
 from depthshrink.lut.table import KEY_COLUMNS, LatencyTable, read_lut
 from depthshrink.models import build_model
@@ -34,7 +35,6 @@ from depthshrink.profiler.timing import TimingProtocol, interleaved
 from depthshrink.search.budget import Budget
 from depthshrink.search.problem import build_problem
 from depthshrink.search.run import solve_dp
-from depthshrink.export.onnx import export_onnx
 
 FULL = Path(depthshrink.__file__).parent / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
 

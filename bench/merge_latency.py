@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 import depthshrink
+from depthshrink.export.onnx import export_onnx, onnx_relative_error
 from depthshrink.models import build_model
 from depthshrink.profiler.base import Workload
 from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 from depthshrink.profiler.timing import TimingProtocol
-from depthshrink.export.onnx import export_onnx, onnx_relative_error
 from depthshrink.shrink.masks import per_block_masks
 
 

@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 import depthshrink
-from depthshrink.lut.predictor import LatencyPredictor, cross_validate, table_device
+from depthshrink.lut.features import table_device
+from depthshrink.lut.predictor import LatencyPredictor, cross_validate
+from depthshrink.lut.sampling import simulated_picks
 from depthshrink.lut.table import LatencyTable, is_corpus
 from depthshrink.lut.transfer import PriorTable, transfer_evaluation
-from depthshrink.lut.sampling import simulated_picks
 
 SHIPPED = Path(depthshrink.__file__).parent / "lut"
 SHARED = Path(depthshrink.__file__).parent.parent.parent / "shared" / "data"
@@ -160,8 +161,8 @@ def two_hundred_rows(path: Path, extra: pd.DataFrame) -> pd.DataFrame:
 def section_timing() -> None:
     import torch
 
-    from depthshrink.models import build_model
     from depthshrink.contracts.candidates import span_candidates
+    from depthshrink.models import build_model
 
     model = build_model("mobilenet_v2").eval()
     space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})

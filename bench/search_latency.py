@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 import depthshrink
+from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.table import LatencyTable
 from depthshrink.models import build_model
 from depthshrink.profiler.base import Workload
@@ -25,7 +26,6 @@ from depthshrink.profiler.timing import TimingProtocol
 from depthshrink.search.budget import Budget
 from depthshrink.search.problem import build_problem, read_importance
 from depthshrink.search.run import solve_dp
-from depthshrink.export.onnx import export_onnx
 
 LUT = Path(depthshrink.__file__).parent / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
 
@@ -58,7 +58,8 @@ def main() -> None:
             export_onnx(merged, torch.zeros(1, 3, 224, 224), path)
             measured = backend.time(Workload("net", {"input": [1, 3, 224, 224]}, path), protocol).latency_ms
             predicted = result.masks.extra["predicted_latency_ms"]
-            print(f"budget {fraction:.1f} x the original's predicted latency = {result.budget_ms:.3f} ms: DP + frontier in {seconds:.3f} s "
+            print(f"budget {fraction:.1f} x the original's predicted latency = {result.budget_ms:.3f} ms: "
+                  f"DP + frontier in {seconds:.3f} s "
                   f"({len(result.frontier)} frontier points); {len(result.masks.segments)} convs; predicted "
                   f"{predicted:.3f} ms, measured {measured:.3f} ms ({100 * (predicted - measured) / measured:+.1f}%), "
                   f"{'below' if measured <= result.budget_ms else 'ABOVE'} the budget")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthshrink.profiler.onnxruntime import OnnxRuntimeRunner, session_from_onnx
 from depthshrink.export.onnx import export_onnx
+from depthshrink.profiler.onnxruntime import OnnxRuntimeRunner, session_from_onnx
 
 CONVS = {  # name: (in, out, kernel, groups, map size)
     "dense 3x3 64->64 @56": (64, 64, 3, 1, 56),

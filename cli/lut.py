@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
     merge = sub.add_parser("merge", help="union of LUT files (the first row of a configuration wins)")

@@ -28,8 +28,8 @@ def _at_least_two(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..lut.predictor import cross_validate
     from ..errors import DepthshrinkError
+    from ..lut.predictor import cross_validate
     from ..lut.table import LatencyTable, is_corpus
 
     if args.plot and not Path(args.plot).parent.is_dir():

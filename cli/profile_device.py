@@ -8,7 +8,6 @@ import sys
 from .common import add_corpus_arguments, add_model_arguments, corpus_spec, model_spec, positive_int
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--cpu", action="store_true", help="profile on this machine's CPU")
@@ -66,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     options = BackendOptions(None if args.cpu else args.gpu, args.backend, args.precision, args.threads,
                              CacheFlush(args.cache_flush), not args.no_cuda_graph, args.engine_cache, args.workspace_mb,
                              args.device_label)
-    job = ProfileJob(args.lut, args.batch_size, model_spec(args) if args.model else None, corpus_spec(args)
-                     if not args.bundle else None, args.bundle, args.validate, args.budget_fraction,
+    corpus = corpus_spec(args) if (args.corpus or args.corpus_seed) else None
+    job = ProfileJob(args.lut, args.batch_size, model_spec(args) if args.model else None, corpus,
+                     args.bundle, args.validate, args.budget_fraction,
                      args.target_accuracy, TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms,
                                                           passes=args.passes), args.noisy_spread, not args.no_progress)
     profiled = profile_device(job, options)

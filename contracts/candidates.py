@@ -44,7 +44,7 @@ class Candidate:
                 "residual_add": int(self.residual_add)}
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "Candidate":
+    def from_fields(cls, fields: dict) -> Candidate:
         shape = ConvShape(**{k: int(fields[k]) for k in ConvShape.__dataclass_fields__})
         activation = fields["activation"]
         return cls(shape, None if activation in (None, "none") else activation, bool(int(fields["residual_add"])))

@@ -10,8 +10,8 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DepthshrinkError
 
@@ -102,7 +102,7 @@ class FileLock:
     def __init__(self, path: str | os.PathLike, what: str) -> None:
         self.path, self.what, self.fd = Path(path), what, None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         import fcntl
 
         if not self.path.parent.is_dir():

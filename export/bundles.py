@@ -9,16 +9,16 @@ import torch
 from torch import fx, nn
 from tqdm import tqdm
 
+from ..contracts.candidates import Candidate, distinct_candidates, model_label
 from ..errors import DepthshrinkError
 from ..models.ops import ACTIVATION_BY_NAME, Kind, classify
 from ..models.space import ChainSpace, write_json_atomic
+from ..profiler.bundle import CORPUS_LABEL, MANIFEST, Bundle, Entry
 from ..shrink.apply import apply_masks, retrace
-from .onnx import export_onnx
 from ..shrink.masks import per_block_masks
 from ..shrink.merge import merge
-from ..profiler.bundle import CORPUS_LABEL, MANIFEST, Bundle, Entry
-from ..contracts.candidates import Candidate, distinct_candidates, model_label
 from .corpus import CorpusSpec, sample_candidates
+from .onnx import export_onnx
 
 
 class CandidateBlock(nn.Module):

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..contracts.candidates import Candidate
 from ..errors import DepthshrinkError
 from ..models.space import ConvShape
-from ..contracts.candidates import Candidate
 
 KINDS = {"pointwise": 0.25, "depthwise": 0.15, "dense": 0.60}
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .._imports import lazy_import
-from .device import DeviceSpec, GENERIC_GPU
+from .device import GENERIC_GPU, DeviceSpec
 from .gpu_features import GPU_COUNTS, gpu_counts, gpu_log_features
 from .models import EXTRA, GaussianResidual, _PlusGP
 
@@ -36,7 +36,7 @@ class _OnDevice:
     def get_params(self, deep: bool = True) -> dict:
         return {"device": self.device, "backend": self.backend}
 
-    def set_params(self, **params) -> "_OnDevice":
+    def set_params(self, **params) -> _OnDevice:
         for name, value in params.items():
             setattr(self, name, value)
         return self
@@ -46,7 +46,7 @@ class GpuCounts(_OnDevice):
     """Nonnegative least squares of the relative error on :data:`~.gpu_features.GPU_COUNTS`, on the
     table's own rows (corpus rows come from another session)."""
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "GpuCounts":
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> GpuCounts:
         own = x[EXTRA].to_numpy() == 0 if EXTRA in x.columns else np.ones(len(x), bool)
         latency = np.exp(y[own])
         counts = gpu_counts(x[own], self.device, self.backend).to_numpy()
@@ -92,7 +92,7 @@ class GpuCountsPlusGP(_OnDevice, _PlusGP):
 class GpuCountsPlusBoosting(_OnDevice):
     """The GPU counts, then gradient boosting (300 steps of depth 3 at rate 0.05) on what they miss."""
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "GpuCountsPlusBoosting":
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> GpuCountsPlusBoosting:
         self.first_ = GpuCounts(self.device, self.backend).fit(x, y)
         ensemble = lazy_import("sklearn.ensemble")
         self.second_ = ensemble.GradientBoostingRegressor(n_estimators=300, max_depth=3, learning_rate=0.05,

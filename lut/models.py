@@ -54,7 +54,7 @@ class WorkCounts:
     def get_params(self, deep: bool = True) -> dict:
         return {}
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "WorkCounts":
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> WorkCounts:
         own = x[EXTRA].to_numpy() == 0
         latency = np.exp(y[own])
         fits = []
@@ -84,7 +84,7 @@ class GaussianResidual:
     def __init__(self, restarts: int = 1) -> None:
         self.restarts = restarts
 
-    def fit(self, x: pd.DataFrame, residual: np.ndarray) -> "GaussianResidual":
+    def fit(self, x: pd.DataFrame, residual: np.ndarray) -> GaussianResidual:
         gaussian_process = lazy_import("sklearn.gaussian_process")
         kernels = lazy_import("sklearn.gaussian_process.kernels")
         inputs = self._inputs(x)
@@ -137,7 +137,7 @@ class _PlusGP:
     def get_params(self, deep: bool = True) -> dict:
         return {}
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> "_PlusGP":
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> _PlusGP:
         self.first_ = self._first().fit(x, y)
         self.second_ = self._second().fit(x, y - self.first_.predict(x))
         return self

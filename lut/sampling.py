@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .._imports import lazy_import
-from .predictor import conv_features
+from .features import conv_features
 
 
 def seed_order(candidates: pd.DataFrame, count: int) -> list[int]:

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import warnings
@@ -183,11 +182,11 @@ class LatencyTable:
             self._conv_index.setdefault(key, latency)  # the first row of a configuration wins, as in merge
 
     @classmethod
-    def read(cls, *paths: str | os.PathLike) -> "LatencyTable":
+    def read(cls, *paths: str | os.PathLike) -> LatencyTable:
         frame = pd.concat([read_lut(p) for p in paths], ignore_index=True)
         return cls(frame)
 
-    def select(self, **wanted) -> "LatencyTable":
+    def select(self, **wanted) -> LatencyTable:
         """Keep one setting; a filter left ``None`` must have a single value in the table."""
         frame = self.frame
         setting = {}
@@ -196,7 +195,7 @@ class LatencyTable:
             present = sorted({_text(v) for v in frame[column].dropna()})
             if value is not None:
                 wanted_text = _normalise(_text(value))
-                frame = frame[frame[column].map(lambda v: not pd.isna(v) and _normalise(_text(v)) == wanted_text)]
+                frame = frame[frame[column].map(lambda v, w=wanted_text: not pd.isna(v) and _normalise(_text(v)) == w)]
                 if frame.empty:
                     raise DepthshrinkError(f"the LUT has no rows for {column}={value} "
                                            f"(it has: {', '.join(present) or 'none'})")

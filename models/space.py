@@ -209,7 +209,7 @@ class ChainSpace:
         write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ChainSpace":
+    def from_dict(cls, data: dict) -> ChainSpace:
         if data.get("format") != SPACE_FORMAT:
             raise DepthshrinkError(f"not a chain space: format is {data.get('format')!r}, "
                                    f"expected {SPACE_FORMAT!r}")
@@ -223,5 +223,5 @@ class ChainSpace:
                    data.get("strided_merge", "pointwise"), data.get("output_activation"))
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "ChainSpace":
+    def from_json(cls, path: str | os.PathLike) -> ChainSpace:
         return cls.from_dict(read_json(path, "chain space"))

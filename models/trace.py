@@ -83,7 +83,7 @@ def trace_chain(model: nn.Module, example_input: torch.Tensor, *, model_info: di
             "height": int(example_input.shape[2]), "width": int(example_input.shape[3]),
             **(model_info or {}), "stem_convs": stem_convs, "head_convs": head_convs,
             "strided_merge": strided_merge}
-    chain_modules = {layer.module for layer in layers} | {l.batchnorm for l in layers if l.batchnorm}
+    chain_modules = {layer.module for layer in layers} | {layer.batchnorm for layer in layers if layer.batchnorm}
     fixed = [n.target for n in gm.graph.nodes if n.op == "call_module" and n.target not in chain_modules
              and any(True for _ in gm.get_submodule(n.target).parameters(recurse=False))]
 

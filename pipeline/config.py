@@ -105,7 +105,7 @@ class PipelineConfig:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "config") -> "PipelineConfig":
+    def from_dict(cls, data: dict, source: str = "config") -> PipelineConfig:
         config = cls()
         _check_keys(data, [f.name for f in dataclasses.fields(cls)], source)
         profile = data.get("profile")
@@ -127,7 +127,7 @@ class PipelineConfig:
         return config
 
     @classmethod
-    def read(cls, path: str | Path) -> "PipelineConfig":
+    def read(cls, path: str | Path) -> PipelineConfig:
         try:
             with open(path, "rb") as handle:
                 data = tomllib.load(handle)

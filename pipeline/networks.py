@@ -60,9 +60,9 @@ def load_network(pipeline, network: Network):
 def measure_networks(pipeline, networks: list[Network], test, device: dict) -> list[dict]:
     """Each network's accuracy, parameters and FLOPs, and its latency and throughput: all networks
     are timed in the same interleaved passes, so a shared machine's slow phase favours none."""
+    from ..export.networks import costs
     from ..profiler.timing import TimingProtocol
     from ..training.evaluate import accuracy
-    from ..export.networks import costs
 
     m, settings = pipeline.config.model, pipeline.config.measure
     models = [load_network(pipeline, network) for network in networks]

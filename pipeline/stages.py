@@ -135,8 +135,8 @@ class Pipeline:
         p, lut = self.config.profile, self.run / "lut.csv"
         if p.luts:
             if not lut.exists():
-                from ..lut.table import merge_luts
                 from ..contracts.files import write_atomic
+                from ..lut.table import merge_luts
 
                 stage(f"profile: the LUTs {', '.join(p.luts)}")
                 frame, _ = merge_luts(p.luts)

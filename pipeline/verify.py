@@ -9,8 +9,8 @@ named). Each round is recorded in the masks file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import DepthshrinkError, OutOfReach
 from ..profiler.timing import Timing, TimingProtocol
@@ -95,8 +95,8 @@ def network_timer(space, setting: dict, protocol: TimingProtocol | None = None) 
     """Times the network a search result describes: the model of ``space`` (its weights do not
     change its latency), activations removed and segments merged as the masks say, at the table's
     batch size, on the table's backend."""
-    from ..shrink.apply import apply_masks
     from ..export.networks import time_network
+    from ..shrink.apply import apply_masks
     from ..shrink.merge import merge
     from ..shrink.rebuild import build_from_spec
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import abc
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class CacheFlush(Enum):
         return {CacheFlush.ON: 1, CacheFlush.OFF: 0}.get(self)
 
     @classmethod
-    def from_recorded(cls, value) -> "CacheFlush | None":
+    def from_recorded(cls, value) -> CacheFlush | None:
         """From a LUT's or a pass log's column (1/0, as numbers or text); ``None`` when empty."""
         text = str(value).strip()
         if text in ("1", "1.0", "True"):
@@ -72,7 +72,7 @@ class Runner(abc.ABC):
     def close(self) -> None:
         """Free what the runner holds."""
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc) -> None:

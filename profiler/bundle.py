@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DepthshrinkError
-from ..lut.table import CORPUS as CORPUS_LABEL  # the model label of a corpus bundle (no network)
 from ..models.space import ChainSpace, read_json
 
 BUNDLE_FORMAT = "depthshrink.bundle/1"

@@ -12,14 +12,14 @@ The choice is recorded in the LUT (``cache_flush``) and kept when the table is e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import pandas as pd
 
+from ..contracts.candidates import Candidate
 from .base import CacheFlush, Workload
 from .bundle import Bundle, Entry
-from ..contracts.candidates import Candidate
 from .timing import Timing, TimingProtocol, interleaved
 
 

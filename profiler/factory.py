@@ -4,9 +4,9 @@ backend itself (a GPU context, a thread count) is built only when timing starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 from ..errors import DepthshrinkError
 from .base import Backend, CacheFlush

@@ -12,24 +12,25 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 from tqdm import tqdm
 
+from ..contracts.candidates import Candidate
 from ..contracts.files import FileLock
-from ..lut.table import SETTING_COLUMNS, LatencyTable, LutWriter, row_key
-from ..models.space import write_json_atomic
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
-from ..lut.transfer import priors_for
 from ..lut.sampling import most_uncertain, seed_order
+from ..lut.table import SETTING_COLUMNS, LatencyTable, LutWriter, row_key
+from ..lut.transfer import priors_for
+from ..models.space import write_json_atomic
 from .base import Backend, CacheFlush, Workload
 from .bundle import CORPUS_LABEL, Bundle, Entry
 from .cache_flush import FlushChoice, choose_cache_flush, earlier_choice
-from ..contracts.candidates import Candidate
 from .pass_log import PassLog
 from .timing import Timing, TimingProtocol, interleaved
 
@@ -57,7 +58,7 @@ class ProfileReport:
     skipped: int
     seconds: float
     cache_flush: FlushChoice | None = None   # when the session chose it (onnxruntime, auto)
-    networks: dict[str, "NetworkTiming"] = field(default_factory=dict)  # timed in the passes, by entry key
+    networks: dict[str, NetworkTiming] = field(default_factory=dict)  # timed in the passes, by entry key
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class NetworkTiming:
     pass_ms: tuple[float, ...]
 
     @classmethod
-    def of(cls, per_chunk: list[Timing], pass_ms: list[float]) -> "NetworkTiming":
+    def of(cls, per_chunk: list[Timing], pass_ms: list[float]) -> NetworkTiming:
         ordered = sorted(per_chunk, key=lambda t: t.latency_ms)
         return cls(ordered[(len(ordered) - 1) // 2], tuple(pass_ms))
 
@@ -92,7 +93,7 @@ def _timings(items: Sequence[Item], time_one: Callable[[Item, TimingProtocol], T
     protocol = settings.protocol
     if protocol.passes == 1:
         for item in items:
-            timing, remeasured = _timed(lambda: time_one(item, protocol), settings)
+            timing, remeasured = _timed(lambda item=item: time_one(item, protocol), settings)
             if after_each is not None:
                 after_each(item)
             yield item, timing, remeasured
@@ -199,7 +200,7 @@ class _Recorder:
             row = {**_row(entry, self.bundle, self.backend, self.settings),
                    **_timing_columns(timing, self.overhead_ms), **self.meta, "remeasured": int(remeasured),
                    "noisy": int(timing.spread > self.settings.noisy_spread),
-                   "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                   "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
             self.writer.append(row)
             self.rows.append(row)
 

@@ -40,7 +40,7 @@ MAX_CALLS = 64
 class TensorRTRunner(Runner):
     """One engine with its buffers bound, timed in windows of ``calls`` enqueues."""
 
-    def __init__(self, backend: "TensorRTBackend", plan: bytes, inputs: dict[str, np.ndarray], key: str) -> None:
+    def __init__(self, backend: TensorRTBackend, plan: bytes, inputs: dict[str, np.ndarray], key: str) -> None:
         trt, cuda = backend.trt, backend.cuda
         self.trt, self.cuda, self.graphs, self.key = trt, cuda, backend.graphs, key
         self.buffers, self.outputs, self.inputs, self.graph = {}, {}, [], None

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class TimingProtocol:
         if self.passes < 1:
             raise ValueError(f"a timing protocol needs at least one pass, not {self.passes}")
 
-    def one_pass(self) -> "TimingProtocol":
+    def one_pass(self) -> TimingProtocol:
         """The protocol of one of ``passes`` passes: its share of the warm-up, measuring time and runs."""
         return replace(self, warmup_ms=self.warmup_ms / self.passes, min_time_ms=self.min_time_ms / self.passes,
                        min_runs=math.ceil(self.min_runs / self.passes), passes=1)
@@ -50,25 +51,25 @@ class Timing:
         """(p90 - p10) / median: above ~0.1 the entry is noisy."""
         return (self.latency_p90_ms - self.latency_p10_ms) / self.latency_ms
 
-    def minus(self, overhead_ms: float) -> "Timing":
+    def minus(self, overhead_ms: float) -> Timing:
         """The same timing less a fixed overhead (never below 1% of what was measured)."""
         def net(value: float) -> float:
             return max(value - overhead_ms, 0.01 * value)
         return Timing(net(self.latency_ms), net(self.latency_p10_ms), net(self.latency_p90_ms),
                       self.runs, self.warmup_ms)
 
-    def scaled(self, factor: float) -> "Timing":
+    def scaled(self, factor: float) -> Timing:
         return Timing(self.latency_ms * factor, self.latency_p10_ms * factor, self.latency_p90_ms * factor,
                       self.runs, self.warmup_ms)
 
     @classmethod
-    def fastest(cls, timings: Sequence["Timing"]) -> "Timing":
+    def fastest(cls, timings: Sequence[Timing]) -> Timing:
         """The timing with the lowest median, counting the runs and warm-up of all of them."""
         best = min(timings, key=lambda t: t.latency_ms)
         return replace(best, runs=sum(t.runs for t in timings), warmup_ms=sum(t.warmup_ms for t in timings))
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float], warmup_ms: float) -> "Timing":
+    def from_samples(cls, samples_ms: list[float], warmup_ms: float) -> Timing:
         p10, median, p90 = np.percentile(samples_ms, [10, 50, 90])
         return cls(float(median), float(p10), float(p90), len(samples_ms), warmup_ms)
 

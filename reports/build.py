@@ -11,61 +11,29 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DepthshrinkError
+from .contents import PREDICTOR_FOLDS, Report
 from .plots import additivity_plot, additivity_points, parity_plot, run_colours, tradeoff_plot
 from .runs import RunFolder, load_runs, setting_label, slug
 from .search_plots import frontier_plot, segment_bars_plot, segment_pieces
 from .table import combine_results
 
-# section key -> heading, in page order
-SECTIONS = {
-    "tradeoff": "1. Accuracy vs throughput and latency",
-    "segments": "2. Per-segment latency before and after merging",
-    "frontier": "3. The search frontier",
-    "additivity": "4. LUT additivity: predicted vs measured whole-network latency",
-    "parity": "5. The latency predictor",
-}
-PREDICTOR_FOLDS = 5
 
-
-@dataclass
-class Figure:
-    """One PNG of the page: its section, file name (relative to the report folder) and caption."""
-
-    section: str
-    file: str
-    title: str
-    caption: str
-
-
-@dataclass
-class Report:
-    out_dir: Path
-    runs: list[RunFolder]
-    table: pd.DataFrame
-    figures: list[Figure] = field(default_factory=list)
-    notes: dict[str, list[str]] = field(default_factory=lambda: {key: [] for key in SECTIONS})
-
-    @property
-    def index_path(self) -> Path:
-        return self.out_dir / "index.html"
-
-    def add(self, section: str, file: str, title: str, caption: str) -> None:
-        self.figures.append(Figure(section, file, title, caption))
-
-
-def build_report(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> Report:
-    """Write ``out_dir/index.html``, its PNG figures and ``results.csv`` (the combined table)."""
+def build_report(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
+                 multi_masks: list[str | os.PathLike] = ()) -> Report:
+    """Write ``out_dir/index.html``, its PNG figures and ``results.csv`` (the combined table);
+    ``multi_masks``: masks files of multi-device searches, shown beside each device alone."""
+    from .devices import read_multi_masks
     from .page import render_page
 
     runs = load_runs(run_dirs)
     combined = combine_results(runs)
-    report = Report(prepare_out_dir(out_dir), runs, combined)
+    multi = [read_multi_masks(path) for path in multi_masks]
+    report = Report(prepare_out_dir(out_dir), runs, combined, multi=multi)
     colours = run_colours([run.name for run in runs])
     _tradeoff_figures(report, colours)
     _segment_figures(report)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from .build import SECTIONS, Report
+from .contents import SECTIONS, Report
+from .devices import multi_device_html
 from .runs import setting_label
 from .table import escape, table_html
 
@@ -42,7 +43,7 @@ def render_page(report: Report) -> str:
     ]
     for key, heading in SECTIONS.items():
         parts.append(_figure_section(report, key, heading))
-    parts += [_table_section(report), _config_section(report), "</body>", "</html>"]
+    parts += [_table_section(report), multi_device_html(report.multi), _config_section(report), "</body>", "</html>"]
     return "\n".join(p for p in parts if p) + "\n"
 
 

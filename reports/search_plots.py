@@ -63,7 +63,7 @@ def segment_bars_plot(bars: list[tuple[NetworkMasks, list[SegmentPiece]]], title
     totals = [_bar_total(masks, pieces) for masks, pieces in bars]
     widest = max(totals) if totals else 1.0
     kernels_seen: set = set()
-    for row, (masks, pieces) in enumerate(bars):
+    for row, (_, pieces) in enumerate(bars):
         left = 0.0
         for i, piece in enumerate(pieces):
             colour = kernel_colour(piece.kernel_size) if piece.merged else SINGLE_LAYER_COLOURS[i % 2]

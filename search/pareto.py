@@ -21,7 +21,7 @@ does (integers, or float latencies to be rounded up to a grid). numpy only.
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 

@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from ..contracts.candidates import model_label
 from ..errors import DepthshrinkError
 from ..lut.predictor import LatencyPredictor
 from ..lut.table import LatencyTable, check_covers, image_of
 from ..lut.transfer import priors_for
 from ..models.space import ChainSpace
-from ..contracts.candidates import model_label
 
 IMPORTANCE_COLUMNS = ["start", "end", "importance"]
 

@@ -26,7 +26,7 @@ class Masks:
     extra: dict = field(default_factory=dict)  # every other field of the file, kept as is
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Masks":
+    def from_dict(cls, data: dict) -> Masks:
         if data.get("format") != MASKS_FORMAT:
             raise DepthshrinkError(f"not a masks file: format is {data.get('format')!r}, "
                                    f"expected {MASKS_FORMAT!r}")
@@ -54,7 +54,7 @@ class Masks:
     def to_json(self, path: str | os.PathLike) -> None:
         write_json_atomic(path, self.to_dict())
 
-    def resolve(self, space: ChainSpace) -> "Masks":
+    def resolve(self, space: ChainSpace) -> Masks:
         """Check against ``space`` and fill in ``removed_activations``; raises on any mismatch."""
         _check_model(self.model, space.model)
         _check_segments(self.segments, space)

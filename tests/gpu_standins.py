@@ -150,14 +150,14 @@ def make_pycuda(gpus: list[tuple[str, tuple[int, int]]]) -> tuple[types.ModuleTy
             state.require_context("Event")
             self.time_ms = None
 
-        def record(self, stream=None) -> "Event":
+        def record(self, stream=None) -> Event:
             self.time_ms = state.clock[stream.handle]
             return self
 
-        def synchronize(self) -> "Event":
+        def synchronize(self) -> Event:
             return self
 
-        def time_since(self, start: "Event") -> float:
+        def time_since(self, start: Event) -> float:
             return self.time_ms - start.time_ms
 
     for name, value in dict(init=init, Context=Context, Device=Device, mem_alloc=mem_alloc, memcpy_htod=memcpy_htod,
@@ -247,8 +247,8 @@ def make_tensorrt(state: _Driver, version: str = "10.8.0") -> types.ModuleType:
 
         num_inputs = property(lambda self: len(self.inputs))
         num_outputs = property(lambda self: len(self.outputs))
-        get_input = lambda self, i: self.inputs[i]  # noqa: E731
-        get_output = lambda self, i: self.outputs[i]  # noqa: E731
+        get_input = lambda self, i: self.inputs[i]
+        get_output = lambda self, i: self.outputs[i]
 
     def _shape(value) -> list[int]:
         return [d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -269,7 +269,7 @@ def make_tensorrt(state: _Driver, version: str = "10.8.0") -> types.ModuleType:
             return True
 
         num_errors = property(lambda self: len(self.errors))
-        get_error = lambda self, i: self.errors[i]  # noqa: E731
+        get_error = lambda self, i: self.errors[i]
 
     class Config:
         def __init__(self) -> None:
@@ -317,10 +317,10 @@ def make_tensorrt(state: _Driver, version: str = "10.8.0") -> types.ModuleType:
             self.names = list(self.io)
 
         num_io_tensors = property(lambda self: len(self.names))
-        get_tensor_name = lambda self, i: self.names[i]  # noqa: E731
-        get_tensor_shape = lambda self, name: tuple(self.io[name]["shape"])  # noqa: E731
-        get_tensor_dtype = lambda self, name: self.io[name]["dtype"]  # noqa: E731
-        get_tensor_format = lambda self, name: self.io[name]["format"]  # noqa: E731
+        get_tensor_name = lambda self, i: self.names[i]
+        get_tensor_shape = lambda self, name: tuple(self.io[name]["shape"])
+        get_tensor_dtype = lambda self, name: self.io[name]["dtype"]
+        get_tensor_format = lambda self, name: self.io[name]["format"]
 
         def get_tensor_mode(self, name: str) -> str:
             return trt.TensorIOMode.INPUT if name in self.input_names else trt.TensorIOMode.OUTPUT

@@ -129,7 +129,7 @@ def torchrun(args: list[str], timeout_s: int = 300, processes: int = 2) -> subpr
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "--local-addr", "127.0.0.1", *args]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
-    for attempt in range(2):
+    for _ in range(2):
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         if result.returncode == 0 or not _NETWORK_TROUBLE.search(result.stderr):
             break

@@ -5,10 +5,10 @@ import pytest
 
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
+from depthshrink.export.corpus import CorpusSpec, sample_candidates
 from depthshrink.lut.table import LatencyTable, read_lut
 from depthshrink.models.space import ConvShape
 from depthshrink.profiler.bundle import load_bundle
-from depthshrink.export.corpus import CorpusSpec, sample_candidates
 
 
 def test_samples_are_distinct_reproducible_and_shaped_like_compact_networks():

@@ -82,10 +82,11 @@ def test_ddp_over_nccl_with_one_process_matches_a_plain_run(tmp_path):
 
 
 def test_merge_a_model_that_lives_on_the_gpu():
+    from helpers import randomize
+
     import depthshrink
     from depthshrink.models import build_model
     from depthshrink.shrink.masks import per_block_masks
-    from helpers import randomize
 
     model = randomize(build_model("tiny_mobilenet")).cuda()
     space = depthshrink.trace(model.cpu(), torch.zeros(1, 3, 16, 16), model_info={"name": "tiny_mobilenet"})

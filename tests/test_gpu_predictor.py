@@ -10,12 +10,14 @@ import pytest
 import depthshrink
 from depthshrink import DepthshrinkError
 from depthshrink.lut.device import GENERIC_GPU, DeviceSpec, given_spec, spec_for_device
+from depthshrink.lut.features import conv_features
 from depthshrink.lut.gpu_features import GPU_COUNTS, gpu_counts, gpu_log_features, waves
 from depthshrink.lut.gpu_models import GpuCounts
-from depthshrink.lut.predictor import LatencyPredictor, conv_features, cross_validate
-from depthshrink.lut.table import LatencyTable
-from depthshrink.lut.transfer import PriorTable, _ridge_loo, prior_columns, shipped_tables, transfer_evaluation
+from depthshrink.lut.predictor import LatencyPredictor, cross_validate
 from depthshrink.lut.sampling import simulated_picks
+from depthshrink.lut.table import LatencyTable
+from depthshrink.lut.transfer import PriorTable, shipped_tables, transfer_evaluation
+from depthshrink.lut.transfer_model import _ridge_loo, prior_columns
 
 LUT = depthshrink.__path__[0] + "/lut/"
 H100 = {batch: LUT + f"h100_torch_eager/mobilenet_v2_224_b{batch}_torch_h100_fp32.csv" for batch in (1, 32)}

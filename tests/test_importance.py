@@ -14,14 +14,20 @@ from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.models import build_model
 from depthshrink.models.trace import trace
+from depthshrink.search.segments import candidate_segments, complete_additively
 from depthshrink.shrink.apply import apply_masks
+from depthshrink.shrink.masks import Masks
 from depthshrink.training.data import synthetic
 from depthshrink.training.evaluate import accuracy
-from depthshrink.search.segments import candidate_segments, complete_additively
-from depthshrink.training.importance import (ImportanceConfig, Scorer, finished, part_path, reestimate_batchnorm,
-                                           segment_masks)
+from depthshrink.training.importance import (
+    ImportanceConfig,
+    Scorer,
+    finished,
+    part_path,
+    reestimate_batchnorm,
+    segment_masks,
+)
 from depthshrink.training.mask_training import masked_network
-from depthshrink.shrink.masks import Masks
 
 
 def tiny_space():

@@ -114,9 +114,9 @@ def test_shipped_tables_cover_their_networks(name, width, resolution, in_channel
     import torch
 
     import depthshrink
+    from depthshrink.contracts.candidates import model_label
     from depthshrink.lut.table import check_covers
     from depthshrink.models import build_model
-    from depthshrink.contracts.candidates import model_label
 
     path = Path(depthshrink.__file__).parent / "lut" / table
     lut = LatencyTable.read(path).select()

@@ -29,7 +29,7 @@ def _space(layers: int, cuts: list[int], fixed: set[int]) -> ChainSpace:
                       [Site(p, "relu" if p in cuts else None, p not in fixed) for p in range(1, layers)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _problems(seed: int, devices: int) -> list[SearchProblem]:
     """A random chain (6-9 layers, random legal spans of 2-4 layers, random importance, some
     segments unscored, sometimes a fixed activation); one problem a device, latencies disagreeing."""
@@ -58,7 +58,7 @@ def _splits(spans, a: int, b: int) -> list[tuple]:  # every split of [a, b) into
     return [(s, *rest) for s in spans if s[0] == a and s[1] <= b for rest in _splits(spans, s[1], b)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _every_network(seed: int, devices: int, steps: tuple | None = None):
     """(kept, spans, chain cost per device, objective) for every allowed kept set and every common
     split of its segments. Cost: whole picoseconds, or grid steps (each segment's sum rounded up)."""
@@ -190,8 +190,8 @@ def test_grid_rounding_equals_brute_force_on_the_grid(seed):
 def test_one_device_is_solve_dp(seed):
     problem, layers = _problems(seed, 1)[0], _problems(seed, 1)[0].space.num_layers
     best, previous = fastest_splits(layers, problem.span_ms)  # a one-device front: the fastest split
-    for (a, b), (cost, splits) in split_fronts([problem.span_ms], [(a, b) for a in range(layers)
-                                                                    for b in range(a + 1, layers + 1)]).items():
+    pairs = [(start, end) for start in range(layers) for end in range(start + 1, layers + 1)]
+    for (a, b), (cost, splits) in split_fronts([problem.span_ms], pairs).items():
         assert cost.tolist() == [[best[a, b]]] and splits == (_split(previous, a, b),)
     for fraction in (0.4, 0.55, 0.7, 0.85, 1.0, 1.2):
         budget = Budget(latency_ms=problem.fixed_ms + fraction * (problem.original_ms - problem.fixed_ms))

@@ -5,8 +5,8 @@ import torch
 from helpers import HandNet, block_segments, masks_for, maximal_segments, randomize
 
 import depthshrink
-from depthshrink.models import build_model
 from depthshrink.export.onnx import export_onnx, onnx_relative_error
+from depthshrink.models import build_model
 
 
 @pytest.mark.parametrize("name,resolution,segments", [

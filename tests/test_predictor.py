@@ -10,7 +10,8 @@ import depthshrink
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.lut import predictor as predictor_module
-from depthshrink.lut.predictor import LatencyPredictor, conv_features, cross_validate
+from depthshrink.lut.features import conv_features
+from depthshrink.lut.predictor import LatencyPredictor, cross_validate
 from depthshrink.lut.table import LatencyTable
 
 LUT = str(depthshrink.__path__[0]) + "/lut/mobilenet_v2_224_b1_onnxruntime_cpu.csv"

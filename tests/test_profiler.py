@@ -14,16 +14,16 @@ import torch
 import depthshrink
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
+from depthshrink.contracts.candidates import Candidate, distinct_candidates, span_candidates
+from depthshrink.export.bundles import CandidateBlock, export_bundle, module_builder
+from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.table import read_lut, row_key
 from depthshrink.models import build_model
 from depthshrink.models.space import ConvShape
-from depthshrink.profiler.base import Workload
-from depthshrink.contracts.candidates import Candidate, distinct_candidates, span_candidates
+from depthshrink.profiler.base import CacheFlush, Workload
 from depthshrink.profiler.devices import GpuTarget, check_tensorrt_supports, resolve_gpu
-from depthshrink.export.bundles import CandidateBlock, export_bundle, module_builder
 from depthshrink.profiler.session import Settings, profile, validate
 from depthshrink.profiler.timing import TimingProtocol
-from depthshrink.export.onnx import export_onnx
 
 FAST = TimingProtocol(warmup_ms=5, min_runs=5, min_time_ms=5)
 BLOCKS = [
@@ -58,9 +58,10 @@ def _backends():
               pytest.param(lambda: TorchBackend("cuda:0"), id="torch-cuda", marks=pytest.mark.cuda)]
 
     def tensorrt():
+        import importlib.util
+
         from depthshrink.profiler.devices import resolve_gpu
         from depthshrink.profiler.tensorrt import TensorRTBackend
-        import importlib.util
         return TensorRTBackend(resolve_gpu("0"), cuda_graph=importlib.util.find_spec("cuda.bindings") is not None)
 
     params.append(pytest.param(tensorrt, id="tensorrt", marks=[pytest.mark.cuda, pytest.mark.tensorrt]))
@@ -307,7 +308,8 @@ def test_a_lut_for_another_resolution_or_model_is_named(tmp_path):
     table = LatencyTable.read(tmp_path / "lut.csv").select()
     check_covers(table, space, bundle.model_label)  # complete: no error
     other = depthshrink.trace(model, torch.zeros(1, 3, 24, 24))
-    with pytest.raises(DepthshrinkError, match="not measured for this input size: the chain starts at 12x12, the LUT has feature maps of 8, 4"):
+    with pytest.raises(DepthshrinkError, match="not measured for this input size: the chain starts at 12x12, "
+                                               "the LUT has feature maps of 8, 4"):
         check_covers(table, other, bundle.model_label)
     with pytest.raises(DepthshrinkError, match="no fixed-part row for mobilenet_v2@1x"):
         check_covers(table, space, "mobilenet_v2@1x,1000cls")
@@ -355,8 +357,8 @@ def test_cache_flush_on_off_or_chosen_by_the_network(tmp_path, monkeypatch):
     auto, whichever makes the original network's layers sum closer to the network measured whole."""
     from depthshrink.profiler import onnxruntime as ort_backend
     from depthshrink.profiler.base import CacheFlush
-    from depthshrink.profiler.factory import BackendOptions, backend_factory
     from depthshrink.profiler.cache_flush import _key
+    from depthshrink.profiler.factory import BackendOptions, backend_factory
 
     model, space = _tiny_space()
     bundle = export_bundle(model, space, 1, tmp_path / "bundle", progress=False)

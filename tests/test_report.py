@@ -239,7 +239,7 @@ def test_segment_pieces_carry_merged_kernel_sizes(tmp_path, space_json):
 
 
 def test_parity_plot_writes_a_png(tmp_path):
-    from depthshrink.lut.predictor import Evaluation
+    from depthshrink.lut.features import Evaluation
     from depthshrink.reports.plots import parity_plot
 
     measured = np.array([0.01, 0.02, 0.05, 0.1])

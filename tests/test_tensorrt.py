@@ -9,14 +9,14 @@ from gpu_standins import KERNEL_MS, LAUNCH_MS, install
 
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
+from depthshrink.contracts.candidates import Candidate
+from depthshrink.export.bundles import CandidateBlock
+from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.table import read_lut
 from depthshrink.models.space import ConvShape
 from depthshrink.profiler.base import Workload
-from depthshrink.contracts.candidates import Candidate
 from depthshrink.profiler.devices import GpuTarget, resolve_gpu
-from depthshrink.export.bundles import CandidateBlock
 from depthshrink.profiler.timing import TimingProtocol
-from depthshrink.export.onnx import export_onnx
 
 H100 = GpuTarget(0, "NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3", (9, 0))
 FAST = TimingProtocol(warmup_ms=1, min_runs=5, min_time_ms=1)
@@ -137,9 +137,9 @@ def test_torch_runner_leaves_the_callers_module_as_it_was():
     """The torch backend's module for the fixed part shares its submodules with the traced model:
     moving it in place (here to float64; on a GPU to CUDA) broke the next trace."""
     import depthshrink
+    from depthshrink.export.bundles import module_builder
     from depthshrink.models import build_model
     from depthshrink.profiler.bundle import Entry
-    from depthshrink.export.bundles import module_builder
     from depthshrink.profiler.pytorch import TorchRunner
 
     model = build_model("tiny_mobilenet").eval()

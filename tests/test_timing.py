@@ -61,8 +61,8 @@ def test_networks_are_costed_in_the_same_interleaved_passes(monkeypatch):
     """Latency (batch 1) and throughput (batch 4) of two networks: 4 workloads, 3 passes, in turn."""
     from torch import nn
 
-    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
     from depthshrink.export.networks import costs
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 
     timed = []
     original = OnnxRuntimeBackend.time

@@ -58,7 +58,7 @@ def test_mobilenet_v2_spans_follow_the_rules():
 def test_efficientnet_lite0_and_hand_written_chains():
     lite = _trace(build_model("efficientnet_lite0"), 224)
     assert lite.num_layers == 47 and len(lite.residual_blocks) == 9
-    assert {l.shape.kernel_size for l in lite.layers} == {1, 3, 5}
+    assert {layer.shape.kernel_size for layer in lite.layers} == {1, 3, 5}
     assert lite.layers[0].module == "blocks.0.0.conv_dw" and lite.layers[0].batchnorm == "blocks.0.0.bn1"
     hand = _trace(HandNet(), 24)
     assert hand.num_layers == 15 and len(hand.residual_blocks) == 4

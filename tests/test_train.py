@@ -26,7 +26,8 @@ from helpers import TinyNet
 from depthshrink.training.data import synthetic
 from depthshrink.training.train import TrainConfig, train
 import torch.distributed as dist
-model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False, device="cpu")
+model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False,
+              device="cpu")
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()  # exiting with it alive can abort in gloo's threads
 """
@@ -95,7 +96,8 @@ def test_training_starts_from_weights_of_another_dataset(tmp_path, capsys):
     rgb = build_model("mobilenet_v2", width_mult=0.35).state_dict()
     torch.save(rgb, tmp_path / "imagenet.pt")
     common = ["--model", "mobilenet_v2_small", "--width-mult", "0.35", "--resolution", "28", "--in-channels", "1",
-              "--num-classes", "10", "--data", "synthetic", "--subset", "64", "--epochs", "1", "--batch-size", "32", "--lr", "1e-9",
+              "--num-classes", "10", "--data", "synthetic", "--subset", "64", "--epochs", "1", "--batch-size", "32",
+              "--lr", "1e-9",
               "--no-progress", "--device", "cpu"]
     assert main(["train", *common, "--weights", str(tmp_path / "imagenet.pt"), "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
@@ -130,10 +132,10 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
 def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
     """The merged model predicts what the finetuned checkpoint predicts (>= 99.9% of test images)."""
     from depthshrink.cli.main import main
-    from depthshrink.training.data import synthetic
-    from depthshrink.training.evaluate import accuracy
     from depthshrink.shrink.masks import per_block_masks
     from depthshrink.shrink.rebuild import build_from_spec, load_merged, network_from_checkpoint
+    from depthshrink.training.data import synthetic
+    from depthshrink.training.evaluate import accuracy
 
     data = ["--data", "synthetic", "--subset", "512", "--no-progress", "--device", "cpu"]
     assert main(["train", "--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1",
@@ -225,4 +227,5 @@ def test_ema_weights_are_averaged_saved_and_resumed(tmp_path, monkeypatch):
     for key, value in whole.state_dict().items():
         assert torch.allclose(resumed.state_dict()[key], value, atol=1e-7), key
     with pytest.raises(DepthshrinkError, match="EMA decay"):
-        train(TinyNet(), data, TrainConfig(epochs=1, batch_size=16, ema_decay=1.5), tmp_path / "bad", progress=False, device="cpu")
+        train(TinyNet(), data, TrainConfig(epochs=1, batch_size=16, ema_decay=1.5), tmp_path / "bad", progress=False,
+              device="cpu")

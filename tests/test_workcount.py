@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from depthshrink.lut.features import conv_features
 from depthshrink.lut.models import EXTRA, WorkCounts
-from depthshrink.lut.predictor import conv_features
 from depthshrink.lut.workcount import COUNT_COLUMNS, conv_path, valid_taps, work_counts
 
 

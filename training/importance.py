@@ -20,25 +20,25 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DepthshrinkError
-from ..contracts.files import append_csv_line, cut_torn_line
-from ..models.space import ChainSpace, read_json, write_json_atomic
 from ..contracts.candidates import model_label
+from ..contracts.files import append_csv_line, cut_torn_line
+from ..errors import DepthshrinkError
+from ..models.space import ChainSpace, read_json, write_json_atomic
 from ..search.dp import fastest_splits
 from ..search.segments import candidate_segments, complete_additively
+from ..shrink.masks import Masks
 from .data import sample
 from .evaluate import accuracy
 from .layout import channels_last
-from ..shrink.masks import Masks
 
 PART_COLUMNS = ["start", "end", "accuracy"]
 

@@ -8,8 +8,8 @@ export and saved weights see the usual contiguous tensors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

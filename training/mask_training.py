@@ -18,10 +18,10 @@ import torch
 from torch import fx, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..contracts.candidates import model_label
 from ..errors import DepthshrinkError
 from ..models.ops import ACTIVATION_BY_NAME
 from ..models.space import ChainSpace
-from ..contracts.candidates import model_label
 from .data import sample
 from .evaluate import accuracy
 

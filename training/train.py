@@ -24,9 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
-from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint  # noqa: F401
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .data import augment
-
 
 
 @dataclass
@@ -68,7 +67,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
             yield order[start:start + share]
 
 
-def training_device(device: str | None = None) -> "torch.device":
+def training_device(device: str | None = None) -> torch.device:
     """The device this process trains on: ``device`` as given (``cpu``, ``cuda``, ``cuda:1``), or,
     when ``None``/``auto``, the process's GPU (``LOCAL_RANK`` under torchrun) if CUDA is present."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
