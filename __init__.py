@@ -13,9 +13,9 @@ ONNX Runtime or TensorRT, pandas) runs where torch is not installed.
 
 from importlib import import_module
 
+from .contracts.masks import Masks, load_masks
+from .contracts.space import ChainSpace
 from .errors import DepthshrinkError
-from .models.space import ChainSpace
-from .shrink.masks import Masks, load_masks
 
 _LAZY = {"trace": "models.trace", "apply_masks": "shrink.apply", "merge": "shrink.merge"}
 

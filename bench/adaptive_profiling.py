@@ -22,14 +22,16 @@ import pandas as pd
 import torch
 
 import depthshrink
-from depthshrink.cli.main import main as cli
 from depthshrink.errors import OutOfReach
 from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.predictor import LatencyPredictor
 from depthshrink.lut.table import KEY_COLUMNS, LatencyTable, read_lut
 from depthshrink.models import build_model
-from depthshrink.profiler.base import Workload
+from depthshrink.models.build import ModelSpec
+from depthshrink.pipeline.profile import ProfileJob, profile_device
+from depthshrink.profiler.base import CacheFlush, Workload
 from depthshrink.profiler.cache_flush import earlier_choice
+from depthshrink.profiler.factory import BackendOptions
 from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 from depthshrink.profiler.timing import TimingProtocol, interleaved
 from depthshrink.search.budget import Budget
@@ -55,13 +57,11 @@ def main() -> None:
     began = time.perf_counter()
     flush, recorded = args.cache_flush, earlier_choice(read_lut(args.full))
     if flush == "auto" and recorded is not None:
-        flush = "on" if recorded else "off"
+        flush = recorded.value
     if not args.reuse:
-        status = cli(["profile-device", "--cpu", "--model", "mobilenet_v2", "--resolution", "224", "--batch-size",
-                      "1", "--lut", args.out, "--budget-fraction", args.budget_fraction, "--cache-flush",
-                      flush, "--validate", "--no-progress"])
-        if status:
-            sys.exit(status)
+        job = ProfileJob(args.out, 1, ModelSpec("mobilenet_v2", 224), validate=True,
+                         budget_fraction=float(args.budget_fraction), progress=False)
+        profile_device(job, BackendOptions(cache_flush=CacheFlush(flush)))
     frame = read_lut(args.out)
     total = int((read_lut(args.full)["op"] == "conv").sum())
     measured = int((frame["op"] == "conv").sum())

@@ -14,14 +14,13 @@ import argparse
 import math
 import tempfile
 import time
-from argparse import Namespace
 
 import torch
 
 import depthshrink
-from depthshrink.cli.train import load_data
+from depthshrink.contracts.masks import per_block_masks
 from depthshrink.models import build_model
-from depthshrink.shrink.masks import per_block_masks
+from depthshrink.training.data import DataSpec, load_split
 from depthshrink.training.layout import channels_last
 from depthshrink.training.train import TrainConfig, distillation_step, train
 
@@ -45,7 +44,7 @@ def bare_loop(model, teacher, data, config: TrainConfig) -> float:
 def finetuner(model, teacher, data, config: TrainConfig) -> float:
     with tempfile.TemporaryDirectory() as out:
         began = time.perf_counter()
-        train(model, data, config, out, teacher=teacher, progress=True, spec={"bench": True})
+        train(model, data, config, out, teacher=teacher, progress=True, spec={"bench": True}, device="cpu")
         return (len(data) // config.batch_size) * config.batch_size / (time.perf_counter() - began)
 
 
@@ -58,7 +57,7 @@ def main() -> None:
     torch.manual_seed(0)
     teacher = build_model("mobilenet_v2_small", width_mult=0.5, in_channels=1, num_classes=10).eval()
     space = depthshrink.trace(teacher, torch.zeros(1, 1, 28, 28), model_info={"name": "mobilenet_v2_small"})
-    data = load_data(Namespace(data=args.data, subset=args.images), "train")
+    data = load_split(DataSpec(args.data, args.images), "train")
     config = TrainConfig(epochs=1, batch_size=128, lr=0.02, distill_weight=0.7)
     results = {"bare": [], "finetuner": []}
     order = [("bare", bare_loop), ("finetuner", finetuner)]

@@ -11,20 +11,24 @@ import sys
 import time
 from pathlib import Path
 
-from depthshrink.cli.main import main as cli
 from depthshrink.lut.table import read_lut
+from depthshrink.models.build import ModelSpec
+from depthshrink.pipeline.profile import ProfileJob, describe, profile_device
+from depthshrink.profiler.base import CacheFlush
+from depthshrink.profiler.factory import BackendOptions
+from depthshrink.profiler.timing import TimingProtocol
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--width-mult", default="1.0")
-    parser.add_argument("--resolution", default="224")
-    parser.add_argument("--in-channels", default="3")
-    parser.add_argument("--num-classes", default="1000")
-    parser.add_argument("--batch-size", default="1")
-    parser.add_argument("--threads", default="1")
-    parser.add_argument("--passes", default="3", help="interleaved timing passes (profile-device --passes)")
+    parser.add_argument("--width-mult", type=float, default=1.0)
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--passes", type=int, default=3, help="interleaved timing passes (profile-device --passes)")
     parser.add_argument("--cache-flush", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--out", required=True, help="LUT to write (must not exist: this times a full table)")
     args = parser.parse_args()
@@ -32,14 +36,12 @@ def main() -> None:
     if out.exists():
         sys.exit(f"{out} exists: the benchmark times a table from scratch")
     began = time.perf_counter()
-    status = cli(["profile-device", "--cpu", "--model", args.model, "--width-mult", args.width_mult,
-                  "--resolution", args.resolution, "--in-channels", args.in_channels,
-                  "--num-classes", args.num_classes, "--batch-size", args.batch_size,
-                  "--threads", args.threads, "--passes", args.passes, "--cache-flush", args.cache_flush,
-                  "--lut", str(out), "--validate", "--no-progress"])
+    model = ModelSpec(args.model, args.resolution, args.width_mult, args.in_channels, args.num_classes)
+    job = ProfileJob(out, args.batch_size, model, validate=True, protocol=TimingProtocol(passes=args.passes),
+                     progress=False)
+    print("\n".join(describe(profile_device(job, BackendOptions(threads=args.threads,
+                                                                 cache_flush=CacheFlush(args.cache_flush))))))
     seconds = time.perf_counter() - began
-    if status:
-        sys.exit(status)
     frame = read_lut(out)
     print(f"full table: {int((frame['op'] == 'conv').sum())} distinct conv configurations + "
           f"{int((frame['op'] == 'fixed').sum())} fixed part in {seconds:.0f} s "

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 import depthshrink
+from depthshrink.contracts.masks import per_block_masks
 from depthshrink.export.onnx import export_onnx, onnx_relative_error
 from depthshrink.models import build_model
 from depthshrink.profiler.base import Workload
 from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 from depthshrink.profiler.timing import TimingProtocol
-from depthshrink.shrink.masks import per_block_masks
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.space import ChainSpace
+    from ..contracts.space import ChainSpace
     from ..search.api import device_problem
     from ..search.budget import parse_budget
     from ..search.problem import read_importance

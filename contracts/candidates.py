@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..models.space import ChainSpace, ConvShape
+from .space import ChainSpace, ConvShape
 
 
 @dataclass(frozen=True)

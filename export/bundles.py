@@ -10,12 +10,13 @@ from torch import fx, nn
 from tqdm import tqdm
 
 from ..contracts.candidates import Candidate, distinct_candidates, model_label
+from ..contracts.masks import per_block_masks
+from ..contracts.space import ChainSpace, write_json_atomic
 from ..errors import DepthshrinkError
+from ..lut.table import CORPUS as CORPUS_LABEL
 from ..models.ops import ACTIVATION_BY_NAME, Kind, classify
-from ..models.space import ChainSpace, write_json_atomic
-from ..profiler.bundle import CORPUS_LABEL, MANIFEST, Bundle, Entry
+from ..profiler.bundle import MANIFEST, Bundle, Entry
 from ..shrink.apply import apply_masks, retrace
-from ..shrink.masks import per_block_masks
 from ..shrink.merge import merge
 from .corpus import CorpusSpec, sample_candidates
 from .onnx import export_onnx

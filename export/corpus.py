@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..contracts.candidates import Candidate
+from ..contracts.space import ConvShape
 from ..errors import DepthshrinkError
-from ..models.space import ConvShape
 
 KINDS = {"pointwise": 0.25, "depthwise": 0.15, "dense": 0.60}
 

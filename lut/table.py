@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..contracts.files import append_csv_line, cut_torn_line
+from ..contracts.space import ChainSpace, ConvShape
 from ..errors import DepthshrinkError
-from ..models.space import ChainSpace, ConvShape
 
 # what identifies a configuration: one row per key and table
 KEY_COLUMNS = ["device", "backend", "precision", "batch_size", "threads", "op", "model", "in_channels",

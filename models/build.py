@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
 from .registry import build_model, min_resolution
-from .space import ChainSpace
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def load_weights(model: nn.Module, path: str, adapt: bool = False) -> None:
     classifier of another class count is left out (the model's own, new one is trained) and RGB
     stem weights are summed over colours for a one-channel input; each change is said on stderr.
     """
-    from ..training.checkpoints import load_torch_file
+    from ..contracts.checkpoints import load_torch_file
 
     state = load_torch_file(path, "weights")
     for key in ("state_dict", "model"):

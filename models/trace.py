@@ -21,9 +21,9 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..contracts.space import ChainSpace, ConvShape, Layer, ResidualBlock, Site
 from ..errors import DepthshrinkError
 from .ops import Kind, activation_name, classify, describe, in_mode, module_of, symbolic_trace
-from .space import ChainSpace, ConvShape, Layer, ResidualBlock, Site
 
 
 @dataclass

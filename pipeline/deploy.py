@@ -30,10 +30,10 @@ def merge_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, meas
                      threads: int = 1) -> Merged:
     """Merge a finetune checkpoint into ``out`` (see the module docstring); with ``measure``, the
     parameters, FLOPs and ONNX Runtime latency before and after go to ``merge_report.json``."""
+    from ..contracts.checkpoints import load_checkpoint
     from ..export.onnx import export_onnx, onnx_relative_error
     from ..shrink.merge import merge
     from ..shrink.rebuild import network_from_checkpoint, save_merged
-    from ..training.checkpoints import load_checkpoint
 
     state = load_checkpoint(checkpoint)
     spec = state.get("spec") or {}

@@ -32,6 +32,11 @@ class Network:
         return f"search/{self.name}.json" if self.kind in ("dp", "depthshrinker") else ""
 
 
+def stage(title: str) -> None:
+    """The header of a pipeline stage in the log."""
+    print(f"\n== {title}", flush=True)
+
+
 def network_list(config: PipelineConfig) -> list[Network]:
     networks = [Network("original", "original")]
     for budget in config.search.budgets:
@@ -43,8 +48,8 @@ def network_list(config: PipelineConfig) -> list[Network]:
 
 def load_network(pipeline, network: Network):
     """The network to measure: the deployable (merged) model for shrunk ones."""
+    from ..contracts.checkpoints import load_checkpoint
     from ..shrink.rebuild import load_base_network, load_merged, network_from_checkpoint
-    from ..training.checkpoints import load_checkpoint
 
     if network.kind == "original":
         return load_base_network(pipeline.base)[0]

@@ -49,7 +49,8 @@ def profile_device(job: ProfileJob, options: BackendOptions) -> Profiled:
     """Measure what ``job.lut`` lacks on this machine (see :func:`..profiler.session.profile`)."""
     from ..lut.table import check_lut_header
     from ..profiler.bundle import load_bundle
-    from ..profiler.session import profile, validate
+    from ..profiler.session import profile
+    from ..profiler.validation import validate
 
     if sum(x is not None for x in (job.model, job.corpus, job.bundle)) != 1:
         raise DepthshrinkError("give one of --model (with --resolution), --corpus (with --resolution) or --bundle")

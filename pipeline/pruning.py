@@ -62,8 +62,8 @@ def train_pruned(pipeline, network) -> None:
 
 
 def load_pruned(pipeline, network) -> nn.Module:
+    from ..contracts.checkpoints import load_checkpoint
     from ..shrink.rebuild import load_into
-    from ..training.checkpoints import load_checkpoint
 
     path = pipeline.run / "baselines" / network.name / "last.pt"
     model = pruned_copy(_base(pipeline), _image_shape(pipeline), network.pruning_ratio)

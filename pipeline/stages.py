@@ -23,17 +23,13 @@ import json
 from pathlib import Path
 
 from ..contracts.files import write_json_atomic
-from ..errors import DepthshrinkError, OutOfReach
+from ..errors import DepthshrinkError
 from ..models.build import ModelSpec
 from ..training.data import DataSpec
 from ..training.runs import RunOptions
 from ..training.train import TrainConfig
 from .config import PipelineConfig
-from .networks import Network, measure_networks, network_list, results_frame
-
-
-def stage(title: str) -> None:
-    print(f"\n== {title}", flush=True)
+from .networks import Network, measure_networks, network_list, results_frame, stage
 
 
 class Pipeline:
@@ -49,7 +45,7 @@ class Pipeline:
 
     @property
     def model_info(self) -> dict:
-        from ..models.space import ChainSpace
+        from ..contracts.space import ChainSpace
         return ChainSpace.from_json(self.run / "space.json").model
 
     @property
@@ -181,56 +177,9 @@ class Pipeline:
 
     def search(self, networks: list[Network]) -> list[Network]:
         """Masks for every shrunk network; those whose budget is out of reach are left out."""
-        from ..search.api import device_problem
-        from ..search.budget import Budget, parse_budget
-        from ..search.problem import read_importance
+        from .searching import search_networks
 
-        folder = self.run / "search"
-        folder.mkdir(exist_ok=True)
-        space = _space(self.run / "space.json")
-        importance = read_importance(self.run / "importance.csv", space)
-        filters = {"threads": self.config.profile.threads}
-
-        def problem(budget: Budget):
-            return device_problem(space, [self.run / "lut.csv"], budget, importance, filters)
-
-        if not (folder / "original.json").exists():  # the unchanged network, with its per-layer latencies
-            from ..search.api import single_masks
-            from ..search.run import solve_dp
-
-            device = problem(Budget(speedup=1.0))
-            masks = single_masks(solve_dp(device.problem, device.budget), device)
-            write_json_atomic(folder / "original.json", {**masks.to_dict(), "method": "original"})
-        for network in networks:
-            if network.kind in ("dp", "depthshrinker") and not (self.run / network.masks).exists():
-                stage(f"search {network.name}")
-                try:
-                    self._search_one(network, problem(parse_budget(network.budget)))
-                except OutOfReach as exc:  # a budget out of reach: the other networks still run
-                    print(f"!! {network.name} is left out: {exc}", flush=True)
-        return [n for n in networks if not n.masks or (self.run / n.masks).exists()]
-
-    def _search_one(self, network: Network, device) -> None:
-        from ..search.api import single_masks, solver, write_frontier
-
-        solve = solver(network.kind)
-        verified = None
-        if self.config.search.verify:
-            from .verify import network_timer, search_verified
-
-            verified = search_verified(device.problem, device.budget, solve,
-                                       network_timer(device.problem.space, device.problem.setting))
-            result = verified.result
-        else:
-            result = solve(device.problem, device.budget)
-        masks = single_masks(result, device)
-        if verified is not None:
-            masks.extra.update(verified.record())
-        masks.to_json(self.run / network.masks)
-        if result.frontier:
-            write_frontier(result, device.problem, (self.run / network.masks).with_suffix(".frontier.csv"))
-        print(f"predicted {masks.extra['predicted_latency_ms']:.4f} ms for a budget of {result.budget_ms:.4f} ms"
-              + (f", measured {verified.timing.latency_ms:.4f} ms" if verified else ""))
+        return search_networks(self, networks)
 
     def finetune(self, networks: list[Network]) -> None:
         from ..training.runs import finetune_network
@@ -300,16 +249,11 @@ def _data_source(source: str) -> str:
     return source
 
 
-def _space(path: Path):
-    from ..models.space import ChainSpace
-    return ChainSpace.from_json(path)
-
-
 def _finished(checkpoint: Path, epochs: int) -> bool:
     """Whether ``checkpoint`` exists and reached ``epochs``."""
     if not checkpoint.exists():
         return False
-    from ..training.checkpoints import load_checkpoint
+    from ..contracts.checkpoints import load_checkpoint
     return load_checkpoint(checkpoint).get("epoch", 0) >= epochs
 
 
@@ -320,7 +264,7 @@ def _is_checkpoint(path: str) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _is_checkpoint_version(path: str, mtime_ns: int) -> bool:  # a replaced file is read again
-    from ..training.checkpoints import CHECKPOINT_FORMAT, load_torch_file
+    from ..contracts.checkpoints import CHECKPOINT_FORMAT, load_torch_file
     try:
         state = load_torch_file(path, "weights")
     except DepthshrinkError:  # unreadable: the train stage names the problem

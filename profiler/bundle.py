@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..contracts.space import ChainSpace, read_json
 from ..errors import DepthshrinkError
-from ..models.space import ChainSpace, read_json
 
 BUNDLE_FORMAT = "depthshrink.bundle/1"
 CORPUS_FORMAT = "depthshrink.bundle/2"  # a corpus: no space, no network (older readers refuse it clearly)

@@ -141,7 +141,7 @@ def _read_json_or_note(path: Path, run: RunFolder, kind: type):
 
 
 def _read_space(path: Path, run: RunFolder):
-    from ..models.space import ChainSpace
+    from ..contracts.space import ChainSpace
 
     if not path.is_file():
         return None

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..contracts.files import write_atomic
+from ..contracts.masks import Masks
+from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
 from ..lut.table import SETTING_COLUMNS, LatencyTable, image_of
-from ..models.space import ChainSpace
-from ..shrink.masks import Masks
 from .budget import Budget
 from .calibration import Calibration, calibrated, fit_calibration, read_validation
 from .problem import SearchProblem, build_problem

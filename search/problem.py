@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..contracts.candidates import model_label
+from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
-from ..lut.predictor import LatencyPredictor
+from ..lut.lookup import span_latencies
 from ..lut.table import LatencyTable, check_covers, image_of
-from ..lut.transfer import priors_for
-from ..models.space import ChainSpace
 
 IMPORTANCE_COLUMNS = ["start", "end", "importance"]
 
@@ -85,22 +84,8 @@ def build_problem(space: ChainSpace, table: LatencyTable, importance: dict[tuple
     """Look every legal span up in ``table`` (one setting, see :meth:`LatencyTable.select`); a
     configuration the table lacks is predicted (and marked so) when ``use_predictor``."""
     label = model_label(space.model)
-    spans = space.spans
-    span_ms = {key: table.conv_latency_ms(s.shape, s.activation, s.residual_add) for key, s in spans.items()}
-    missing = [key for key, value in span_ms.items() if value is None]
+    span_ms, source = span_latencies(table, space.spans, use_predictor)
     fixed_ms = table.fixed_latency_ms(label, image_of(space.model))
-    if (missing and not use_predictor) or fixed_ms is None or \
-            space.layers[0].shape.height not in table.network_heights:
+    if None in span_ms.values() or fixed_ms is None or space.layers[0].shape.height not in table.network_heights:
         check_covers(table, space, label)  # raises, naming what does not match
-    source = {key: "measured" for key in span_ms}
-    if missing:
-        predictor = LatencyPredictor(table.frame, priors=priors_for(table.frame))  # few rows: other tables help
-        rows = pd.DataFrame([{**asdict(spans[k].shape), "activation": spans[k].activation or "none",
-                              "residual_add": int(spans[k].residual_add),
-                              "batch_size": table.setting.get("batch_size") or 1} for k in missing])
-        predicted, extrapolated = predictor.predict(rows)
-        for key, value, outside in zip(missing, predicted, extrapolated):
-            span_ms[key] = float(value)
-            source[key] = "predicted (extrapolated)" if outside else "predicted"
-    return SearchProblem(space, span_ms, fixed_ms, table.call_overhead_ms, importance,
-                         dict(table.setting), source)
+    return SearchProblem(space, span_ms, fixed_ms, table.call_overhead_ms, importance, dict(table.setting), source)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..contracts.masks import Masks, per_block_masks
 from ..errors import OutOfReach
-from ..shrink.masks import Masks, per_block_masks
 from .budget import Budget
 from .dp import Segment, Solution, TwoStageDP, fastest_splits
 from .problem import SearchProblem

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models.space import ChainSpace
+from ..contracts.space import ChainSpace
 from .dp import fastest_splits
 
 

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..contracts.masks import Masks
+from ..contracts.space import ChainSpace, ConvShape
 from ..errors import DepthshrinkError
 from ..models.ops import Kind, classify, training_differs
-from ..models.space import ChainSpace, ConvShape
 from ..models.trace import TracedChain, trace_chain
-from .masks import Masks
 
 PLAN_KEY = "depthshrink_plan"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..contracts.masks import Masks
+from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
-from ..models.space import ChainSpace
-from .masks import Masks
 
 MERGED_FORMAT = "depthshrink.merged/1"
 
@@ -55,7 +55,7 @@ def network_from_checkpoint(state: dict, source: str) -> nn.Module:
 def load_base_network(path: str | os.PathLike) -> tuple[nn.Module, ChainSpace]:
     """The base network of a ``train`` checkpoint (its EMA weights when it kept them) and its space;
     a shrunk (finetune) checkpoint is refused."""
-    from ..training.checkpoints import load_checkpoint
+    from ..contracts.checkpoints import load_checkpoint
 
     state = load_checkpoint(path)
     if (state.get("spec") or {}).get("masks"):
@@ -85,7 +85,7 @@ def load_merged(folder: str | os.PathLike) -> nn.Module:
         raise DepthshrinkError(f"{folder}/merged.json is not a merged-model spec")
     model, space = build_from_spec(spec["model"])
     merged = merge(apply_masks(model, space, Masks.from_dict(spec["masks"])).eval(), tolerance=float("inf"))
-    from ..training.checkpoints import load_torch_file
+    from ..contracts.checkpoints import load_torch_file
 
     state = load_torch_file(folder / "merged.pt", "merged weights")
     if not isinstance(state, dict):

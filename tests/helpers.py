@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthshrink.models.space import ChainSpace
-from depthshrink.shrink.masks import Masks, per_block_masks
+from depthshrink.contracts.masks import Masks, per_block_masks
+from depthshrink.contracts.space import ChainSpace
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -21,12 +21,12 @@ MODEL = ["--model", "mobilenet_v2_small", "--width-mult", "0.5", "--resolution",
 def good(tmp_path_factory) -> dict[str, Path]:
     """Valid files of every kind the commands read."""
     from depthshrink.contracts.files import write_json_atomic
+    from depthshrink.contracts.masks import per_block_masks
+    from depthshrink.contracts.space import ChainSpace
     from depthshrink.models import build_model
-    from depthshrink.models.space import ChainSpace
     from depthshrink.pipeline.config import PipelineConfig
     from depthshrink.search.segments import candidate_segments
     from depthshrink.shrink.apply import apply_masks
-    from depthshrink.shrink.masks import per_block_masks
     from depthshrink.training.train import CHECKPOINT_FORMAT, save_checkpoint
 
     folder = tmp_path_factory.mktemp("good")

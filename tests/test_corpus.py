@@ -5,9 +5,9 @@ import pytest
 
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
+from depthshrink.contracts.space import ConvShape
 from depthshrink.export.corpus import CorpusSpec, sample_candidates
 from depthshrink.lut.table import LatencyTable, read_lut
-from depthshrink.models.space import ConvShape
 from depthshrink.profiler.bundle import load_bundle
 
 

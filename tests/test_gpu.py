@@ -33,7 +33,7 @@ def test_profile_device_on_the_gpu_end_to_end(tmp_path, precision, capsys):
 
 
 def test_train_finetune_and_merge_on_the_gpu(tmp_path):
-    from depthshrink.shrink.masks import per_block_masks
+    from depthshrink.contracts.masks import per_block_masks
     from depthshrink.shrink.rebuild import build_from_spec, load_merged
     from depthshrink.training.train import load_checkpoint
 
@@ -85,8 +85,8 @@ def test_merge_a_model_that_lives_on_the_gpu():
     from helpers import randomize
 
     import depthshrink
+    from depthshrink.contracts.masks import per_block_masks
     from depthshrink.models import build_model
-    from depthshrink.shrink.masks import per_block_masks
 
     model = randomize(build_model("tiny_mobilenet")).cuda()
     space = depthshrink.trace(model.cpu(), torch.zeros(1, 3, 16, 16), model_info={"name": "tiny_mobilenet"})

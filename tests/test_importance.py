@@ -12,11 +12,11 @@ from torch import nn
 
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
+from depthshrink.contracts.masks import Masks
 from depthshrink.models import build_model
 from depthshrink.models.trace import trace
 from depthshrink.search.segments import candidate_segments, complete_additively
 from depthshrink.shrink.apply import apply_masks
-from depthshrink.shrink.masks import Masks
 from depthshrink.training.data import synthetic
 from depthshrink.training.evaluate import accuracy
 from depthshrink.training.importance import (

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from depthshrink import DepthshrinkError
+from depthshrink.contracts.space import ConvShape
 from depthshrink.lut.table import COLUMNS, LatencyTable, LutWriter, merge_luts, read_lut, row_key
-from depthshrink.models.space import ConvShape
 
 
 def _row(device="cpu-x", kernel=3, latency=0.5, **extra):

@@ -12,8 +12,8 @@ from tv_models import EfficientNet, UnknownStochasticDepth
 
 import depthshrink
 from depthshrink import DepthshrinkError
+from depthshrink.contracts.space import ChainSpace
 from depthshrink.models import build_model
-from depthshrink.models.space import ChainSpace
 
 CASES = [  # (model name or "hand", width, resolution)
     ("mobilenet_v2", 0.35, 45),

@@ -13,8 +13,8 @@ from torch import nn
 from tv_models import EfficientNet, MixedNet, UnknownStochasticDepth
 
 import depthshrink
+from depthshrink.contracts.masks import Masks
 from depthshrink.models import build_model
-from depthshrink.shrink.masks import Masks
 
 LONG_SPAN = 6  # layers; longer spans compose wide kernels and get the looser tolerance
 RANDOM_KEPT_SETS = 4

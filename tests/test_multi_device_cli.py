@@ -17,7 +17,7 @@ H100 = LUT / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv"
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from depthshrink.models.space import ChainSpace
+    from depthshrink.contracts.space import ChainSpace
     from depthshrink.search.segments import candidate_segments
 
     folder = tmp_path_factory.mktemp("multi")

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from depthshrink.contracts.space import ChainSpace, ConvShape, Layer, Site
 from depthshrink.errors import OutOfReach
-from depthshrink.models.space import ChainSpace, ConvShape, Layer, Site
 from depthshrink.search.budget import Budget
 from depthshrink.search.dp import _split, fastest_splits
 from depthshrink.search.multi import solve_multi

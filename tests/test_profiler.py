@@ -15,15 +15,16 @@ import depthshrink
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.contracts.candidates import Candidate, distinct_candidates, span_candidates
+from depthshrink.contracts.space import ConvShape
 from depthshrink.export.bundles import CandidateBlock, export_bundle, module_builder
 from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.table import read_lut, row_key
 from depthshrink.models import build_model
-from depthshrink.models.space import ConvShape
 from depthshrink.profiler.base import CacheFlush, Workload
 from depthshrink.profiler.devices import GpuTarget, check_tensorrt_supports, resolve_gpu
-from depthshrink.profiler.session import Settings, profile, validate
+from depthshrink.profiler.session import Settings, profile
 from depthshrink.profiler.timing import TimingProtocol
+from depthshrink.profiler.validation import validate
 
 FAST = TimingProtocol(warmup_ms=5, min_runs=5, min_time_ms=5)
 BLOCKS = [
@@ -207,7 +208,8 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
     and other settings' lines stay in the log. Only the missing passes run."""
     from depthshrink.profiler import onnxruntime as ort_backend
     from depthshrink.profiler.pass_log import FIELDS, PassLog
-    from depthshrink.profiler.session import _pass_log, _row
+    from depthshrink.profiler.recording import pass_log_of as _pass_log
+    from depthshrink.profiler.recording import row_of as _row
     from depthshrink.profiler.timing import Timing
 
     model, space = _tiny_space()

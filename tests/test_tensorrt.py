@@ -10,10 +10,10 @@ from gpu_standins import KERNEL_MS, LAUNCH_MS, install
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.contracts.candidates import Candidate
+from depthshrink.contracts.space import ConvShape
 from depthshrink.export.bundles import CandidateBlock
 from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.table import read_lut
-from depthshrink.models.space import ConvShape
 from depthshrink.profiler.base import Workload
 from depthshrink.profiler.devices import GpuTarget, resolve_gpu
 from depthshrink.profiler.timing import TimingProtocol

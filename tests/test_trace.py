@@ -11,9 +11,9 @@ from tv_models import EfficientNet, MixedNet, StochasticDepth, UnknownStochastic
 
 import depthshrink
 from depthshrink import DepthshrinkError
+from depthshrink.contracts.masks import Masks
+from depthshrink.contracts.space import ChainSpace
 from depthshrink.models import build_model, ops
-from depthshrink.models.space import ChainSpace
-from depthshrink.shrink.masks import Masks
 
 
 def _trace(model, resolution=32, **kwargs):

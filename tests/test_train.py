@@ -83,7 +83,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     with pytest.raises(DepthshrinkError, match="cannot read checkpoint"):
         train(TinyNet(), synthetic(64), CONFIG, tmp_path, resume=True, progress=False, device="cpu")
     with pytest.raises(DepthshrinkError, match="does not split among"):
-        from depthshrink.training.train import GlobalBatchSampler
+        from depthshrink.training.ranks import GlobalBatchSampler
         GlobalBatchSampler(100, 15, 0, rank=0, world=2)
 
 
@@ -132,7 +132,7 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
 def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
     """The merged model predicts what the finetuned checkpoint predicts (>= 99.9% of test images)."""
     from depthshrink.cli.main import main
-    from depthshrink.shrink.masks import per_block_masks
+    from depthshrink.contracts.masks import per_block_masks
     from depthshrink.shrink.rebuild import build_from_spec, load_merged, network_from_checkpoint
     from depthshrink.training.data import synthetic
     from depthshrink.training.evaluate import accuracy

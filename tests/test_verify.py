@@ -5,8 +5,8 @@ import json
 import pytest
 
 from depthshrink.cli.main import main
+from depthshrink.contracts.space import ChainSpace, ConvShape, Layer, Site
 from depthshrink.errors import OutOfReach
-from depthshrink.models.space import ChainSpace, ConvShape, Layer, Site
 from depthshrink.profiler.timing import Timing
 from depthshrink.search.budget import Budget
 from depthshrink.search.calibration import Calibration, calibrated, fit_calibration

@@ -31,11 +31,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..contracts.candidates import model_label
 from ..contracts.files import append_csv_line, cut_torn_line
+from ..contracts.masks import Masks
+from ..contracts.space import ChainSpace, read_json, write_json_atomic
 from ..errors import DepthshrinkError
-from ..models.space import ChainSpace, read_json, write_json_atomic
 from ..search.dp import fastest_splits
 from ..search.segments import candidate_segments, complete_additively
-from ..shrink.masks import Masks
 from .data import sample
 from .evaluate import accuracy
 from .layout import channels_last

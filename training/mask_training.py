@@ -19,9 +19,9 @@ from torch import fx, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..contracts.candidates import model_label
+from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
 from ..models.ops import ACTIVATION_BY_NAME
-from ..models.space import ChainSpace
 from .data import sample
 from .evaluate import accuracy
 

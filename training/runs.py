@@ -49,8 +49,8 @@ def finetune_network(masks_path: str | os.PathLike, weights: str | os.PathLike, 
                      run: RunOptions, eval_images: int | None = None) -> TrainedRun:
     """Finetune the base network of checkpoint ``weights`` with ``masks`` applied, distilling from
     the original (``config.distill_weight``)."""
+    from ..contracts.masks import load_masks
     from ..shrink.apply import apply_masks
-    from ..shrink.masks import load_masks
     from ..shrink.rebuild import load_base_network
 
     teacher, space = load_base_network(weights)
@@ -72,8 +72,8 @@ def evaluate_file(data: DataSpec, split: str, checkpoint: str | os.PathLike | No
     """Top-1 accuracy of a checkpoint (train or finetune) or a merged folder on ``split``."""
     import json
 
+    from ..contracts.checkpoints import load_checkpoint
     from ..shrink.rebuild import load_merged, network_from_checkpoint
-    from .checkpoints import load_checkpoint
 
     if merged is not None:
         model = load_merged(merged)

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import DepthshrinkError
-from ..models.space import ChainSpace, read_json, write_json_atomic
+from .space import ChainSpace, read_json, write_json_atomic
 
 MASKS_FORMAT = "depthshrink.masks/1"
 # keys of ``model`` that must agree between a masks file and the chain space it is used with

@@ -1,13 +1,12 @@
-"""Checkpoints and weight files: written atomically, read with ``weights_only`` (tensors and plain
-containers only, never code), and refused in our own words when damaged, foreign or unsafe."""
+"""Checkpoints and weight files (the contract between train, finetune, merge and evaluate):
+written atomically, read with ``weights_only`` (tensors and plain containers only, never code),
+and refused in our own words when damaged, foreign or unsafe. PyTorch is imported on use."""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-
-import torch
 
 from ..errors import DepthshrinkError
 
@@ -16,6 +15,8 @@ CHECKPOINT_FORMAT = "depthshrink.checkpoint/1"
 
 def load_torch_file(path: str | os.PathLike, what: str):
     """What ``torch.load(path, weights_only=True)`` reads, on the CPU; every failure is one line."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -39,6 +40,8 @@ def _reason(exc: Exception) -> str:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write to a temporary file, sync it, then rename: a crash never leaves a torn checkpoint."""
+    import torch
+
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
         torch.save(state, handle)
