@@ -4,10 +4,9 @@ MobileNetV2-1.0 @224, surface included, and what meeting both budgets costs in i
     python bench/multi_device_search.py --out surface.csv \
         [--lut CPU.csv --latency-budget 1.4x --lut GPU.csv --latency-budget 2.0x ...] [--importance imp.csv]
 
-Defaults: the shipped CPU table (ONNX Runtime, 1 thread) and the H100 table (PyTorch eager, fp32,
-batch 1) in $DEPTHSHRINK_SHARED/data/h100-torch-eager/, or else in the first ``shared/`` folder
-above this file that holds it (without either, give --lut). One --lut and --latency-budget pair a
-device: three pairs, three devices. Without --importance, a synthetic score stands in
+Defaults: the shipped CPU table (ONNX Runtime, 1 thread) and the shipped H100 table (PyTorch eager,
+fp32, batch 1, lut/h100_torch_eager/). One --lut and --latency-budget pair a device: three pairs,
+three devices. Without --importance, a synthetic score stands in
 (seeded: each activation site a weight in [0.1, 2], a segment minus the sum of the weights it
 removes times a factor in [0.8, 1.3]): it exercises the solver with continuous, non-additive
 scores, not the accuracy side. Times are wall-clock seconds on this machine, best of --repeat.
@@ -16,7 +15,6 @@ scores, not the accuracy side. Times are wall-clock seconds on this machine, bes
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -34,16 +32,8 @@ from depthshrink.search.run import solve_dp
 
 ROOT = Path(depthshrink.__file__).parent
 CPU_LUT = ROOT / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
-H100_LUT = Path("data") / "h100-torch-eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv"
+H100_LUT = ROOT / "lut" / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv"
 BUDGETS = ["1.4x", "2.0x"]
-
-
-def default_luts() -> list[Path] | None:
-    """The CPU table and the H100 one from $DEPTHSHRINK_SHARED or the nearest shared/ above."""
-    shared = [Path(os.environ["DEPTHSHRINK_SHARED"])] if os.environ.get("DEPTHSHRINK_SHARED") else \
-        [folder / "shared" for folder in Path(__file__).resolve().parents]
-    found = [folder / H100_LUT for folder in shared if (folder / H100_LUT).is_file()]
-    return [CPU_LUT, found[0]] if found else None
 
 
 def synthetic_importance(space, seed: int = 0) -> dict[tuple[int, int], float]:
@@ -73,10 +63,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", required=True, help="surface CSV to write")
     args = parser.parse_args()
-    luts = [Path(p) for p in args.lut] if args.lut else default_luts()
-    if luts is None:
-        parser.error(f"no H100 table found ({H100_LUT} under $DEPTHSHRINK_SHARED or a shared/ folder "
-                     "above this file): give --lut and --latency-budget for each device")
+    luts = [Path(p) for p in args.lut] if args.lut else [CPU_LUT, H100_LUT]
     budgets = [parse_budget(b) for b in (args.latency_budget or BUDGETS)]
     if len(luts) != len(budgets):
         parser.error(f"{len(luts)} table(s) but {len(budgets)} budget(s): give them in pairs")

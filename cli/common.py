@@ -34,9 +34,10 @@ def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--corpus-seed", type=non_negative_int, default=0, help="which sample (default 0)")
 
 
-def corpus_spec(args: argparse.Namespace):
-    """The corpus the options ask for, or None; exactly one of --model and --corpus."""
-    if bool(args.model) == bool(args.corpus):
+def corpus_spec(args: argparse.Namespace, exclusive: bool = True):
+    """The corpus the options ask for, or None; with ``exclusive``, exactly one of --model and --corpus
+    (profile-device checks that itself: it also takes --bundle)."""
+    if exclusive and bool(args.model) == bool(args.corpus):
         raise DepthshrinkError("give either --model or --corpus (with --resolution)")
     if not args.corpus:
         if args.corpus_seed:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     options = BackendOptions(None if args.cpu else args.gpu, args.backend, args.precision, args.threads,
                              CacheFlush(args.cache_flush), not args.no_cuda_graph, args.engine_cache, args.workspace_mb,
                              args.device_label)
-    corpus = corpus_spec(args) if (args.corpus or args.corpus_seed) else None
+    corpus = corpus_spec(args, exclusive=False)
     job = ProfileJob(args.lut, args.batch_size, model_spec(args) if args.model else None, corpus,
                      args.bundle, args.validate, args.budget_fraction,
                      args.target_accuracy, TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms,

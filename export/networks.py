@@ -48,6 +48,9 @@ def flops(model: nn.Module, example: torch.Tensor) -> int:
             total += 2 * output.numel() * module.in_features
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    weight = next(model.parameters(), None)
+    if weight is not None:  # the model's device and dtype (a GPU or half model)
+        example = example.to(device=weight.device, dtype=weight.dtype)
     try:
         with torch.no_grad():
             model.eval()(example[:1])

@@ -16,6 +16,7 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | tuple[torch.Ten
     """Write ``model`` (eval mode) as ONNX with the TorchScript exporter (no onnxscript needed)."""
     model = model.eval()
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    inputs = tuple(_like(model, t) for t in inputs)
     names = input_names or (["input"] if len(inputs) == 1 else [f"input{i}" for i in range(len(inputs))])
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -27,11 +28,17 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | tuple[torch.Ten
         raise DepthshrinkError(f"cannot write {path}: {exc}") from None
 
 
+def _like(model: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on the device and in the dtype of ``model``'s weights (a GPU or half model)."""
+    weight = next(model.parameters(), None)
+    return tensor if weight is None else tensor.to(device=weight.device, dtype=weight.dtype)
+
+
 def onnx_relative_error(model: nn.Module, path: str | os.PathLike, inputs: torch.Tensor) -> float:
     """max |ORT − PyTorch| / max |PyTorch| on ``inputs``."""
     from ..profiler.onnxruntime import run_session, session_from_onnx
 
     with torch.no_grad():
-        expected = model.eval()(inputs).numpy()
-    got = run_session(session_from_onnx(path), inputs.numpy())
+        expected = model.eval()(_like(model, inputs)).float().cpu().numpy()
+    got = run_session(session_from_onnx(path), inputs.float().cpu().numpy())
     return float(abs(got - expected).max() / abs(expected).max())

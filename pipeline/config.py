@@ -33,8 +33,9 @@ class DataSection:
 
 @dataclass
 class TrainSection:
-    weights: str = ""                   # a base checkpoint from train (used as it is), or a plain
-                                        # state_dict (e.g. ImageNet weights) trained `epochs` from
+    weights: str = "shipped"            # "shipped": the trained base under weights/ (for the demo's model);
+                                        # a base checkpoint from train (used as it is); a plain state_dict
+                                        # (e.g. ImageNet weights) trained `epochs` from; "": from scratch
     epochs: int = 3
     batch_size: int = 128
     lr: float = 0.05
@@ -75,12 +76,14 @@ class FinetuneSection:
     lr: float = 0.02
     weight_decay: float = 4e-5          # the pruned baseline is finetuned with the same schedule
     distill: float = 0.7
+    seeds: list[int] = field(default_factory=lambda: [0])  # one finetuning per seed; accuracy: their mean ± SE
 
 
 @dataclass
 class BaselineSection:
     width_mults: list[float] = field(default_factory=lambda: [0.35])  # trained with the base schedule
     pruning_ratios: list[float] = field(default_factory=lambda: [0.3])  # torch-pruning L1 channel pruning
+    width_seeds: list[int] = field(default_factory=lambda: [0])  # width networks: one training per seed
 
 
 @dataclass

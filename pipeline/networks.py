@@ -7,12 +7,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import PipelineConfig
 
 RESULT_COLUMNS = ["network", "kind", "budget", "latency_budget_ms", "predicted_latency_ms", "accuracy",
-                  "test_images", "latency_ms", "latency_p10_ms", "latency_p90_ms", "throughput_ips",
+                  "accuracy_se", "seeds", "test_images", "latency_ms", "latency_p10_ms", "latency_p90_ms", "throughput_ips",
                   "throughput_batch_size", "parameters", "flops", "device", "backend", "threads", "masks"]
 
 
@@ -37,6 +38,11 @@ def stage(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
+def seed_folders(folder: Path, seeds: list[int]) -> list[Path]:
+    """One training folder per seed: ``folder`` itself for a single seed, else ``folder/seed<k>``."""
+    return [folder] if len(seeds) == 1 else [folder / f"seed{seed}" for seed in seeds]
+
+
 def network_list(config: PipelineConfig) -> list[Network]:
     networks = [Network("original", "original")]
     for budget in config.search.budgets:
@@ -46,20 +52,27 @@ def network_list(config: PipelineConfig) -> list[Network]:
     return networks
 
 
-def load_network(pipeline, network: Network):
-    """The network to measure: the deployable (merged) model for shrunk ones."""
+def load_networks(pipeline, network: Network) -> list:
+    """The network of each training seed (one for the original): for a shrunk network the
+    deployable (merged) model first, then the other seeds' finetuned checkpoints (which compute
+    what their merged models would: merge refuses otherwise)."""
     from ..contracts.checkpoints import load_checkpoint
     from ..shrink.rebuild import load_base_network, load_merged, network_from_checkpoint
 
+    def from_checkpoints(folders: list[Path]) -> list:
+        return [network_from_checkpoint(load_checkpoint(f / "last.pt"), str(f / "last.pt")) for f in folders]
+
     if network.kind == "original":
-        return load_base_network(pipeline.base)[0]
+        return [load_base_network(pipeline.base)[0]]
     if network.kind == "width":
-        path = pipeline.run / "baselines" / network.name / "last.pt"
-        return network_from_checkpoint(load_checkpoint(path), str(path))
+        return from_checkpoints(seed_folders(pipeline.run / "baselines" / network.name,
+                                             pipeline.config.baselines.width_seeds))
     if network.kind == "pruned":
         from .pruning import load_pruned
-        return load_pruned(pipeline, network)
-    return load_merged(pipeline.run / "networks" / network.name)
+        return [load_pruned(pipeline, network, folder) for folder in
+                seed_folders(pipeline.run / "baselines" / network.name, pipeline.config.finetune.seeds)]
+    folders = seed_folders(pipeline.run / "finetune" / network.name, pipeline.config.finetune.seeds)
+    return [load_merged(pipeline.run / "networks" / network.name), *from_checkpoints(folders[1:])]
 
 
 def measure_networks(pipeline, networks: list[Network], test, device: dict) -> list[dict]:
@@ -70,18 +83,20 @@ def measure_networks(pipeline, networks: list[Network], test, device: dict) -> l
     from ..training.evaluate import accuracy
 
     m, settings = pipeline.config.model, pipeline.config.measure
-    models = [load_network(pipeline, network) for network in networks]
-    accuracies = [accuracy(model, test) for model in models]
-    measured = costs(models, (m.in_channels, m.resolution, m.resolution), settings.threads,
+    seeds = [load_networks(pipeline, network) for network in networks]
+    accuracies = [[accuracy(model, test) for model in models] for models in seeds]
+    measured = costs([models[0] for models in seeds], (m.in_channels, m.resolution, m.resolution), settings.threads,
                      TimingProtocol(300, 20, settings.min_time_ms, passes=settings.passes),
                      settings.throughput_batch_size)
     results = []
-    for network, network_accuracy, cost in zip(networks, accuracies, measured):
+    for network, per_seed, cost in zip(networks, accuracies, measured):
         masks = json.loads((pipeline.run / network.masks).read_text()) if network.masks else {}
+        network_accuracy = float(np.mean(per_seed))
         result = {"network": network.name, "kind": network.kind, "budget": network.budget,
                   "latency_budget_ms": masks.get("latency_budget_ms") if network.kind != "original" else None,
-                  "predicted_latency_ms": masks.get("predicted_latency_ms"),
-                  "accuracy": network_accuracy, "test_images": len(test), **cost.to_dict(),
+                  "predicted_latency_ms": masks.get("predicted_latency_ms"), "accuracy": network_accuracy,
+                  "accuracy_se": float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed))) if len(per_seed) > 1 else None,
+                  "seeds": len(per_seed), "accuracy_seeds": per_seed, "test_images": len(test), **cost.to_dict(),
                   "device": device["device"], "backend": device["backend"], "masks": network.masks}
         print(f"{network.name}: accuracy {network_accuracy:.2%}, latency {cost.latency_ms:.4f} ms (predicted "
               f"{result['predicted_latency_ms'] or float('nan'):.4f}), {cost.throughput_ips:.0f} images/s")

@@ -44,28 +44,28 @@ def _base(pipeline) -> nn.Module:
     return load_base_network(pipeline.base)[0]
 
 
-def train_pruned(pipeline, network) -> None:
-    """Prune the base and finetune it (distilling from the base), resumable like ``finetune``."""
+def train_pruned(pipeline, network, seed: int, out) -> None:
+    """Prune the base and finetune it (distilling from the base) into ``out``, resumable like ``finetune``."""
     from ..training.data import load_split
     from ..training.train import train
 
     base = _base(pipeline)
     model = pruned_copy(base, _image_shape(pipeline), network.pruning_ratio)
-    config = pipeline.finetune_config()  # the same schedule as the shrunk networks, weight decay included
+    config = pipeline.finetune_config(seed)  # the same schedule as the shrunk networks, weight decay included
     data = load_split(pipeline.data, "train", pipeline.model_info)
     spec = {"pruning": {"method": "torch-pruning L1 magnitude", "round_to": ROUND_TO, "ratio": network.pruning_ratio,
                         "base": str(pipeline.base)}}
     print(f"\n== {network.name}: L1 channel pruning at ratio {network.pruning_ratio:g}, "
           f"{sum(p.numel() for p in base.parameters()):,} -> {sum(p.numel() for p in model.parameters()):,} "
           "parameters, finetuned with the shrunk networks' schedule", flush=True)
-    train(model, data, config, pipeline.run / "baselines" / network.name, teacher=base, resume=True, spec=spec)
+    train(model, data, config, out, teacher=base, resume=True, spec=spec)
 
 
-def load_pruned(pipeline, network) -> nn.Module:
+def load_pruned(pipeline, network, folder) -> nn.Module:
     from ..contracts.checkpoints import load_checkpoint
     from ..shrink.rebuild import load_into
 
-    path = pipeline.run / "baselines" / network.name / "last.pt"
+    path = folder / "last.pt"
     model = pruned_copy(_base(pipeline), _image_shape(pipeline), network.pruning_ratio)
     load_into(model, load_checkpoint(path)["model"], str(path))
     return model.eval()

@@ -36,7 +36,7 @@ def search_networks(pipeline, networks: list[Network]) -> list[Network]:
         if network.kind in ("dp", "depthshrinker") and not (pipeline.run / network.masks).exists():
             stage(f"search {network.name}")
             try:
-                pipeline._search_one(network, problem(parse_budget(network.budget)))
+                _search_one(pipeline, network, problem(parse_budget(network.budget)))
             except OutOfReach as exc:  # a budget out of reach: the other networks still run
                 print(f"!! {network.name} is left out: {exc}", flush=True)
     return [n for n in networks if not n.masks or (pipeline.run / n.masks).exists()]

@@ -29,7 +29,7 @@ from ..training.data import DataSpec
 from ..training.runs import RunOptions
 from ..training.train import TrainConfig
 from .config import PipelineConfig
-from .networks import Network, measure_networks, network_list, results_frame, stage
+from .networks import Network, measure_networks, network_list, results_frame, seed_folders, stage
 
 
 class Pipeline:
@@ -49,24 +49,29 @@ class Pipeline:
         return ChainSpace.from_json(self.run / "space.json").model
 
     @property
+    def weights(self) -> str:
+        """``[train] weights``, the shipped base resolved (a path, or "" to train from scratch)."""
+        weights = self.config.train.weights
+        return str(shipped_base(self.config.model)) if weights == SHIPPED else weights
+
+    @property
     def base(self) -> Path:
         """``[train] weights`` when it is a ``train`` checkpoint, else the run's own base training."""
-        weights = self.config.train.weights
+        weights = self.weights
         if weights and _is_checkpoint(weights):
             return Path(weights)
         return self.run / "base" / "last.pt"
 
-    def finetune_config(self) -> TrainConfig:
+    def finetune_config(self, seed: int) -> TrainConfig:
         """The schedule of every finetuned network: the shrunk ones and the pruned baseline."""
         f = self.config.finetune
         return TrainConfig(f.epochs, f.batch_size, f.lr, weight_decay=f.weight_decay, distill_weight=f.distill,
-                           seed=self.config.seed)
+                           seed=seed)
 
-    def train_config(self) -> TrainConfig:
+    def train_config(self, seed: int) -> TrainConfig:
         """The schedule of every network trained from the start: the base and the width baselines."""
         t = self.config.train
-        return TrainConfig(t.epochs, t.batch_size, t.lr, weight_decay=t.weight_decay, seed=self.config.seed,
-                           augment=t.augment)
+        return TrainConfig(t.epochs, t.batch_size, t.lr, weight_decay=t.weight_decay, seed=seed, augment=t.augment)
 
     # -- stages ---------------------------------------------------------------------------------
     def run_all(self) -> Path:
@@ -96,18 +101,18 @@ class Pipeline:
                                    f"its config.toml): use another --out, or delete the folder")
 
     def train_base(self) -> None:
-        weights = self.config.train.weights
+        weights = self.weights
         if weights and not Path(weights).exists():
             raise DepthshrinkError(f"[train] weights: {weights} does not exist")
         if weights and self.base == Path(weights):
             return  # a base checkpoint, used as it is
         # from scratch, or from a plain state_dict a user brings (e.g. ImageNet weights, torchvision keys)
-        self._train("base", self.run / "base", self.model(weights=weights or None))
+        self._train("base", self.run / "base", self.model(weights=weights or None), self.config.seed)
 
-    def _train(self, title: str, out: Path, model: ModelSpec) -> None:
+    def _train(self, title: str, out: Path, model: ModelSpec, seed: int) -> None:
         from ..training.runs import train_network
 
-        config = self.train_config()
+        config = self.train_config(seed)
         if _finished(out / "last.pt", config.epochs):
             return
         stage(f"{title}: train {model.name} x{model.width_mult} for {config.epochs} epoch(s)")
@@ -185,30 +190,37 @@ class Pipeline:
         from ..training.runs import finetune_network
         from .deploy import merge_checkpoint
 
-        config = self.finetune_config()
+        seeds = self.config.finetune.seeds
         for network in networks:
             if network.kind not in ("dp", "depthshrinker"):
                 continue
-            out = self.run / "finetune" / network.name
-            if not _finished(out / "last.pt", config.epochs):
-                stage(f"finetune {network.name}")
-                trained = finetune_network(self.run / network.masks, self.base, self.data, config,
-                                           RunOptions(out, resume=True), eval_images=1000)
-                print(f"held-out accuracy {trained.held_out_accuracy:.2%} (original {trained.reference_accuracy:.2%})")
+            folders = seed_folders(self.run / "finetune" / network.name, seeds)
+            for seed, out in zip(seeds, folders):
+                config = self.finetune_config(seed)
+                if not _finished(out / "last.pt", config.epochs):
+                    stage(f"finetune {network.name}" + (f", seed {seed}" if len(seeds) > 1 else ""))
+                    trained = finetune_network(self.run / network.masks, self.base, self.data, config,
+                                               RunOptions(out, resume=True), eval_images=1000)
+                    print(f"held-out accuracy {trained.held_out_accuracy:.2%} "
+                          f"(original {trained.reference_accuracy:.2%})")
             merged = self.run / "networks" / network.name
-            if not (merged / "merged.json").exists():
+            if not (merged / "merged.json").exists():  # the first seed's is the deployable network
                 stage(f"merge {network.name}")
-                merge_checkpoint(out / "last.pt", merged, measure=False)  # the measure stage times every network alike
+                merge_checkpoint(folders[0] / "last.pt", merged, measure=False)  # measured with the others
 
     def baselines(self, networks: list[Network]) -> None:
         from .pruning import train_pruned
 
+        b, f = self.config.baselines, self.config.finetune
         for network in networks:
+            folder = self.run / "baselines" / network.name
             if network.kind == "width":
-                self._train(network.name, self.run / "baselines" / network.name, self.model(network.width_mult))
-            elif network.kind == "pruned" and not _finished(self.run / "baselines" / network.name / "last.pt",
-                                                            self.config.finetune.epochs):
-                train_pruned(self, network)
+                for seed, out in zip(b.width_seeds, seed_folders(folder, b.width_seeds)):
+                    self._train(network.name, out, self.model(network.width_mult), seed)
+            elif network.kind == "pruned":
+                for seed, out in zip(f.seeds, seed_folders(folder, f.seeds)):
+                    if not _finished(out / "last.pt", f.epochs):
+                        train_pruned(self, network, seed, out)
 
     def measure(self, networks: list[Network]) -> None:
         from ..training.data import load_split, sample
@@ -247,6 +259,22 @@ def _data_source(source: str) -> str:
                       "uses SYNTHETIC data, its accuracies say nothing about real images", stacklevel=3)
         return "synthetic"
     return source
+
+
+SHIPPED = "shipped"
+SHIPPED_BASE = Path(__file__).resolve().parents[1] / "weights" / "mobilenet_v2_small_x0.5_fashion_mnist.pt"
+
+
+def shipped_base(model) -> Path:
+    """The base network that ships under ``weights/`` (its JSON says how it was trained), for the
+    model it was trained as: small-input MobileNetV2-0.5, 28x28 grey, 10 classes."""
+    if (model.name, model.width_mult, model.resolution, model.in_channels, model.num_classes) != \
+            ("mobilenet_v2_small", 0.5, 28, 1, 10):
+        raise DepthshrinkError("[train] weights = \"shipped\" is a small-input MobileNetV2-0.5 for 28x28 grey images "
+                               "and 10 classes: for another [model], set weights to \"\" (train one) or a file")
+    if not SHIPPED_BASE.exists():
+        raise DepthshrinkError(f"the shipped base {SHIPPED_BASE} is missing: set [train] weights = \"\" to train one")
+    return SHIPPED_BASE
 
 
 def _finished(checkpoint: Path, epochs: int) -> bool:

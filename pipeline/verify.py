@@ -78,7 +78,8 @@ def search_verified(problem: SearchProblem, budget: Budget, solve: Callable[[Sea
                        "measured_latency_ms": round(timing.latency_ms, 6),
                        "measured_p10_ms": round(timing.latency_p10_ms, 6),
                        "measured_p90_ms": round(timing.latency_p90_ms, 6),
-                       "kept_activations": result.masks.kept_activations})
+                       "kept_activations": result.masks.kept_activations,
+                       "segments": [list(s) for s in result.masks.segments]})
         progress(f"verify round {number}: search budget {search_ms:.3f} ms, predicted {predicted:.3f} ms, "
                  f"measured {timing.latency_ms:.3f} ms (p10-p90 {timing.latency_p10_ms:.3f}-"
                  f"{timing.latency_p90_ms:.3f}) against {target_ms:.3f} ms")

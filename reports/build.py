@@ -79,6 +79,10 @@ def _tradeoff_figures(report: Report, colours: dict[str, str]) -> None:
     if len(settings) > 1:
         report.notes["tradeoff"].append(f"{len(settings)} measurement settings: each has its own figures and "
                                         "its own Pareto front (latencies of different devices are not compared)")
+    from .compare import comparisons
+
+    for (run, setting), rows in report.table.groupby(["run", "setting"], sort=False):
+        report.notes["tradeoff"] += [f"{run}, {setting}: {line}" for line in comparisons(rows)]
 
 
 def _segment_figures(report: Report) -> None:

@@ -51,11 +51,14 @@ def tradeoff_plot(rows: pd.DataFrame, axis: str, title: str, colours: dict[str, 
     figure, axes = plt.subplots(figsize=FIGSIZE)
     for (run, kind), group in rows.groupby(["run", "kind"], sort=False):
         x, y = group[x_column].to_numpy(float), 100 * group["accuracy"].to_numpy(float)
+        se = 100 * group["accuracy_se"].fillna(0).to_numpy(float) if "accuracy_se" in group else None
         if axis == "latency":
             low = (group["latency_ms"] - group["latency_p10_ms"]).clip(lower=0).fillna(0)
             high = (group["latency_p90_ms"] - group["latency_ms"]).clip(lower=0).fillna(0)
-            axes.errorbar(x, y, xerr=[low.to_numpy(float), high.to_numpy(float)], fmt="none",
+            axes.errorbar(x, y, xerr=[low.to_numpy(float), high.to_numpy(float)], yerr=se, fmt="none",
                           ecolor=colours[run], alpha=0.5, linewidth=1, capsize=2)
+        elif se is not None and se.any():
+            axes.errorbar(x, y, yerr=se, fmt="none", ecolor=colours[run], alpha=0.5, linewidth=1, capsize=2)
         axes.scatter(x, y, marker=KIND_MARKERS.get(kind, "X"), s=KIND_SIZES.get(kind, 40),
                      color=colours[run], edgecolor="black", linewidth=0.5, zorder=3)
         for name, xi, yi in zip(group["network"], x, y):
@@ -65,7 +68,7 @@ def tradeoff_plot(rows: pd.DataFrame, axis: str, title: str, colours: dict[str, 
               drawstyle="steps-pre" if axis == "throughput" else "steps-post", zorder=2)
     _tradeoff_legend(axes, rows, colours)
     axes.set(xlabel="throughput (images/s)" if axis == "throughput" else "latency, median (ms; bars p10–p90)",
-             ylabel="test accuracy (%)", title=title)
+             ylabel="test accuracy (%; bars ±1 standard error over seeds)", title=title)
     axes.grid(alpha=0.3)
     save(figure, path)
     return len(rows)

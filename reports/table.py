@@ -13,7 +13,7 @@ import pandas as pd
 
 from .runs import SETTING_KEYS, RunFolder, setting_label
 
-NUMERIC_COLUMNS = ("latency_budget_ms", "predicted_latency_ms", "accuracy", "test_images", "latency_ms",
+NUMERIC_COLUMNS = ("latency_budget_ms", "predicted_latency_ms", "accuracy", "accuracy_se", "seeds", "test_images", "latency_ms",
                    "latency_p10_ms", "latency_p90_ms", "throughput_ips", "throughput_batch_size",
                    "parameters", "flops", "threads")
 
@@ -79,6 +79,13 @@ def _fixed(digits: int, scale: float = 1.0):
     return lambda v: "–" if pd.isna(v) else f"{v * scale:,.{digits}f}"
 
 
+def _accuracy(value, se, seeds) -> str:
+    """``90.12`` or, over several seeds, ``90.12 ± 0.05 (3)``: mean ± standard error (seeds)."""
+    if pd.isna(value):
+        return "–"
+    return f"{100 * value:.2f}" + ("" if pd.isna(se) else f" ± {100 * se:.2f} ({int(seeds)})")
+
+
 def _spread(row: pd.Series) -> str:
     low, high = row["latency_p10_ms"], row["latency_p90_ms"]
     return "–" if pd.isna(low) or pd.isna(high) else f"{low:.3f}–{high:.3f}"
@@ -87,7 +94,7 @@ def _spread(row: pd.Series) -> str:
 # column of the shown table -> heading in the page
 HEADINGS = {
     "run": "run", "network": "network", "kind": "kind", "budget": "budget", "device": "device",
-    "accuracy_pct": "accuracy (%)", "latency_ms": "latency median (ms)", "latency_p10_p90_ms": "p10–p90 (ms)",
+    "accuracy_pct": "accuracy (%, mean ± SE (seeds))", "latency_ms": "latency median (ms)", "latency_p10_p90_ms": "p10–p90 (ms)",
     "throughput_ips": "throughput (images/s)", "parameters": "parameters", "mflops": "FLOPs (M)",
     "utilisation_pct": "utilisation (%)", "predicted_latency_ms": "predicted latency (ms)",
     "pareto_latency": "Pareto (latency)", "pareto_throughput": "Pareto (throughput)",
@@ -99,7 +106,8 @@ def table_html(combined: pd.DataFrame) -> str:
     shown = pd.DataFrame({
         "run": combined["run"], "network": combined["network"], "kind": combined["kind"],
         "budget": combined["budget"], "device": combined["device"].replace("", "–"),
-        "accuracy_pct": combined["accuracy"].map(_fixed(2, 100.0)),
+        "accuracy_pct": [_accuracy(a, se, n) for a, se, n in zip(combined["accuracy"], combined["accuracy_se"],
+                                                                  combined["seeds"])],
         "latency_ms": combined["latency_ms"].map(_fixed(3)),
         "latency_p10_p90_ms": combined.apply(_spread, axis=1) if len(combined) else [],
         "throughput_ips": combined["throughput_ips"].map(_fixed(0)),

@@ -55,9 +55,12 @@ class ShrinkPlan:
     segments: tuple[SegmentPlan, ...]
 
 
-def example_input(space: ChainSpace) -> torch.Tensor:
+def example_input(space: ChainSpace, like: nn.Module | None = None) -> torch.Tensor:
+    """A zero image of the space's input size, on the device and in the dtype of ``like``'s weights."""
     info = space.model
-    return torch.zeros(1, info["in_channels"], info["height"], info["width"])
+    weight = next(like.parameters(), None) if like is not None else None
+    options = {"device": weight.device, "dtype": weight.dtype} if weight is not None else {}
+    return torch.zeros(1, info["in_channels"], info["height"], info["width"], **options)
 
 
 def retrace(model: nn.Module, space: ChainSpace) -> TracedChain:
@@ -65,7 +68,7 @@ def retrace(model: nn.Module, space: ChainSpace) -> TracedChain:
     info = space.model
     with warnings.catch_warnings():  # its barriers were reported when the space was traced
         warnings.simplefilter("ignore", UserWarning)
-        traced = trace_chain(model, example_input(space), stem_convs=info.get("stem_convs", 1),
+        traced = trace_chain(model, example_input(space, model), stem_convs=info.get("stem_convs", 1),
                              head_convs=info.get("head_convs", 1), strided_merge=space.strided_merge)
     here = traced.space.layers
     if len(here) != len(space.layers):

@@ -17,15 +17,19 @@ from .apply import PLAN_KEY, Align2d, SegmentPlan, ShrinkPlan
 
 
 def merge(shrunk: fx.GraphModule, tolerance: float = 1e-4) -> fx.GraphModule:
-    """A dense copy of ``shrunk`` (from :func:`apply_masks`), in eval mode: one conv per segment.
+    """A dense copy of ``shrunk`` (from :func:`apply_masks`), in eval mode: one conv per segment,
+    on the device and in the dtype of ``shrunk`` (the kernels are composed in float64 on the CPU).
 
     Refuses (``DepthshrinkError``) when the merged model's output differs from ``shrunk``'s by
-    more than ``tolerance`` (max |Δ| / max |output|, random input).
+    more than ``tolerance`` (max |Δ| / max |output|, random input, float32 on the CPU).
     """
     plan: ShrinkPlan | None = getattr(shrunk, "meta", {}).get(PLAN_KEY)
     if plan is None:
         raise DepthshrinkError("merge() takes the model returned by apply_masks()")
-    gm = copy.deepcopy(shrunk)
+    weight = next(shrunk.parameters(), None)
+    device, dtype = (weight.device, weight.dtype) if weight is not None else (torch.device("cpu"), torch.float32)
+    reference = copy.deepcopy(shrunk).to(device="cpu", dtype=torch.float32)
+    gm = copy.deepcopy(reference)
     nodes = {node.name: node for node in gm.graph.nodes}
     for segment in plan.segments:
         if segment.end - segment.start == 1 and not _plain(gm.get_submodule(
@@ -39,8 +43,8 @@ def merge(shrunk: fx.GraphModule, tolerance: float = 1e-4) -> fx.GraphModule:
     gm.delete_all_unused_submodules()
     gm.recompile()
     gm.meta[PLAN_KEY] = plan
-    _verify(copy.deepcopy(shrunk).eval(), gm.eval(), plan, tolerance)
-    return gm
+    _verify(reference.eval(), gm.eval(), plan, tolerance)
+    return gm.to(device=device, dtype=dtype)
 
 
 def _plain(conv: nn.Conv2d) -> bool:

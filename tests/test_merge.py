@@ -197,3 +197,22 @@ def test_merge_refuses_an_unknown_op_even_when_a_space_lets_a_span_cross_it():
     shrunk = depthshrink.apply_masks(model, lax, masks_for(lax, [(5, 9)], remove_all=True)).eval()
     with pytest.raises(DepthshrinkError, match="cannot merge through call_function stochastic_depth .*not linear"):
         depthshrink.merge(shrunk)
+
+
+def test_apply_and_merge_a_model_of_another_dtype_keep_its_dtype():
+    """The same code path as a model on a GPU (weights not on the CPU in float32): it used to fail
+    tracing (a float32 example against the model's weights) and composing kernels."""
+    import depthshrink
+    from depthshrink.contracts.masks import per_block_masks
+    from depthshrink.models import build_model
+
+    model = randomize(build_model("tiny_mobilenet"))
+    space = depthshrink.trace(model, torch.zeros(1, 3, 16, 16), model_info={"name": "tiny_mobilenet"})
+    double = model.double()
+    shrunk = depthshrink.apply_masks(double, space, per_block_masks(space)).eval()
+    merged = depthshrink.merge(shrunk)
+    assert all(p.dtype == torch.float64 for p in merged.parameters())
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        expected, got = shrunk(x), merged(x)
+    assert float((got - expected).abs().max() / expected.abs().max()) < 1e-5

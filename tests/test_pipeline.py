@@ -66,6 +66,7 @@ source = "synthetic"
 subset = 512
 test_images = 200
 [train]
+weights = ""  # trained here: the shipped base is the demo model's
 epochs = 1
 batch_size = 64
 [profile]

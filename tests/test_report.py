@@ -279,3 +279,34 @@ def test_chromium_loads_every_image(full_report, tmp_path):
     found = re.search(r'<pre id="check">CHECK images=(\d+) broken=(\d+)', result.stdout)
     assert found, result.stderr[-2000:]
     assert int(found.group(1)) == len(image_sources(page)) >= 9 and found.group(2) == "0"
+
+
+def test_gaps_are_called_only_beyond_two_standard_errors():
+    from depthshrink.reports.compare import comparisons, verdict
+
+    def row(network, kind, budget, accuracy, se, latency):
+        return {"network": network, "kind": kind, "budget": budget, "accuracy": accuracy, "accuracy_se": se,
+                "latency_ms": latency}
+
+    dp = pd.Series(row("dp-2x", "dp", "2x", 0.910, 0.001, 0.20))
+    assert "beyond 2 SE (0.28): dp-2x is more accurate" in verdict(dp, pd.Series(row("d", "depthshrinker", "2x",
+                                                                                       0.905, 0.001, 0.2)))
+    assert "within 2 SE (0.54): not called" in verdict(dp, pd.Series(row("w", "width", "", 0.905, 0.0025, 0.19)))
+    assert "no standard error (one seed): not called" in verdict(dp, pd.Series(row("p", "pruned", "", 0.8,
+                                                                                     float("nan"), 0.2)))
+    rows = pd.DataFrame([row("dp-2x", "dp", "2x", 0.91, 0.001, 0.20), row("dp-3x", "dp", "3x", 0.90, 0.001, 0.15),
+                         row("depthshrinker-2x", "depthshrinker", "2x", 0.90, 0.001, 0.21),
+                         row("width-0.35", "width", "", 0.895, 0.001, 0.16)])
+    lines = comparisons(rows)
+    assert len(lines) == 2 and lines[0].startswith("dp-2x") and lines[1].startswith("dp-3x 90.00% (0.150 ms) vs width")
+
+
+def test_the_table_shows_mean_and_standard_error_over_seeds():
+    from depthshrink.reports.table import table_html
+
+    frame = pd.DataFrame([{"run": "r", "network": "dp-2x", "kind": "dp", "budget": "2x", "device": "cpu",
+                           "accuracy": 0.91234, "accuracy_se": 0.0005, "seeds": 3, "latency_ms": 0.2,
+                           "latency_p10_ms": 0.19, "latency_p90_ms": 0.21, "throughput_ips": 5000.0,
+                           "parameters": 1000, "flops": 1e6, "utilisation_pct": 1.0, "predicted_latency_ms": 0.2,
+                           "pareto_latency": True, "pareto_throughput": True}])
+    assert "91.23 ± 0.05 (3)" in table_html(frame)
