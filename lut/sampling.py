@@ -15,12 +15,15 @@ def seed_order(candidates: pd.DataFrame, count: int) -> list[int]:
     """About ``count`` row positions spread evenly over log FLOPs, every kernel type included."""
     x = conv_features(candidates)
     order = np.argsort(x["log_flops"].to_numpy(), kind="stable")
-    picks = {int(order[round(i)]) for i in np.linspace(0, len(order) - 1, min(count, len(order)))}
+    spread = [int(order[round(i)]) for i in np.linspace(0, len(order) - 1, min(count, len(order)))]
+    kinds = []  # one row of each kernel type the spread sample misses: these are kept whatever the count
     for kind in ("pointwise", "dense_kxk", "depthwise"):
         rows = np.flatnonzero(x[kind].to_numpy() > 0)
-        if rows.size and not picks & set(rows.tolist()):
-            picks.add(int(rows[len(rows) // 2]))
-    return sorted(picks)[:count] if len(picks) > count else sorted(picks)
+        if rows.size and not set(spread) & set(rows.tolist()):
+            kinds.append(int(rows[len(rows) // 2]))
+    room = max(count - len(kinds), 0)
+    kept = [spread[round(i)] for i in np.linspace(0, len(spread) - 1, room)] if room < len(spread) else spread
+    return sorted(set(kept) | set(kinds))
 
 
 def most_uncertain(measured: pd.DataFrame, candidates: pd.DataFrame, count: int) -> list[int]:

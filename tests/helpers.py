@@ -13,6 +13,7 @@ from torch import nn
 
 from depthshrink.contracts.masks import Masks, per_block_masks
 from depthshrink.contracts.space import ChainSpace
+from depthshrink.models.trace import trace
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -137,3 +138,11 @@ def torchrun(args: list[str], timeout_s: int = 300, processes: int = 2) -> subpr
             break
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def tiny_space():
+    """tiny_mobilenet at 16 px and its chain space (the profiler tests' network)."""
+    from depthshrink.models import build_model
+
+    model = build_model("tiny_mobilenet").eval()
+    return model, trace(model, torch.zeros(1, 3, 16, 16), model_info={"name": "tiny_mobilenet"})

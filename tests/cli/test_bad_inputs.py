@@ -12,7 +12,7 @@ import torch
 
 from depthshrink.cli.main import main
 
-LUT_28 = Path(__file__).parents[1] / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
+LUT_28 = Path(__file__).parents[2] / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
 MODEL = ["--model", "mobilenet_v2_small", "--width-mult", "0.5", "--resolution", "28", "--in-channels", "1",
          "--num-classes", "10"]
 

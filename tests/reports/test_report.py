@@ -19,7 +19,7 @@ from depthshrink.reports.runs import load_run
 from depthshrink.reports.search_plots import segment_pieces
 from depthshrink.reports.table import pareto_optimal, utilisation_pct
 
-LUT = Path(__file__).resolve().parents[1] / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
+LUT = Path(__file__).resolve().parents[2] / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CPU = {"device": "cpu-amd-epyc", "backend": "onnxruntime", "threads": 1, "peak_flops_per_s": 2.3e11,
        "host": "vm", "tool_version": "1.32.0", "measured_at": "2026-12-01T10:00:00+00:00"}

@@ -1,6 +1,6 @@
 """The TensorRT backend through strict stand-ins of tensorrt, pycuda and cuda-python
 (:mod:`gpu_standins`); the same conformance test runs against the real ones on a GPU box
-(tests/test_profiler.py, marked tensorrt)."""
+(tests/profiler/test_profiler.py, marked tensorrt)."""
 
 import numpy as np
 import pytest

@@ -78,7 +78,7 @@ bn_images = 128
 held_out_images = 100
 [search]
 budgets = ["1x", "1.03x"]  # 28 px: the tiny net merges to ~1.08x at most
-verify = false  # µs-scale networks on a loaded machine (verification: tests/test_verify.py)
+verify = false  # µs-scale networks on a loaded machine (verification: tests/pipeline/test_verify.py)
 [finetune]
 epochs = 1
 batch_size = 64

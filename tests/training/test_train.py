@@ -17,7 +17,7 @@ from depthshrink.training.data import synthetic
 from depthshrink.training.train import TrainConfig, load_checkpoint, train
 
 CONFIG = TrainConfig(epochs=2, batch_size=16, lr=0.1)
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # helpers.py, for the torchrun scripts
 
 DDP_SCRIPT = """
 import sys, torch
