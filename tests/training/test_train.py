@@ -229,3 +229,32 @@ def test_ema_weights_are_averaged_saved_and_resumed(tmp_path, monkeypatch):
     with pytest.raises(DepthshrinkError, match="EMA decay"):
         train(TinyNet(), data, TrainConfig(epochs=1, batch_size=16, ema_decay=1.5), tmp_path / "bad", progress=False,
               device="cpu")
+
+
+def test_training_leaves_the_callers_teacher_and_model_types_as_they_were(tmp_path):
+    """The work runs on copies on the training device: the teacher is read, never put in eval mode
+    or moved (on a GPU it was moved, and the student's BatchNorms swapped for SyncBatchNorm, in place)."""
+    from depthshrink.models import build_model
+
+    torch.manual_seed(0)
+    student, teacher = build_model("tiny_mobilenet", in_channels=1, num_classes=10), TinyNet()
+    teacher.train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    data = synthetic(64, seed=3)
+    trained = train(student, data, TrainConfig(epochs=1, batch_size=16, lr=0.1, distill_weight=0.5), tmp_path,
+                    teacher=_Adapter(teacher), progress=False, device="cpu")
+    assert trained is student and teacher.training
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert {type(m) for m in student.modules()} == {type(m) for m in build_model("tiny_mobilenet").modules()}
+    assert all(p.is_contiguous() for p in student.parameters())
+
+
+class _Adapter(torch.nn.Module):
+    """TinyNet as a teacher of the 10-class tiny_mobilenet (same output size)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
