@@ -72,23 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _one(device, args: argparse.Namespace, out: Path, frontier: Path) -> int:
-    from ..search.api import single_masks, solver, write_frontier
+    from ..pipeline.verify import search_one_device
+    from ..search.api import write_frontier
 
-    solve = solver(args.method)
-    verified = None
-    if args.verify:
-        from ..pipeline.verify import check_same_machine, network_timer, search_verified
-
-        check_same_machine(device.problem.setting)
-        verified = search_verified(device.problem, device.budget, solve,
-                                   network_timer(device.problem.space, device.problem.setting),
-                                   args.verify_rounds)
-        result = verified.result
-    else:
-        result = solve(device.problem, device.budget)
-    masks = single_masks(result, device)
-    if verified is not None:
-        masks.extra.update(verified.record())
+    result, masks, verified = search_one_device(device, args.method, args.verify, args.verify_rounds)
     masks.to_json(out)
     if result.frontier:
         write_frontier(result, device.problem, frontier)

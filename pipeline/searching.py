@@ -41,22 +41,12 @@ def search_networks(pipeline, networks: list[Network]) -> list[Network]:
                 print(f"!! {network.name} is left out: {exc}", flush=True)
     return [n for n in networks if not n.masks or (pipeline.run / n.masks).exists()]
 
+
 def _search_one(pipeline, network: Network, device) -> None:
-    from ..search.api import single_masks, solver, write_frontier
+    from ..search.api import write_frontier
+    from .verify import search_one_device
 
-    solve = solver(network.kind)
-    verified = None
-    if pipeline.config.search.verify:
-        from .verify import network_timer, search_verified
-
-        verified = search_verified(device.problem, device.budget, solve,
-                                   network_timer(device.problem.space, device.problem.setting))
-        result = verified.result
-    else:
-        result = solve(device.problem, device.budget)
-    masks = single_masks(result, device)
-    if verified is not None:
-        masks.extra.update(verified.record())
+    result, masks, verified = search_one_device(device, network.kind, pipeline.config.search.verify)
     masks.to_json(pipeline.run / network.masks)
     if result.frontier:
         write_frontier(result, device.problem, (pipeline.run / network.masks).with_suffix(".frontier.csv"))

@@ -92,6 +92,26 @@ def search_verified(problem: SearchProblem, budget: Budget, solve: Callable[[Sea
     return verified  # not met within the rounds: the caller says so (the masks file records every round)
 
 
+def search_one_device(device, method: str, verify: bool, rounds: int = MAX_ROUNDS):
+    """(search result, masks, :class:`VerifiedSearch` or None) of one device's problem
+    (:class:`..search.api.DeviceProblem`): solved by ``method``, and with ``verify`` measured on this
+    machine and tightened until it keeps the budget (the masks then record every round)."""
+    from ..search.api import single_masks, solver
+
+    solve, verified = solver(method), None
+    if verify:
+        check_same_machine(device.problem.setting)
+        verified = search_verified(device.problem, device.budget, solve,
+                                   network_timer(device.problem.space, device.problem.setting), rounds)
+        result = verified.result
+    else:
+        result = solve(device.problem, device.budget)
+    masks = single_masks(result, device)
+    if verified is not None:
+        masks.extra.update(verified.record())
+    return result, masks, verified
+
+
 def network_timer(space, setting: dict, protocol: TimingProtocol | None = None) -> Callable[[SearchResult], Timing]:
     """Times the network a search result describes: the model of ``space`` (its weights do not
     change its latency), activations removed and segments merged as the masks say, at the table's
