@@ -60,7 +60,9 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def setting_filters(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in ("device", "backend", "precision", "batch_size", "threads")}
+    from ..contracts.setting import SETTING_COLUMNS
+
+    return {k: getattr(args, k) for k in SETTING_COLUMNS}
 
 
 def model_spec(args: argparse.Namespace):

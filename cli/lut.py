@@ -15,12 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..contracts.files import write_atomic
+    from ..contracts.setting import SETTING_COLUMNS
     from ..lut.table import merge_luts
 
     frame, duplicates = merge_luts(args.tables)
     out = Path(args.out)
     write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
-    settings = frame.groupby(["device", "backend", "precision", "batch_size"], dropna=False).size()
+    settings = frame.groupby(list(SETTING_COLUMNS), dropna=False).size()
     print(f"{len(frame)} rows from {len(args.tables)} tables ({duplicates} duplicates dropped) -> {out}")
     print(settings.rename("rows").to_string())
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .table import SETTING_COLUMNS, is_corpus
+from ..contracts.setting import SETTING_COLUMNS
+from .table import is_corpus
 
 
 def settings_of(frame: pd.DataFrame) -> list[dict]:

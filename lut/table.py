@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..contracts.files import append_csv_line, cut_torn_line
+from ..contracts.setting import SETTING_COLUMNS
 from ..contracts.space import ChainSpace, ConvShape
 from ..errors import DepthshrinkError
 
@@ -38,7 +39,6 @@ REQUIRED = ["device", "backend", "precision", "batch_size", "op", "in_channels",
             "kernel_size", "stride", "groups", "height", "width", "activation", "latency_ms"]
 SHAPE_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width",
                  "padding"]
-SETTING_COLUMNS = ["device", "backend", "precision", "batch_size", "threads"]
 NONE = "none"  # the activation column for "no activation"
 CORPUS = "corpus"  # the model column of conv rows from a device corpus: they train the predictor only
 

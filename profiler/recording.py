@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from ..contracts.setting import SETTING_COLUMNS
 from ..lut.table import CORPUS as CORPUS_LABEL
-from ..lut.table import SETTING_COLUMNS, LutWriter, row_key
+from ..lut.table import LutWriter, row_key
 from .base import Backend, CacheFlush, Workload
 from .bundle import Bundle, Entry
 from .pass_log import PassLog

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..contracts.files import write_json_atomic
+from ..contracts.setting import SETTING_COLUMNS
 from ..errors import DepthshrinkError
 from ..lut.lookup import span_latencies
-from ..lut.table import SETTING_COLUMNS, LatencyTable
+from ..lut.table import LatencyTable
 from .base import Backend
 from .bundle import Bundle, Entry
 from .recording import NetworkTimes, NetworkTiming, Settings, setting_of, timings, workload_of

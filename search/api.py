@@ -15,9 +15,10 @@ import pandas as pd
 
 from ..contracts.files import write_atomic
 from ..contracts.masks import Masks
+from ..contracts.setting import SETTING_COLUMNS
 from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
-from ..lut.table import SETTING_COLUMNS, LatencyTable, image_of
+from ..lut.table import LatencyTable, image_of
 from .budget import Budget
 from .calibration import Calibration, calibrated, fit_calibration, read_validation
 from .problem import SearchProblem, build_problem

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..contracts.setting import setting_label
 from ..errors import DepthshrinkError, OutOfReach
 from .budget import Budget
 from .pareto import ParetoDP, non_dominated, split_fronts
@@ -216,9 +217,7 @@ def _labels(problems: Sequence[SearchProblem]) -> list[str]:
     labels = []
     for d, p in enumerate(problems, start=1):
         s = p.setting
-        parts = [str(s[k]) for k in ("device", "backend", "precision") if s.get(k)]
-        parts += [f"b{s['batch_size']}"] if s.get("batch_size") else []
-        label = " ".join(parts) or f"device {d}"
+        label = setting_label(s) or f"device {d}"
         labels.append(label if label not in labels else f"{label} #{d}")
     return labels
 

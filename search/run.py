@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..contracts.masks import Masks, per_block_masks
+from ..contracts.setting import SETTING_COLUMNS
 from ..errors import OutOfReach
 from .budget import Budget
 from .dp import Segment, Solution, TwoStageDP, fastest_splits
@@ -113,7 +114,7 @@ def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method:
     predicted = sorted({s for s in spans if problem.span_source.get(s, "").startswith("predicted")})
     extrapolated = sorted({s for s in spans if problem.span_source.get(s) == "predicted (extrapolated)"})
     extra = {
-        **{k: problem.setting.get(k) for k in ("device", "backend", "precision", "batch_size", "threads")},
+        **{k: problem.setting.get(k) for k in SETTING_COLUMNS},
         "method": method, "latency_budget_ms": round(budget_ms, 6), "predicted_latency_ms": round(latency, 6),
         "original_latency_ms": round(problem.original_ms, 6), "objective": solution.importance,
         "latency_discretisation": {"step_ms": step_ms, "rounding": "each segment rounded up to the grid"}
