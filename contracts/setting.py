@@ -3,7 +3,7 @@ thread count. Every row of a LUT names it; a table used for a search holds one."
 
 from __future__ import annotations
 
-SETTING_COLUMNS = ("device", "backend", "precision", "batch_size", "threads")
+SETTING_COLUMNS = ["device", "backend", "precision", "batch_size", "threads"]
 
 
 def setting_label(setting: dict) -> str:

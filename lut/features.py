@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .device import DeviceSpec, spec_for_device
-from .models import CHANNEL_BLOCKS, EXTRA
+from .regressors import CHANNEL_BLOCKS, EXTRA
 
 
 def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:

@@ -18,7 +18,7 @@ import pandas as pd
 from .._imports import lazy_import
 from .device import GENERIC_GPU, DeviceSpec
 from .gpu_features import GPU_COUNTS, gpu_counts, gpu_log_features
-from .models import EXTRA, GaussianResidual, _PlusGP
+from .regressors import EXTRA, GaussianResidual, _PlusGP
 
 # the GP's inputs: the channel fills and the 256-wide tile's waves cost it 1-3 s a fit and lost
 # 0-8 points within ±10% on the H100 tables (the boosted trees keep them)

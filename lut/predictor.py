@@ -4,7 +4,7 @@ without pickles: it is refit from the LUT CSV in seconds whenever it is needed).
 Features per configuration: FLOPs, parameters, input/output/weight bytes, arithmetic intensity,
 channels, kernel, stride, groups (depthwise or dense), spatial size, batch, activation, residual
 add and how the channels fill 8/16-wide SIMD blocks; the target is log latency. The models
-(:mod:`.models`): a linear model on log features and an additive model of work counts per kind
+(:mod:`.regressors`): a linear model on log features and an additive model of work counts per kind
 of CPU kernel (:mod:`.workcount`), each alone and with a Gaussian process on what it misses, the
 two GPs' average, a random forest and gradient boosting, compared by grouped cross-validation
 (near-duplicate shapes share a fold); the best is kept. Rows of a device corpus
@@ -27,7 +27,7 @@ from ..errors import DepthshrinkError
 from .device import DeviceSpec, spec_for_device
 from .features import Evaluation, conv_features, score, table_device
 from .gpu_models import GpuCounts, GpuCountsPlusBoosting, GpuCountsPlusGP
-from .models import EXTRA, Averaged, LinearPlusGP, WorkCounts, WorkCountsPlusGP, linear_log
+from .regressors import EXTRA, Averaged, LinearPlusGP, WorkCounts, WorkCountsPlusGP, linear_log
 from .table import is_corpus
 from .transfer_model import TransferModel, prior_columns
 

@@ -27,8 +27,8 @@ import pandas as pd
 from .device import DeviceSpec
 from .features import Evaluation, conv_features, score, table_device
 from .gpu_models import GpuCounts
-from .models import WorkCounts
 from .predictor import LatencyPredictor
+from .regressors import WorkCounts
 from .table import LatencyTable, is_corpus
 
 SHIPPED = Path(__file__).parent

@@ -13,7 +13,7 @@ from .._imports import lazy_import
 from ..errors import DepthshrinkError
 from .device import GENERIC_GPU, DeviceSpec
 from .gpu_models import GpuCounts
-from .models import EXTRA, WorkCounts
+from .regressors import EXTRA, WorkCounts
 
 MIN_TRANSFER_ROWS = 5
 ALPHAS = np.logspace(-3, 2, 12)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .layers import ConvBNActivation
+
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round ``value`` to a multiple of ``divisor``, never dropping below 90% (torchvision's rule)."""
@@ -56,20 +58,6 @@ IMAGENET_STAGES = (
     StageSpec(6, 160, 3, 2),
     StageSpec(6, 320, 1, 1),
 )
-
-
-class ConvBNActivation(nn.Sequential):
-    """conv → BN → ReLU6; indices 0/1/2 as in torchvision's ``Conv2dNormActivation``."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
-                      groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU6(inplace=True),
-        )
-        self.out_channels = out_channels
 
 
 class InvertedResidual(nn.Module):

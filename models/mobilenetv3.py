@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .layers import ConvBNActivation
 from .mobilenetv2 import init_weights, make_divisible
 
 
@@ -38,18 +39,10 @@ SMALL = [BlockSpec(*spec) for spec in [
     (96, 5, 576, 96, True, True, 1), (96, 5, 576, 96, True, True, 1)]]
 
 
-class ConvBNActivation(nn.Sequential):
-    """conv → BN → activation (none for projections); indices 0/1/2 as in torchvision."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                 activation: type[nn.Module] | None = nn.ReLU) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
-                      bias=False),
-            nn.BatchNorm2d(out_channels, eps=0.001, momentum=0.01)]
-        if activation is not None:
-            layers.append(activation(inplace=True))
-        super().__init__(*layers)
+def _conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
+             activation: type[nn.Module] | None = nn.ReLU) -> ConvBNActivation:
+    """conv → BN (torchvision MobileNetV3's eps and momentum) → activation (none for projections)."""
+    return ConvBNActivation(in_channels, out_channels, kernel_size, stride, groups, activation, eps=0.001, momentum=0.01)
 
 
 class SqueezeExcitation(nn.Module):
@@ -75,11 +68,11 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = spec.stride == 1 and in_channels == out_channels
         layers: list[nn.Module] = []
         if expanded != in_channels:
-            layers.append(ConvBNActivation(in_channels, expanded, 1, activation=activation))
-        layers.append(ConvBNActivation(expanded, expanded, spec.kernel_size, spec.stride, expanded, activation))
+            layers.append(_conv_bn(in_channels, expanded, 1, activation=activation))
+        layers.append(_conv_bn(expanded, expanded, spec.kernel_size, spec.stride, expanded, activation))
         if spec.squeeze_excite:
             layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4)))
-        layers.append(ConvBNActivation(expanded, out_channels, 1, activation=None))
+        layers.append(_conv_bn(expanded, out_channels, 1, activation=None))
         self.block = nn.Sequential(*layers)
         self.out_channels = out_channels
 
@@ -97,10 +90,10 @@ class MobileNetV3(nn.Module):
                  in_channels: int = 3, dropout: float = 0.2) -> None:
         super().__init__()
         first = make_divisible(16 * width_mult)
-        layers: list[nn.Module] = [ConvBNActivation(in_channels, first, 3, 2, activation=nn.Hardswish)]
+        layers: list[nn.Module] = [_conv_bn(in_channels, first, 3, 2, activation=nn.Hardswish)]
         layers += [InvertedResidual(spec, width_mult) for spec in specs]
         last_in = make_divisible(specs[-1].out_channels * width_mult)
-        layers.append(ConvBNActivation(last_in, 6 * last_in, 1, activation=nn.Hardswish))
+        layers.append(_conv_bn(last_in, 6 * last_in, 1, activation=nn.Hardswish))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         last_channel = make_divisible(last_channel * width_mult)

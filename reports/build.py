@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import DepthshrinkError
 from .contents import PREDICTOR_FOLDS, Report
 from .plots import additivity_plot, additivity_points, parity_plot, run_colours, tradeoff_plot
-from .runs import RunFolder, load_runs, setting_label, slug
+from .runs import RunFolder, file_name, load_runs, setting_label
 from .search_plots import frontier_plot, segment_bars_plot, segment_pieces
 from .table import combine_results
 
@@ -64,7 +64,7 @@ def _tradeoff_figures(report: Report, colours: dict[str, str]) -> None:
         batch_text = f"batch {', '.join(str(int(b)) for b in batch)}" if len(batch) else "batch size not recorded"
         for axis, what, front in (("throughput", "throughput", "at least that throughput"),
                                   ("latency", "latency", "at most that latency")):
-            name = f"accuracy_{axis}_{slug(setting)}.png"
+            name = f"accuracy_{axis}_{file_name(setting)}.png"
             title = f"Accuracy vs {what}\n{setting}"
             if tradeoff_plot(rows, axis, title, colours, report.out_dir / name) == 0:
                 report.notes["tradeoff"].append(f"{setting}: no network has both accuracy and {what}; "
@@ -101,7 +101,7 @@ def _segment_figures(report: Report) -> None:
             if not skipped:
                 report.notes["segments"].append(f"{run.name}: no masks files (search/*.json); no segment figure")
             continue
-        name = f"segments_{slug(run.name)}.png"
+        name = f"segments_{file_name(run.name)}.png"
         title = f"{run.name}: predicted latency per segment\n{setting_label(*_run_setting(run))}"
         segment_bars_plot(bars, title, report.out_dir / name)
         kernel_note = "" if run.space is not None else " (space.json missing: merged kernel sizes unknown)"
@@ -120,7 +120,7 @@ def _run_setting(run: RunFolder) -> tuple:
 
 def _frontier_figures(report: Report) -> None:
     for run in report.runs:
-        name = f"frontier_{slug(run.name)}.png"
+        name = f"frontier_{file_name(run.name)}.png"
         title = f"{run.name}: search frontier\n{setting_label(*_run_setting(run))}"
         if frontier_plot(run, title, report.out_dir / name) == 0:
             report.notes["frontier"].append(f"{run.name}: no search/*.frontier.csv; no frontier figure")
@@ -138,7 +138,7 @@ def _additivity_figures(report: Report, colours: dict[str, str]) -> None:
                                           "measured latency; no additivity figure")
         return
     for setting, group in points.groupby("setting", sort=False):
-        name = f"additivity_{slug(setting)}.png"
+        name = f"additivity_{file_name(setting)}.png"
         title = f"Sum of LUT rows vs measured latency\n{setting}"
         additivity_plot(group, title, colours, report.out_dir / name)
         error = group["error_pct"].abs()
@@ -180,7 +180,7 @@ def _parity_figure(report: Report, run: RunFolder, setting: dict, several: bool)
         report.notes["parity"].append(f"{run.name}: no parity plot: {exc}")
         return
     where = f"{setting.get('device')}, batch {setting.get('batch_size')}"
-    name = f"parity_{slug(run.name)}" + (f"_{slug(where)}" if several else "") + ".png"
+    name = f"parity_{file_name(run.name)}" + (f"_{file_name(where)}" if several else "") + ".png"
     title = f"{run.name}: latency predictor, held out" + (f" ({where})" if several else "")
     parity_plot(best, table.setting, report.out_dir / name)
     report.add("parity", name, title,

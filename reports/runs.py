@@ -201,6 +201,6 @@ def _number(value) -> float | None:
     return None if math.isnan(number) else number
 
 
-def slug(text: str) -> str:
+def file_name(text: str) -> str:
     """A file-name-safe version of ``text``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "x"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from depthshrink.lut.features import conv_features
-from depthshrink.lut.models import EXTRA, WorkCounts
+from depthshrink.lut.regressors import EXTRA, WorkCounts
 from depthshrink.lut.workcount import COUNT_COLUMNS, conv_path, valid_taps, work_counts
 
 
