@@ -19,15 +19,29 @@ def span_latencies(table: LatencyTable, spans: dict, use_predictor: bool = True)
     source = {key: MEASURED for key, value in latency.items() if value is not None}
     missing = [key for key, value in latency.items() if value is None]
     if missing and use_predictor:
-        from .predictor import LatencyPredictor
-        from .transfer import priors_for
-
-        predictor = LatencyPredictor(table.frame, priors=priors_for(table.frame))  # few rows: other tables help
+        predictor = predictor_for(table.frame)
         rows = pd.DataFrame([_fields(spans[key], table.setting.get("batch_size") or 1) for key in missing])
         predicted, extrapolated = predictor.predict(rows)
         for key, value, outside in zip(missing, predicted, extrapolated):
             latency[key], source[key] = float(value), EXTRAPOLATED if outside else PREDICTED
     return latency, source
+
+
+def predictor_for(frame: pd.DataFrame):
+    """The latency predictor of a one-setting table (few own rows: other tables' priors help), fitted
+    once per process for the same rows (a pipeline looks the same table up for every network, and
+    its report shows the same cross-validation)."""
+    key = int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum())
+    if key not in _PREDICTORS:
+        from .predictor import LatencyPredictor
+        from .transfer import priors_for
+
+        _PREDICTORS.clear()  # one table at a time is what a process uses
+        _PREDICTORS[key] = LatencyPredictor(frame, priors=priors_for(frame))
+    return _PREDICTORS[key]
+
+
+_PREDICTORS: dict[int, object] = {}
 
 
 def _fields(span: Span, batch_size: int) -> dict:

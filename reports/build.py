@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DepthshrinkError
-from .contents import PREDICTOR_FOLDS, Report
+from ..lut.predictor import FOLDS as PREDICTOR_FOLDS
+from .contents import Report
 from .plots import additivity_plot, additivity_points, parity_plot, run_colours, tradeoff_plot
 from .runs import RunFolder, file_name, load_runs, setting_label
 from .search_plots import frontier_plot, segment_bars_plot, segment_pieces
@@ -170,12 +171,12 @@ def _parity_figures(report: Report) -> None:
 
 
 def _parity_figure(report: Report, run: RunFolder, setting: dict, several: bool) -> None:
-    from ..lut.predictor import cross_validate
+    from ..lut.lookup import predictor_for
     from ..lut.table import LatencyTable
 
     try:
         table = LatencyTable.read(run.lut_path).select(**setting)
-        best = cross_validate(table.frame, PREDICTOR_FOLDS)[0]
+        best = predictor_for(table.frame).evaluations[0]  # the search's own predictor, fitted once
     except DepthshrinkError as exc:
         report.notes["parity"].append(f"{run.name}: no parity plot: {exc}")
         return

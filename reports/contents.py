@@ -17,7 +17,6 @@ SECTIONS = {
     "additivity": "4. LUT additivity: predicted vs measured whole-network latency",
     "parity": "5. The latency predictor",
 }
-PREDICTOR_FOLDS = 5
 
 
 @dataclass
