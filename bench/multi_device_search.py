@@ -32,7 +32,7 @@ from depthshrink.search.run import solve_dp
 
 ROOT = Path(depthshrink.__file__).parent
 CPU_LUT = ROOT / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
-H100_LUT = ROOT / "lut" / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv"
+H100_LUT = ROOT / "lut" / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_tf32.csv"
 BUDGETS = ["1.4x", "2.0x"]
 
 

@@ -168,14 +168,14 @@ def section_timing() -> None:
     space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})
     spans = pd.DataFrame([c.lut_fields() for c in span_candidates(space).values()])
     corpus = LatencyTable.read(SHIPPED / "corpus_224_b1_onnxruntime_cpu.csv").frame
-    b1 = LatencyTable.read(SHIPPED / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv").frame
+    b1 = LatencyTable.read(SHIPPED / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_tf32.csv").frame
     b1 = b1[b1["op"] == "conv"]
     # CPU: 60 real corpus rows of the same machine as table rows; GPU: timing only (60 batch-1 rows relabelled)
     cases = {
         "CPU 224 px + 60 corpus rows": two_hundred_rows(SHIPPED / "mobilenet_v2_224_b1_onnxruntime_cpu.csv",
                                                         corpus[corpus["op"] == "conv"].assign(model="")),
         "H100 batch 32 + 60 rows (timing only)": two_hundred_rows(
-            SHIPPED / "h100_torch_eager" / "mobilenet_v2_224_b32_torch_h100_fp32.csv",
+            SHIPPED / "h100_torch_eager" / "mobilenet_v2_224_b32_torch_h100_tf32.csv",
             b1.assign(batch_size=32, height=b1["height"] * 2, width=b1["width"] * 2)),
     }
     print(f"\n4. choose, fit and predict all {len(spans)} spans for a 200-row table (target < 10 s on 2 cores)")

@@ -95,18 +95,28 @@ def cut_torn_line(path: Path) -> bytes:
 
 
 class FileLock:
-    """An exclusive lock on ``path`` itself (created if absent) for as long as the block runs: a
-    second process is refused at once, with a line naming the file, rather than interleaving its
-    writes (``flock``: released by the system if the holder dies)."""
+    """An exclusive lock on ``path`` itself (created if absent, removed again if the block leaves it
+    empty) for as long as the block runs: a second process is refused at once, with a line naming
+    the file, rather than interleaving its writes (``flock``: released by the system if the holder
+    dies). A block inside another of the same process on the same path just runs."""
+
+    _held: dict[Path, int] = {}  # paths this process holds, with how many blocks hold each
 
     def __init__(self, path: str | os.PathLike, what: str) -> None:
-        self.path, self.what, self.fd = Path(path), what, None
+        self.path, self.what, self.fd, self.created = Path(path), what, None, False
 
     def __enter__(self) -> FileLock:
         import fcntl
 
+        key = self.path.resolve()
+        if key in FileLock._held:  # this process holds it already (an outer block): nested, not refused
+            FileLock._held[key] += 1
+            return self
+        if self.path.is_dir():
+            raise DepthshrinkError(f"cannot write {self.path}: it is a folder")
         if not self.path.parent.is_dir():
             raise DepthshrinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        self.created = not self.path.exists()
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -115,9 +125,15 @@ class FileLock:
             self.fd = None
             raise DepthshrinkError(f"{self.path} is being written by another process ({self.what}): wait for it "
                                    "to finish, or write to another file") from None
+        FileLock._held[key] = 1
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the lock
+        key = self.path.resolve()
+        FileLock._held[key] -= 1
+        if FileLock._held[key] == 0:
+            del FileLock._held[key]
+            if self.created and self.path.stat().st_size == 0:  # a block that wrote nothing leaves nothing
+                self.path.unlink()
+            os.close(self.fd)  # closing the descriptor releases the lock (after the unlink: no one else took it)
             self.fd = None

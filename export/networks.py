@@ -114,12 +114,13 @@ def time_network(model: nn.Module, input_shape: tuple[int, ...], setting: dict, 
 
     backend_name = setting.get("backend")
     if backend_name == "onnxruntime":
+        from ..profiler.base import CacheFlush
         from ..profiler.onnxruntime import OnnxRuntimeBackend
 
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "network.onnx"
             export_onnx(model, torch.zeros(input_shape), path)
-            backend = OnnxRuntimeBackend(int(setting.get("threads") or 1), cache_flush=False)
+            backend = OnnxRuntimeBackend(int(setting.get("threads") or 1), cache_flush=CacheFlush.OFF)
             return backend.time(Workload("network", {"input": list(input_shape)}, path), protocol)
     if backend_name == "torch":
         from ..profiler.devices import resolve_gpu

@@ -204,6 +204,12 @@ class LatencyTable:
                                        f"choose one with --{column.replace('_', '-')}")
             chosen = value if value is not None else (present[0] if present else None)
             setting[column] = int(chosen) if column in ("batch_size", "threads") and chosen is not None else chosen
+        methods = sorted({str(v) for v in frame["timing_method"].dropna()} - {""})
+        if len(methods) > 1:
+            raise DepthshrinkError(f"the LUT's rows of this setting were timed in several ways ({', '.join(methods)}): "
+                                   "a table must be timed one way; profile the others into another LUT")
+        if methods:
+            setting["timing_method"] = methods[0]  # how its networks are timed again (search --verify)
         return LatencyTable(frame, setting)
 
     def conv_latency_ms(self, shape: ConvShape, activation: str | None, residual_add: bool) -> float | None:

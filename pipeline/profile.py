@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..contracts.files import FileLock
 from ..errors import DepthshrinkError
 from ..profiler.base import CacheFlush
 from ..profiler.factory import BackendOptions, backend_factory
@@ -71,7 +72,7 @@ def profile_device(job: ProfileJob, options: BackendOptions) -> Profiled:
     if Path(job.lut).is_file():
         check_lut_header(job.lut)  # a foreign file is refused before any slow export
     auto_flush = options.backend_name == "onnxruntime" and options.cache_flush is CacheFlush.AUTO
-    with tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
+    with FileLock(job.lut, "a profiling session"), tempfile.TemporaryDirectory(prefix="depthshrink-bundle-") as scratch:
         bundle, modules = _bundle(job, bundle, scratch, networks=job.validate or auto_flush)
         backend = make_backend()  # after the export: a GPU context is held only while timing
         try:

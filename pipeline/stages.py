@@ -18,7 +18,6 @@ Run folder (field names fixed; the report reads them)::
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -30,12 +29,13 @@ from ..training.runs import RunOptions
 from ..training.train import TrainConfig
 from .config import PipelineConfig
 from .networks import Network, measure_networks, network_list, results_frame, seed_folders, stage
+from .runfolder import SHIPPED_WEIGHTS, data_source, finished, is_checkpoint, measured, shipped_base
 
 
 class Pipeline:
     def __init__(self, config: PipelineConfig, run_dir: str | Path) -> None:
         self.config, self.run = config, Path(run_dir)
-        self.config.data.source = _data_source(config.data.source)  # what is used, recorded in config.toml
+        self.config.data.source = data_source(config.data.source)  # what is used, recorded in config.toml
         self.data = DataSpec(config.data.source, config.data.subset or None)
 
     # -- what the stages share ------------------------------------------------------------------
@@ -52,13 +52,16 @@ class Pipeline:
     def weights(self) -> str:
         """``[train] weights``, the shipped base resolved (a path, or "" to train from scratch)."""
         weights = self.config.train.weights
-        return str(shipped_base(self.config.model)) if weights == SHIPPED else weights
+        if weights != SHIPPED_WEIGHTS:
+            return weights
+        shipped = shipped_base(self.config.model)
+        return str(shipped) if shipped is not None else ""  # another [model]: its base is trained here
 
     @property
     def base(self) -> Path:
         """``[train] weights`` when it is a ``train`` checkpoint, else the run's own base training."""
         weights = self.weights
-        if weights and _is_checkpoint(weights):
+        if weights and is_checkpoint(weights):
             return Path(weights)
         return self.run / "base" / "last.pt"
 
@@ -113,7 +116,7 @@ class Pipeline:
         from ..training.runs import train_network
 
         config = self.train_config(seed)
-        if _finished(out / "last.pt", config.epochs):
+        if finished(out / "last.pt", config.epochs):
             return
         stage(f"{title}: train {model.name} x{model.width_mult} for {config.epochs} epoch(s)")
         trained = train_network(model, self.data, config, RunOptions(out, resume=True))
@@ -197,7 +200,7 @@ class Pipeline:
             folders = seed_folders(self.run / "finetune" / network.name, seeds)
             for seed, out in zip(seeds, folders):
                 config = self.finetune_config(seed)
-                if not _finished(out / "last.pt", config.epochs):
+                if not finished(out / "last.pt", config.epochs):
                     stage(f"finetune {network.name}" + (f", seed {seed}" if len(seeds) > 1 else ""))
                     trained = finetune_network(self.run / network.masks, self.base, self.data, config,
                                                RunOptions(out, resume=True), eval_images=1000)
@@ -219,7 +222,7 @@ class Pipeline:
                     self._train(network.name, out, self.model(network.width_mult), seed)
             elif network.kind == "pruned":
                 for seed, out in zip(f.seeds, seed_folders(folder, f.seeds)):
-                    if not _finished(out / "last.pt", f.epochs):
+                    if not finished(out / "last.pt", f.epochs):
                         train_pruned(self, network, seed, out)
 
     def measure(self, networks: list[Network]) -> None:
@@ -229,7 +232,8 @@ class Pipeline:
         if self.config.data.test_images:
             test = sample(test, self.config.data.test_images)
         device = json.loads((self.run / "device.json").read_text())
-        pending = [n for n in networks if not (self.run / "networks" / n.name / "result.json").exists()]
+        pending = [n for n in networks if not measured(self.run / "networks" / n.name / "result.json",
+                                                          len(self._seeds(n)))]
         if pending:
             stage(f"measure {', '.join(n.name for n in pending)}")
             for network, result in zip(pending, measure_networks(self, pending, test, device)):
@@ -241,60 +245,14 @@ class Pipeline:
         print("\n" + frame[["network", "accuracy", "latency_ms", "throughput_ips", "predicted_latency_ms"]]
               .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
+    def _seeds(self, network: Network) -> list[int]:
+        if network.kind == "original":
+            return [self.config.seed]
+        return self.config.baselines.width_seeds if network.kind == "width" else self.config.finetune.seeds
+
     def report(self) -> Path:
         from ..reports.build import build_report
 
         stage("report")
         report = build_report([self.run], self.run / "report")
         return report.index_path
-
-
-def _data_source(source: str) -> str:
-    import warnings
-
-    from ..training.data import FASHION_MNIST
-
-    if source == "fashion-mnist" and not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-        warnings.warn("FASHION-MNIST IS NOT INSTALLED (apt-get install dataset-fashion-mnist): this run "
-                      "uses SYNTHETIC data, its accuracies say nothing about real images", stacklevel=3)
-        return "synthetic"
-    return source
-
-
-SHIPPED = "shipped"
-SHIPPED_BASE = Path(__file__).resolve().parents[1] / "weights" / "mobilenet_v2_small_x0.5_fashion_mnist.pt"
-
-
-def shipped_base(model) -> Path:
-    """The base network that ships under ``weights/`` (its JSON says how it was trained), for the
-    model it was trained as: small-input MobileNetV2-0.5, 28x28 grey, 10 classes."""
-    if (model.name, model.width_mult, model.resolution, model.in_channels, model.num_classes) != \
-            ("mobilenet_v2_small", 0.5, 28, 1, 10):
-        raise DepthshrinkError("[train] weights = \"shipped\" is a small-input MobileNetV2-0.5 for 28x28 grey images "
-                               "and 10 classes: for another [model], set weights to \"\" (train one) or a file")
-    if not SHIPPED_BASE.exists():
-        raise DepthshrinkError(f"the shipped base {SHIPPED_BASE} is missing: set [train] weights = \"\" to train one")
-    return SHIPPED_BASE
-
-
-def _finished(checkpoint: Path, epochs: int) -> bool:
-    """Whether ``checkpoint`` exists and reached ``epochs``."""
-    if not checkpoint.exists():
-        return False
-    from ..contracts.checkpoints import load_checkpoint
-    return load_checkpoint(checkpoint).get("epoch", 0) >= epochs
-
-
-def _is_checkpoint(path: str) -> bool:
-    """Whether ``path`` is a depthshrink ``train`` checkpoint (not a plain state_dict)."""
-    return _is_checkpoint_version(path, Path(path).stat().st_mtime_ns) if Path(path).exists() else False
-
-
-@functools.lru_cache(maxsize=8)
-def _is_checkpoint_version(path: str, mtime_ns: int) -> bool:  # a replaced file is read again
-    from ..contracts.checkpoints import CHECKPOINT_FORMAT, load_torch_file
-    try:
-        state = load_torch_file(path, "weights")
-    except DepthshrinkError:  # unreadable: the train stage names the problem
-        return False
-    return isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT

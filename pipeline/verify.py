@@ -52,7 +52,11 @@ def check_same_machine(setting: dict) -> None:
             raise DepthshrinkError(f"--verify times the network on this machine ({here}), but the table is of "
                                    f"{device}: verify where the table was measured")
     else:
-        resolve_gpu(device)  # names the GPUs here when none is this one
+        try:
+            resolve_gpu(device)  # names the GPUs here when none is this one
+        except DepthshrinkError as exc:
+            raise DepthshrinkError(f"--verify times the network on this machine, but the table is of {device}: "
+                                   f"verify where the table was measured ({exc})") from None
 
 
 def search_verified(problem: SearchProblem, budget: Budget, solve: Callable[[SearchProblem, Budget], SearchResult],

@@ -8,6 +8,9 @@ one run measured the backend's way (host clock on a CPU, CUDA events on a GPU).
 from __future__ import annotations
 
 import abc
+import atexit
+import functools
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,15 +124,19 @@ class Backend(abc.ABC):
         """Release the device (a GPU context, say)."""
 
 
+@functools.cache
 def identity_onnx_workload(op: str = "Identity") -> Workload:
     """A one-node ONNX graph on one float (``Identity`` by default): the per-call overhead of a
-    runtime. (ONNX Runtime removes Identity nodes, so that graph runs no node at all.)"""
+    runtime. (ONNX Runtime removes Identity nodes, so that graph runs no node at all.) Written once
+    per process into a temporary folder removed at exit."""
     onnx = lazy_import("onnx")
     helper = onnx.helper
     shape = [1, 1, 1, 1]
     graph = helper.make_graph([helper.make_node(op, ["input"], ["output"])], "empty",
                               [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, shape)])
-    path = Path(tempfile.mkdtemp(prefix="depthshrink-")) / f"{op.lower()}.onnx"
+    folder = tempfile.mkdtemp(prefix="depthshrink-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / f"{op.lower()}.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return Workload(op.lower(), {"input": shape}, path)

@@ -12,17 +12,13 @@ submodules with a traced model) keeps its device and dtype.
 from __future__ import annotations
 
 import copy
-import math
+import warnings
 
 import numpy as np
 
 from ..errors import DepthshrinkError
 from .base import Backend, Runner, Workload
-from .timing import host_timed
-
-PRECISIONS = ("fp32", "tf32", "fp16")
-WINDOW_MS = 0.5       # calls per timing window: at least this much work (the event pair's cost is ~µs)
-MAX_CALLS = 64        # and at most this many calls in one window (one CUDA graph)
+from .timing import GPU_PRECISIONS, calls_per_window, host_timed
 
 
 class TorchRunner(Runner):
@@ -43,7 +39,7 @@ class TorchRunner(Runner):
             return
         self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         self._warm_up()
-        self.calls = max(1, min(MAX_CALLS, math.ceil(WINDOW_MS / max(self._eager_ms(1), 1e-6))))
+        self.calls = calls_per_window(self._eager_ms(1))
         if cuda_graph:
             self.graph = self._capture()
 
@@ -70,7 +66,8 @@ class TorchRunner(Runner):
         torch = self.torch
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            with warnings.catch_warnings(), torch.cuda.graph(graph):
+                warnings.filterwarnings("ignore", "The CUDA Graph is empty")  # the call-overhead workload
                 for _ in range(self.calls):  # outputs are not kept: the graph's pool reuses them
                     self._call()
         except RuntimeError as exc:
@@ -123,8 +120,8 @@ class TorchBackend(Backend):
         self.device = torch.device(device)
         self.precision = precision
         gpu = self.device.type == "cuda"
-        if precision not in PRECISIONS:
-            raise DepthshrinkError(f"the torch backend times precisions {', '.join(PRECISIONS)}, not {precision}")
+        if precision not in GPU_PRECISIONS:
+            raise DepthshrinkError(f"the torch backend times precisions {', '.join(GPU_PRECISIONS)}, not {precision}")
         if precision != "fp32" and not gpu:
             raise DepthshrinkError(f"--precision {precision} needs a GPU with the torch backend")
         self.cuda_graph = cuda_graph and gpu
@@ -133,6 +130,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads() if not gpu else None
         self._flags_before = _gpu_flags(torch) if gpu else None
+        self._device_before = torch.cuda.current_device() if gpu else None
         if gpu:  # process-wide switches, given back by close()
             torch.cuda.set_device(self.device)  # graphs are captured on the current device
             _set_gpu_flags(torch, benchmark=True, tf32=precision == "tf32")
@@ -160,6 +158,7 @@ class TorchBackend(Backend):
         self.torch.set_num_threads(self._threads_before)  # a process-wide setting: give it back
         if self._flags_before is not None:
             _set_gpu_flags(self.torch, *self._flags_before)
+            self.torch.cuda.set_device(self._device_before)
 
 
 def _gpu_flags(torch) -> tuple[bool, bool, bool]:

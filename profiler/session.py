@@ -1,6 +1,7 @@
 """One profiling session: time every configuration of a bundle that the LUT lacks, in interleaved
 passes (see :mod:`.timing` and :mod:`.recording`), append the rows once timed; with a budget, an
-adaptive sample of them (the predictor fills in the rest when the table is used).
+adaptive sample of them (:mod:`depthshrink.lut.sampling`; the predictor fills in the rest when the
+table is used).
 
 With several passes the whole networks to validate against (:mod:`.validation`) ride along in
 the same passes, so they are timed in the same phases of the machine as the rows they are
@@ -64,6 +65,7 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
              modules: Callable[[Entry], object] | None, budget_fraction: float | None,
              target_within_10pct: float, networks: bool) -> ProfileReport:
     writer = LutWriter(lut_path)
+    _check_timing_method(lut_path, backend, settings)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
     pending = [e for e in todo if row_key(row_of(e, bundle, backend, settings)) not in done]
@@ -96,6 +98,19 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     recorder.log.close()
     return ProfileReport(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
                   recorder.networks.result())
+
+
+def _check_timing_method(lut_path: str | Path, backend: Backend, settings: Settings) -> None:
+    """Refuse to extend a table whose rows of this setting were timed another way (a CUDA graph
+    against eager calls, say): one table, one way of timing."""
+    try:
+        recorded = LatencyTable.read(lut_path).select(**setting_of(backend, settings)).setting.get("timing_method")
+    except DepthshrinkError:
+        return  # no rows of this setting yet (or none readable: the writer said so)
+    ours = backend.metadata().get("timing_method")
+    if recorded and ours and recorded != ours:
+        raise DepthshrinkError(f"{lut_path}'s rows of this setting were timed as {recorded}, this session times them as "
+                               f"{ours}: write to another LUT (or time them as {recorded})")
 
 
 def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,

@@ -20,7 +20,6 @@ through cuda-python (released pycuda has no stream capture). Nothing here is imp
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,19 +30,24 @@ from .._imports import lazy_import
 from ..errors import DepthshrinkError
 from .base import Backend, Runner, Workload, identity_onnx_workload
 from .devices import GpuTarget, check_tensorrt_supports
-
-PRECISIONS = ("fp32", "tf32", "fp16")
-WINDOW_MS = 0.5   # as the torch backend: calls per timing window
-MAX_CALLS = 64
+from .timing import GPU_PRECISIONS, calls_per_window
 
 
 class TensorRTRunner(Runner):
     """One engine with its buffers bound, timed in windows of ``calls`` enqueues."""
 
     def __init__(self, backend: TensorRTBackend, plan: bytes, inputs: dict[str, np.ndarray], key: str) -> None:
-        trt, cuda = backend.trt, backend.cuda
-        self.trt, self.cuda, self.graphs, self.key = trt, cuda, backend.graphs, key
+        self.trt, self.cuda, self.graphs, self.key = backend.trt, backend.cuda, backend.graphs, key
         self.buffers, self.outputs, self.inputs, self.graph = {}, {}, [], None
+        self.engine = self.context = None
+        try:
+            self._build(backend, plan, inputs)
+        except BaseException:
+            self.close()  # the device memory of a runner that could not be built
+            raise
+
+    def _build(self, backend: TensorRTBackend, plan: bytes, inputs: dict[str, np.ndarray]) -> None:
+        trt, cuda, key = self.trt, self.cuda, self.key
         self.engine = backend.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise DepthshrinkError(f"TensorRT could not deserialize the engine of {key} "
@@ -71,7 +75,7 @@ class TensorRTRunner(Runner):
         self.start, self.end = cuda.Event(), cuda.Event()
         self._enqueue()  # the first run may allocate: never inside a capture or a timing
         self.stream.synchronize()
-        self.calls = max(1, min(MAX_CALLS, math.ceil(WINDOW_MS / max(self._window_ms(1), 1e-6))))
+        self.calls = calls_per_window(self._window_ms(1))
         if backend.cuda_graph:
             self.graph = self.graphs.capture(self.stream.handle, self._enqueues, key)
 
@@ -123,6 +127,7 @@ class TensorRTRunner(Runner):
             buffer.free()
         self.buffers = {}
         self.context = self.engine = None  # engine and context go before the CUDA context is released
+        self.stream = self.start = self.end = None
 
 
 def _hwc8_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -153,7 +158,8 @@ class CudaGraphs:
     def _check(self, result: tuple, what: str):
         error, *values = result
         if error != self.rt.cudaError_t.cudaSuccess:
-            raise RuntimeError(f"{what} failed: {error}")
+            raise DepthshrinkError(f"CUDA's {what} failed ({error}): profile with --no-cuda-graph to time without "
+                                   "CUDA graphs")
         return values[0] if values else None
 
     def capture(self, stream: int, enqueue, key: str):
@@ -182,8 +188,8 @@ class TensorRTBackend(Backend):
 
     def __init__(self, gpu: GpuTarget, precision: str = "fp32", workspace_mb: int = 1024,
                  engine_cache: str | os.PathLike | None = None, cuda_graph: bool = True) -> None:
-        if precision not in PRECISIONS:
-            raise DepthshrinkError(f"the tensorrt backend builds precisions {', '.join(PRECISIONS)}, not {precision}")
+        if precision not in GPU_PRECISIONS:
+            raise DepthshrinkError(f"the tensorrt backend builds precisions {', '.join(GPU_PRECISIONS)}, not {precision}")
         self.trt = lazy_import("tensorrt")
         self.cuda = lazy_import("pycuda.driver")
         check_tensorrt_supports(self.trt.__version__, gpu, precision)

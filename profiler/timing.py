@@ -19,6 +19,16 @@ from typing import TypeVar
 
 import numpy as np
 
+GPU_PRECISIONS = ("fp32", "tf32", "fp16")  # fp32 with TF32 off; tf32; fp16
+WINDOW_MS = 0.5    # a GPU timing is a window of back-to-back calls with at least this much work
+MAX_CALLS = 64     # and at most this many calls (one CUDA graph)
+
+
+def calls_per_window(one_call_ms: float) -> int:
+    """How many back-to-back calls make one GPU timing window: the launch of a graph or the event
+    pair (µs) is then negligible against the work, as inside a network."""
+    return max(1, min(MAX_CALLS, math.ceil(WINDOW_MS / max(one_call_ms, 1e-6))))
+
 
 @dataclass(frozen=True)
 class TimingProtocol:

@@ -19,6 +19,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ..contracts.setting import SETTING_COLUMNS
 from .problem import SearchProblem
 
 FITTED_ON = ("original", "merged_blocks")
@@ -73,7 +74,7 @@ def read_validation(lut_path: str | Path, model: str, image: list[int], setting:
         return []
 
     def ours(entry: dict) -> bool:
-        same_setting = all(str(entry.get(k)) == str(v) for k, v in setting.items() if v is not None)
+        same_setting = all(str(entry.get(k)) == str(setting[k]) for k in SETTING_COLUMNS if setting.get(k) is not None)
         return entry.get("model") == model and entry.get("input") in (None, list(image)) and same_setting
 
     return [entry for entry in entries if isinstance(entry, dict) and ours(entry)]

@@ -47,7 +47,7 @@ from .run import MAX_BINS, ROUNDING_SHARE
 
 ROUNDING = ("none", "grid")
 PICOSECOND_MS = 1e-9  # rounding="none": span latencies in whole picoseconds
-Span = tuple[int, int]
+SpanKey = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class SurfacePoint:
     """A network on the trade-off surface: no other is as fast on every device and as important."""
 
     kept_activations: tuple[int, ...]
-    spans: tuple[Span, ...]        # its common split: the merged convs, on every device
+    spans: tuple[SpanKey, ...]        # its common split: the merged convs, on every device
     latency_ms: tuple[float, ...]  # predicted, one a device, fixed part and overhead included
     objective: float
 
@@ -80,8 +80,8 @@ class MultiResult:
 
     kept_activations: tuple[int, ...]
     removed_activations: tuple[int, ...]
-    linear_segments: tuple[Span, ...]          # [a, b) between kept activations
-    spans: tuple[Span, ...]                    # the common split: one merged conv each, on every device
+    linear_segments: tuple[SpanKey, ...]          # [a, b) between kept activations
+    spans: tuple[SpanKey, ...]                    # the common split: one merged conv each, on every device
     objective: float
     devices: tuple[DevicePlan, ...]
     surface: tuple[SurfacePoint, ...]          # every non-dominated network, highest objective first
@@ -90,7 +90,7 @@ class MultiResult:
     note: str = ""
 
     @property
-    def segments(self) -> tuple[Span, ...]:
+    def segments(self) -> tuple[SpanKey, ...]:
         """The merge pieces, as a masks file's ``segments``: :attr:`spans`."""
         return self.spans
 
@@ -178,7 +178,7 @@ def _result(problems, labels, budget_ms, fastest, steps, alone, surface, chosen:
                        chosen.objective, devices, surface, index, rounding, note)
 
 
-def _chain(span_ms: dict[Span, float], spans: Sequence[Span]) -> float:
+def _chain(span_ms: dict[SpanKey, float], spans: Sequence[SpanKey]) -> float:
     total = 0.0  # added in chain order
     for span in spans:
         total += span_ms[span]

@@ -103,3 +103,27 @@ def test_the_device_side_imports_no_torch_at_module_level():
         names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in top if isinstance(n, ast.ImportFrom)}
         assert not any(n == "torch" or n.startswith("torch.") for n in names), name
+
+
+def test_every_module_the_docs_and_scripts_name_exists():
+    """A module moved leaves no stale ``depthshrink.x.y`` behind in the README, docs, bench scripts,
+    the GPU check or the Makefile (a stale import cost a GPU session's step once)."""
+    import importlib
+    import re
+
+    files = [ROOT / "README.md", ROOT / "Makefile", *ROOT.glob("docs/**/*.md"), *ROOT.glob("bench/*.py"),
+             *ROOT.glob("bench/*.sh")]
+    stale = []
+    for path in files:
+        for name in set(re.findall(r"depthshrink\.((?:[a-z_0-9]+\.)*[a-z_0-9]+)", path.read_text())):
+            parts = name.split(".")
+            try:  # a module, or a module's attribute
+                importlib.import_module(f"depthshrink.{name}")
+            except ImportError:
+                try:
+                    module = importlib.import_module(".".join(["depthshrink", *parts[:-1]]))
+                    if not hasattr(module, parts[-1]):
+                        stale.append(f"{path.name}: depthshrink.{name}")
+                except ImportError:
+                    stale.append(f"{path.name}: depthshrink.{name}")
+    assert stale == [], "\n".join(sorted(stale))

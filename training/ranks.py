@@ -44,6 +44,9 @@ def training_device(device: str | None = None) -> torch.device:
         return chosen
     if not torch.cuda.is_available():
         raise DepthshrinkError(f"--device {device}: no CUDA GPU is visible here (train on the CPU with --device cpu)")
+    if chosen.index is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DepthshrinkError(f"--device {device} under torchrun would put every process on one GPU: "
+                               "give --device cuda (each process takes its LOCAL_RANK's GPU)")
     index = chosen.index if chosen.index is not None else local_rank
     if index >= torch.cuda.device_count():
         raise DepthshrinkError(f"this process needs GPU {index} but {torch.cuda.device_count()} GPU(s) are visible: "
@@ -56,11 +59,12 @@ def distributed(device: torch.device) -> tuple[int, int]:
     here once (NCCL on GPUs, after choosing this process's GPU; gloo on the CPU); the caller closes
     it with ``dist.destroy_process_group()`` before exit."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    launched = "TORCHELASTIC_RUN_ID" in os.environ  # torchrun, even with one process (NCCL with one GPU)
+    if (world > 1 or launched) and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)  # before the group: NCCL binds each rank to its GPU
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
+    rank = dist.get_rank() if dist.is_initialized() else 0
     return rank, world
 
 

@@ -85,7 +85,8 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, out: str | os.Pa
 
     ``spec`` (plain data: how to rebuild the model) is stored in the checkpoint. Under torchrun,
     BatchNorm statistics are synchronised on GPUs (SyncBatchNorm, on the copy) but per process on
-    the CPU, and dropout draws per process: only networks without them match a single process exactly.
+    the CPU, and dropout and ``augment`` draw per process (seeded ``seed + rank``): only networks
+    and runs without them match a single process exactly.
     """
     chosen = training_device(device)
     work = copy.deepcopy(model).to(chosen, memory_format=torch.channels_last)

@@ -12,7 +12,7 @@ from depthshrink.cli.main import main
 
 LUT = Path(__file__).parents[2] / "lut"
 CPU = LUT / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
-H100 = LUT / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_fp32.csv"
+H100 = LUT / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_tf32.csv"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from depthshrink.lut.transfer import PriorTable, shipped_tables, transfer_evalua
 from depthshrink.lut.transfer_model import _ridge_loo, prior_columns
 
 LUT = depthshrink.__path__[0] + "/lut/"
-H100 = {batch: LUT + f"h100_torch_eager/mobilenet_v2_224_b{batch}_torch_h100_fp32.csv" for batch in (1, 32)}
+H100 = {batch: LUT + f"h100_torch_eager/mobilenet_v2_224_b{batch}_torch_h100_tf32.csv" for batch in (1, 32)}
 CPU_28 = LUT + "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
 
 
@@ -139,7 +139,7 @@ def test_transfer_to_a_new_device_from_30_rows():
 def test_shipped_priors_leave_the_table_s_own_setting_out():
     setting = LatencyTable.read(CPU_28).select().setting
     names = set(shipped_tables(exclude=setting))
-    assert "mobilenet_v2_224_b32_torch_h100_fp32" in names and "mobilenet_v2_224_b1_torch_h100_fp32" in names
+    assert "mobilenet_v2_224_b32_torch_h100_tf32" in names and "mobilenet_v2_224_b1_torch_h100_tf32" in names
     assert not any("onnxruntime_cpu" in name for name in names)  # same device, backend, batch and threads
 
 

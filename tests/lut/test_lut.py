@@ -143,3 +143,19 @@ def test_fixed_part_is_looked_up_by_model_and_input_size(tmp_path):
     assert table.fixed_latency_ms("net@1x", (3, 32, 32)) is None
     with pytest.raises(DepthshrinkError, match="several input sizes"):
         table.fixed_latency_ms("net@1x")
+
+
+def test_a_table_is_timed_one_way_and_says_which(tmp_path):
+    """The way rows were timed (a CUDA graph, eager calls, the host clock) belongs to the setting: a
+    search verifies its networks the same way, and a table mixing two ways is refused."""
+    path = tmp_path / "lut.csv"
+    writer = LutWriter(path)
+    writer.append(_row(kernel=3, timing_method="cuda-graph"))
+    writer.append(_row(kernel=5, timing_method="cuda-graph"))
+    assert LatencyTable.read(path).select().setting["timing_method"] == "cuda-graph"
+    writer.append(_row(kernel=7, timing_method="cuda-events"))
+    with pytest.raises(DepthshrinkError, match="timed in several ways .cuda-events, cuda-graph."):
+        LatencyTable.read(path).select()
+    old = tmp_path / "old.csv"  # a table from before the column: no method, nothing refused
+    LutWriter(old).append(_row())
+    assert "timing_method" not in LatencyTable.read(old).select().setting

@@ -122,7 +122,7 @@ def test_a_tiny_run_end_to_end_then_resumed(tmp_path, capsys):
     assert "== base" not in out and "== importance" not in out and "== measure" not in out
     changed = [p for p, stamp in stamps.items() if p.stat().st_mtime_ns != stamp and p.name not in
                ("config.toml", "results.csv")]
-    assert changed == [] and time.perf_counter() - began < 30
+    assert changed == [] and time.perf_counter() - began < 120  # nothing trained, profiled or measured again
 
 
 def test_base_weights_a_user_brings_are_trained_from_and_checkpoints_used_as_they_are(tmp_path, capsys):

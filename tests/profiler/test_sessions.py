@@ -12,6 +12,7 @@ import torch
 from helpers import tiny_space as _tiny_space
 
 import depthshrink
+from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.contracts.candidates import distinct_candidates
 from depthshrink.export.bundles import export_bundle
@@ -330,3 +331,19 @@ def test_auto_cache_flush_keeps_the_setting_a_table_was_begun_with(tmp_path):
     assert len(resumed.measured) == 3 and resumed.cache_flush.kept and auto.cache_flush is CacheFlush.OFF
     assert "as the LUT's earlier timings" in resumed.cache_flush.describe()
     assert (read_lut(lut)["cache_flush"] == 0).all()
+
+
+def test_a_table_timed_another_way_is_not_extended(tmp_path):
+    from depthshrink.lut.table import COLUMNS, LutWriter
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    lut = tmp_path / "lut.csv"
+    row = {c: None for c in COLUMNS}
+    row.update(device="cpu-test", backend="onnxruntime", precision="fp32", batch_size=1, threads=1, op="conv",
+               in_channels=4, out_channels=4, kernel_size=1, stride=1, groups=1, height=4, width=4, padding=0,
+               activation="none", residual_add=0, latency_ms=0.01, timing_method="cuda-graph")
+    LutWriter(lut).append(row)
+    with pytest.raises(DepthshrinkError, match="timed as cuda-graph, this session times them as host-clock"):
+        profile(bundle, OnnxRuntimeBackend(1, CacheFlush.OFF), lut, Settings("cpu-test", 1, FAST, progress=False))
