@@ -8,7 +8,11 @@ Spearman correlation of score against the accuracy kept, and each method's cost,
 written as CSV.
 
     python bench/importance_vs_finetune.py --weights weights/mobilenet_v2_small_x0.5_fashion_mnist.pt \
-        --segments 30 --out bench/results/importance_vs_finetune_2026-12-05.csv
+        --segments 30 --out bench/results/importance_vs_finetune_2026-12-06.csv
+    python bench/importance_vs_finetune.py --report bench/results/importance_vs_finetune_2026-12-06.csv
+
+``--report`` prints, from a CSV written before, each method's correlation and a bootstrap of its
+difference to zero-shot's (resampling the segments).
 """
 
 from __future__ import annotations
@@ -43,16 +47,36 @@ def spread(segments: list[tuple[int, int]], count: int, space) -> list[tuple[int
     return [ordered[i] for i in picks]
 
 
+def compare(frame: pd.DataFrame, draws: int = 5000) -> None:
+    """Each method's Spearman correlation with the accuracy kept, and a bootstrap of its difference to zero-shot's."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    samples = [rng.integers(0, len(frame), len(frame)) for _ in range(draws)]
+    for method in ("probe", "masks"):
+        gaps = np.array([spearmanr(frame[method].iloc[i], frame["finetuned"].iloc[i])[0]
+                         - spearmanr(frame["zero-shot"].iloc[i], frame["finetuned"].iloc[i])[0] for i in samples])
+        low, mid, high = np.nanpercentile(gaps, [2.5, 50, 97.5])
+        print(f"rho({method}) - rho(zero-shot): median {mid:+.3f}, 95% interval {low:+.3f} to {high:+.3f}, "
+              f"{method} ahead in {np.mean(gaps > 0):.0%} of {draws} bootstrap draws of the segments")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, help="the base network's checkpoint")
+    parser.add_argument("--report", help="print the comparison of a CSV written before, and stop")
+    parser.add_argument("--weights", help="the base network's checkpoint")
     parser.add_argument("--config", help="pipeline TOML whose [data], [importance] and [finetune] are used "
                                          "(default: the demo's)")
     parser.add_argument("--segments", type=int, default=30)
     parser.add_argument("--max-removed", type=int, default=3)
     parser.add_argument("--held-out-images", type=int, default=2000)
-    parser.add_argument("--out", required=True, help="CSV of every segment's scores and accuracy kept")
+    parser.add_argument("--out", help="CSV of every segment's scores and accuracy kept")
     args = parser.parse_args()
+    if args.report:
+        compare(pd.read_csv(args.report))
+        return
+    if not args.weights or not args.out:
+        parser.error("give --weights and --out (or --report CSV)")
     torch.set_num_threads(1)
     config = PipelineConfig.read(args.config) if args.config else PipelineConfig()
     base, space = load_base_network(args.weights)
@@ -104,6 +128,7 @@ def main() -> None:
         per = seconds[method] / len(segments) if method != "masks" else float("nan")
         print(f"{method:<12}{rho:>14.3f}{p:>10.3g}{seconds[method]:>10.1f}{per:>11.2f}")
     print(f"{'finetuning':<12}{'':>24}{seconds['finetuning']:>10.1f}{seconds['finetuning'] / len(segments):>11.2f}")
+    compare(frame)
     print(f"-> {args.out}")
 
 
