@@ -34,7 +34,7 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# The README's results and the issues' figures (about 6 hours on 2 cores, on a quiet machine:
+# The README's results and the issues' figures (about 7 hours on 2 cores, on a quiet machine:
 # latencies are measured). Each step prints what the docs quote; CSVs and plots go to bench/results/.
 bench: install
 	$(PY) bench/timer_drift.py

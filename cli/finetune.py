@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999); it is what "
                              "the checkpoint deploys")
+    parser.add_argument("--augment", action="store_true",
+                        help="random 2-pixel shifts and left-right flips of the training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--resume", action="store_true")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise DepthshrinkError(f"--distill must be between 0 and 1, not {args.distill}")
     config = TrainConfig(args.epochs, args.batch_size, args.lr, weight_decay=args.weight_decay,
                          label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed,
-                         ema_decay=args.ema_decay, amp=not args.no_amp)
+                         ema_decay=args.ema_decay, amp=not args.no_amp, augment=args.augment)
     trained = finetune_network(args.masks, args.weights, data_spec(args), config, run_options(args), args.eval_images)
     print(f"finetuned on {trained.images} images: held-out accuracy {trained.held_out_accuracy:.2%} "
           f"(original {trained.reference_accuracy:.2%}) -> {trained.checkpoint}")

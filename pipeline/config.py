@@ -76,6 +76,7 @@ class FinetuneSection:
     lr: float = 0.02
     weight_decay: float = 4e-5          # the pruned baseline is finetuned with the same schedule
     distill: float = 0.7
+    augment: bool = False               # random 2-pixel shifts and left-right flips
     seeds: list[int] = field(default_factory=lambda: [0])  # one finetuning per seed; accuracy: their mean ± SE
 
 

@@ -69,7 +69,7 @@ class Pipeline:
         """The schedule of every finetuned network: the shrunk ones and the pruned baseline."""
         f = self.config.finetune
         return TrainConfig(f.epochs, f.batch_size, f.lr, weight_decay=f.weight_decay, distill_weight=f.distill,
-                           seed=seed)
+                           seed=seed, augment=f.augment)
 
     def train_config(self, seed: int) -> TrainConfig:
         """The schedule of every network trained from the start: the base and the width baselines."""
