@@ -133,13 +133,13 @@ def section_transfer(tables: dict[str, pd.DataFrame], priors: dict[str, PriorTab
               f"{np.mean(np.abs(error) <= .1):>8.1%}{np.mean(np.abs(error) <= .2):>8.1%}")
 
 
-def section_demo(priors: dict[str, PriorTable], share: float = 0.4) -> None:
-    frame = LatencyTable.read(DEMO).select().frame
+def section_demo(priors: dict[str, PriorTable], table: Path = DEMO, share: float = 0.4) -> None:
+    frame = LatencyTable.read(table).select().frame
     conv = frame[frame["op"] == "conv"].reset_index(drop=True)
     picks = simulated_picks(conv, round(share * len(conv)))
     rest = conv.drop(index=picks)
     priors = [p for n, p in priors.items() if n != DEMO.stem]
-    print(f"\n3. the demo's 28 px table, {len(picks)} of its {len(conv)} rows ({share:.0%}) picked adaptively, "
+    print(f"\n3. the demo's 28 px table ({table}), {len(picks)} of its {len(conv)} rows ({share:.0%}) picked adaptively, "
           f"the other "
           f"{len(rest)} (measured in the same session) predicted; target ≥{DEMO_TARGET:.0%} within ±10%")
     for label, predictor in (("alone", LatencyPredictor(conv.iloc[picks])),
@@ -193,6 +193,9 @@ def main() -> None:
     parser.add_argument("--table", nargs="+", type=Path, help="LUT CSV files (default: shipped and shared tables)")
     parser.add_argument("--rows", type=int, default=30, help="rows of the new device in the transfer section")
     parser.add_argument("--skip", nargs="*", default=[], choices=("tables", "transfer", "demo", "timing"))
+    parser.add_argument("--demo-table", type=Path, default=DEMO,
+                        help="a full table of the demo network measured here (default: the shipped one); the "
+                             "shipped one is never its prior")
     args = parser.parse_args()
     tables = dict(own_rows(p) for p in (args.table or default_tables()))
     if "tables" not in args.skip:
@@ -206,7 +209,7 @@ def main() -> None:
     if "transfer" not in args.skip:
         section_transfer(tables, priors, args.rows)
     if "demo" not in args.skip:
-        section_demo(priors)
+        section_demo(priors, args.demo_table)
     if "timing" not in args.skip:
         section_timing()
 
