@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from depthshrink.pipeline.config import PipelineConfig
+from depthshrink.pipeline.stages import Pipeline
 from depthshrink.search.segments import candidate_segments
 from depthshrink.shrink.apply import apply_masks
 from depthshrink.shrink.rebuild import load_base_network
@@ -34,7 +35,7 @@ from depthshrink.training.data import DataSpec, load_split, sample
 from depthshrink.training.evaluate import accuracy
 from depthshrink.training.importance import ImportanceConfig, Scorer, segment_masks
 from depthshrink.training.mask_training import MaskConfig, train_masks
-from depthshrink.training.train import TrainConfig, train
+from depthshrink.training.train import train
 
 
 def spread(segments: list[tuple[int, int]], count: int, space) -> list[tuple[int, int]]:
@@ -65,8 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", help="print the comparison of a CSV written before, and stop")
     parser.add_argument("--weights", help="the base network's checkpoint")
-    parser.add_argument("--config", help="pipeline TOML whose [data], [importance] and [finetune] are used "
-                                         "(default: the demo's)")
+    parser.add_argument("--config", help="pipeline TOML whose [data], [finetune] and [importance] bn_images and "
+                                         "probe_steps are used (default: the demo's)")
     parser.add_argument("--segments", type=int, default=30)
     parser.add_argument("--max-removed", type=int, default=3)
     parser.add_argument("--held-out-images", type=int, default=2000)
@@ -103,9 +104,7 @@ def main() -> None:
     scores = {(int(r.start), int(r.end)): float(r.importance) for r in masks.itertuples()}
     frame["masks"] = [scores.get(s, np.nan) for s in segments]
     seconds["masks"] = time.perf_counter() - began
-    f = config.finetune
-    schedule = TrainConfig(f.epochs, f.batch_size, f.lr, weight_decay=f.weight_decay, distill_weight=f.distill,
-                           seed=config.seed)
+    schedule = Pipeline(config, tempfile.gettempdir()).finetune_config(config.seed)  # the pipeline's own
     kept, began = [], time.perf_counter()
     for number, (a, b) in enumerate(segments, start=1):
         shrunk = apply_masks(base, space, segment_masks(space, a, b))
@@ -119,7 +118,7 @@ def main() -> None:
     frame.to_csv(args.out, index=False)
     from scipy.stats import spearmanr
 
-    print(f"\naccuracy kept after finetuning ({f.epochs} epoch(s), {len(train_data)} images): "
+    print(f"\naccuracy kept after finetuning ({schedule.epochs} epoch(s), {len(train_data)} images): "
           f"{frame['finetuned'].min() * 100:+.2f} to {frame['finetuned'].max() * 100:+.2f} points")
     print(f"{'method':<12}{'Spearman rho':>14}{'p-value':>10}{'seconds':>10}{'s/segment':>11}")
     for method in ("zero-shot", "probe", "masks"):

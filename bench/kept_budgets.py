@@ -9,7 +9,7 @@ Printed and written as CSV: every run's first prediction (raw and corrected) aga
 network measured, the rounds taken, and whether the final network is within its budget or over
 it by less than its own spread (p10-p90).
 
-    python bench/kept_budgets.py --out bench/results/kept_budgets_2026-12-05.csv
+    python bench/kept_budgets.py --out bench/results/kept_budgets_2026-12-06.csv
 """
 
 from __future__ import annotations

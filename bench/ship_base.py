@@ -20,7 +20,7 @@ from depthshrink.training.data import FASHION_MNIST, DataSpec
 from depthshrink.training.runs import evaluate_file
 
 WEIGHTS = Path(depthshrink.__file__).parent / "weights"
-KEPT = ("format", "epoch", "model", "spec", "config")
+KEPT = ("format", "epoch", "model", "ema", "ema_updates", "spec", "config")  # ema: what a base trained with it deploys
 
 
 def data_checksum(folder: Path = FASHION_MNIST) -> dict[str, str]:

@@ -2,7 +2,7 @@
 pointwise at 112 px) timed in short windows, in turn, for a while. On a quiet machine every
 window's median sits within a few percent of the overall one; on a shared VM the windows fall
 into phases (levels ~20% apart, lasting seconds to minutes) that one timing window cannot see.
-This is what `profile-device --passes` works around (see the README, "Timing on a noisy VM").
+This is what `profile-device --passes` works around (see docs/results/2026-11-30-pipeline-and-timing.md, "Timing on a noisy VM").
 
     python bench/timer_drift.py [--seconds 40] [--window-ms 300]
 """

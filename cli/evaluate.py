@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a checkpoint written by train or finetune")
     source.add_argument("--merged", help="a folder written by merge")
-    add_data_arguments(parser)
+    add_data_arguments(parser, subset=False)  # --subset draws training images, which evaluate never reads
     parser.add_argument("--split", choices=("test", "held-out"), default="test")
 
 

@@ -8,20 +8,19 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
-    merge = sub.add_parser("merge", help="union of LUT files (the first row of a configuration wins)")
+    merge = sub.add_parser("merge", help="union of LUT files (the first row of a configuration wins), their validations beside")
     merge.add_argument("tables", nargs="+", help="LUT CSV files")
     merge.add_argument("--out", required=True, help="merged LUT CSV to write")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..contracts.files import write_atomic
     from ..contracts.setting import SETTING_COLUMNS
-    from ..lut.table import merge_luts
+    from ..lut.merging import merge_lut_files
 
-    frame, duplicates = merge_luts(args.tables)
     out = Path(args.out)
-    write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
+    frame, duplicates, validations = merge_lut_files(args.tables, out)
     settings = frame.groupby(list(SETTING_COLUMNS), dropna=False).size()
-    print(f"{len(frame)} rows from {len(args.tables)} tables ({duplicates} duplicates dropped) -> {out}")
+    print(f"{len(frame)} rows from {len(args.tables)} tables ({duplicates} duplicates dropped) -> {out}"
+          + (f"; {validations} validation entries -> {out.with_suffix('.validation.json')}" if validations else ""))
     print(settings.rename("rows").to_string())
     return 0

@@ -31,19 +31,23 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import DepthshrinkError
     from ..lut.predictor import cross_validate
     from ..lut.table import LatencyTable, is_corpus
+    from ..lut.transfer import priors_for
 
     if args.plot and not Path(args.plot).parent.is_dir():
         raise DepthshrinkError(f"cannot write {args.plot}: folder {Path(args.plot).parent} does not exist")
 
     table = LatencyTable.read(*args.lut).select(**setting_filters(args))
-    results = cross_validate(table.frame, args.folds)
+    priors = priors_for(table.frame)  # the predictor the search uses: a small table leans on the shipped ones
+    results = cross_validate(table.frame, args.folds, priors=priors)
     corpus_rows = int(((table.frame["op"] == "conv") & is_corpus(table.frame)).sum())
     trained_on = f", plus {corpus_rows} corpus rows that only train" if corpus_rows else ""
+    trained_on += f", with {len(priors)} shipped tables as the prior" if priors else ""
     if args.plot:
         from ..reports.plots import parity_plot
         parity_plot(results[0], table.setting, args.plot)
     if args.json:
-        print(json.dumps({**results[0].to_dict(), "corpus_rows": corpus_rows, **table.setting}))
+        print(json.dumps({**results[0].to_dict(), "corpus_rows": corpus_rows, "prior_tables": len(priors),
+                          **table.setting}))
         return 0
     print(f"grouped {args.folds}-fold cross-validation on {results[0].rows} conv rows "
           f"({', '.join(f'{k}={v}' for k, v in table.setting.items())}){trained_on}:")

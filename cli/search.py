@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one device's latency LUT file(s) (a device corpus among them trains the predictor); "
                              "repeat --lut and --latency-budget in pairs to meet a budget on several devices")
     parser.add_argument("--latency-budget", action="append", required=True,
-                        help="5ms, 5 ms, 4500us, 0.005s, or 1.6x (speed-up over the original); one per --lut")
+                        help="5ms, 5 ms, 4500us, 0.005s, or 1.6x (speed-up over the original's predicted, corrected latency, "
+                             "also under --verify); one per --lut")
     parser.add_argument("--importance", required=True, help="importance CSV (start, end, importance)")
     parser.add_argument("--method", choices=("dp", "depthshrinker"), default="dp",
                         help="exact DP (default) or DepthShrinker's top-k blocks baseline (one device)")

@@ -7,13 +7,15 @@ import argparse
 from .common import add_model_arguments, model_spec, positive_float, positive_int
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, subset: bool = True) -> None:
+    """--data, and --subset where training images are read (``evaluate`` reads the test or held-out split)."""
     group = parser.add_argument_group("data")
     group.add_argument("--data", default="fashion-mnist",
                        help="fashion-mnist (Debian's package), synthetic, or a folder: Fashion-MNIST idx "
                             "files, CIFAR-10 python batches, or images in class folders (train/<class>/, "
                             "val/<class>/ for the test split)")
-    group.add_argument("--subset", type=positive_int, help="use only N training examples (a fixed random draw)")
+    if subset:
+        group.add_argument("--subset", type=positive_int, help="use only N training examples (a fixed random draw)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

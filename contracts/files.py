@@ -133,7 +133,12 @@ class FileLock:
         FileLock._held[key] -= 1
         if FileLock._held[key] == 0:
             del FileLock._held[key]
-            if self.created and self.path.stat().st_size == 0:  # a block that wrote nothing leaves nothing
-                self.path.unlink()
-            os.close(self.fd)  # closing the descriptor releases the lock (after the unlink: no one else took it)
-            self.fd = None
+            try:
+                ours = os.fstat(self.fd)
+                if self.created and ours.st_size == 0 and os.path.samestat(ours, self.path.stat()):
+                    self.path.unlink()  # a block that wrote nothing leaves nothing (if the file is still ours)
+            except FileNotFoundError:
+                pass  # removed inside the block
+            finally:  # closing the descriptor releases the lock (after the unlink: no one else took it)
+                os.close(self.fd)
+                self.fd = None

@@ -106,6 +106,10 @@ def peak_flops_per_s(threads: int = 1, size: int = 1024, protocol: TimingProtoco
     return 2.0 * size ** 3 / (timing.latency_ms / 1000.0)
 
 
+# how the torch backend times (its rows' timing_method) → whether whole networks run as one CUDA graph
+TORCH_TIMING_METHODS = {"host-clock": False, "cuda-events": False, "cuda-graph": True}
+
+
 def time_network(model: nn.Module, input_shape: tuple[int, ...], setting: dict, protocol: TimingProtocol) -> Timing:
     """One whole network timed as a table of ``setting`` (its backend, precision and threads) times
     its whole networks: ONNX Runtime on this CPU, or PyTorch on this CPU or GPU."""
@@ -127,9 +131,13 @@ def time_network(model: nn.Module, input_shape: tuple[int, ...], setting: dict, 
         from ..profiler.pytorch import TorchBackend
 
         cpu = str(setting.get("device", "")).startswith("cpu")
+        method = setting.get("timing_method") or ("host-clock" if cpu else "cuda-graph")
+        if method not in TORCH_TIMING_METHODS:  # e.g. the shipped H100 tables' one eager call per event pair
+            raise DepthshrinkError(f"a table timed '{method}' cannot be verified: this version times whole networks "
+                                   f"{' or '.join(sorted(TORCH_TIMING_METHODS))}; profile the device again")
         device = "cpu" if cpu else f"cuda:{resolve_gpu(str(setting['device'])).index}"
         backend = TorchBackend(device, int(setting["threads"]) if cpu and setting.get("threads") else None,
-                               setting.get("precision") or "fp32", cuda_graph=setting.get("timing_method") != "cuda-events")
+                               setting.get("precision") or "fp32", cuda_graph=TORCH_TIMING_METHODS[method])
         try:
             return backend.time(Workload("network", {"input": list(input_shape)}, build_module=lambda: model), protocol)
         finally:

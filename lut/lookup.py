@@ -20,7 +20,7 @@ def span_latencies(table: LatencyTable, spans: dict, use_predictor: bool = True)
     missing = [key for key, value in latency.items() if value is None]
     if missing and use_predictor:
         predictor = predictor_for(table.frame)
-        rows = pd.DataFrame([_fields(spans[key], table.setting.get("batch_size") or 1) for key in missing])
+        rows = pd.DataFrame([_span_row(spans[key], table.setting.get("batch_size") or 1) for key in missing])
         predicted, extrapolated = predictor.predict(rows)
         for key, value, outside in zip(missing, predicted, extrapolated):
             latency[key], source[key] = float(value), EXTRAPOLATED if outside else PREDICTED
@@ -44,5 +44,5 @@ def predictor_for(frame: pd.DataFrame):
 _PREDICTORS: dict[int, object] = {}
 
 
-def _fields(span: Span, batch_size: int) -> dict:
+def _span_row(span: Span, batch_size: int) -> dict:
     return {**Candidate(span.shape, span.activation, span.residual_add).lut_fields(), "batch_size": batch_size}

@@ -161,6 +161,10 @@ def merge_luts(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
     return union.loc[~duplicated, COLUMNS + [c for c in union.columns if c not in COLUMNS]], int(duplicated.sum())
 
 
+class NoRowsOfSetting(DepthshrinkError):
+    """A table has no rows of the setting asked for (a new device, say)."""
+
+
 @dataclass
 class LatencyTable:
     """The rows of one device/backend/precision/batch/threads setting, for lookups."""
@@ -197,7 +201,7 @@ class LatencyTable:
                 wanted_text = _normalise(_text(value))
                 frame = frame[frame[column].map(lambda v, w=wanted_text: not pd.isna(v) and _normalise(_text(v)) == w)]
                 if frame.empty:
-                    raise DepthshrinkError(f"the LUT has no rows for {column}={value} "
+                    raise NoRowsOfSetting(f"the LUT has no rows for {column}={value} "
                                            f"(it has: {', '.join(present) or 'none'})")
             elif len(present) > 1:
                 raise DepthshrinkError(f"the LUT mixes {column} values {', '.join(present)}: "

@@ -49,8 +49,8 @@ class ProfileSection:
     budget_fraction: float = 0.4        # share of conv configurations measured (adaptive); 1: all
     threads: int = 1
     min_time_ms: float = 200.0
-    passes: int = 3                     # interleaved timing passes, the fastest kept (see README)
-    cache_flush: str = "auto"           # onnxruntime: flush the caches before timing a block? auto|on|off (README)
+    passes: int = 3                     # interleaved timing passes, the fastest kept (docs/profiling.md)
+    cache_flush: str = "auto"           # onnxruntime: flush the caches before timing a block? auto|on|off (docs/profiling.md)
 
 
 @dataclass
@@ -93,7 +93,7 @@ class BaselineSection:
 class MeasureSection:
     threads: int = 1
     min_time_ms: float = 500.0
-    passes: int = 3                     # every network timed in the same interleaved passes (see README)
+    passes: int = 3                     # every network timed in the same interleaved passes (docs/profiling.md)
     throughput_batch_size: int = 64
 
 

@@ -39,8 +39,9 @@ def stage(title: str) -> None:
 
 
 def seed_folders(folder: Path, seeds: list[int]) -> list[Path]:
-    """One training folder per seed: ``folder`` itself for a single seed, else ``folder/seed<k>``."""
-    return [folder] if len(seeds) == 1 else [folder / f"seed{seed}" for seed in seeds]
+    """One training folder per seed: ``folder`` itself for the first seed, ``folder/seed<k>`` for the
+    others, so seeds added to a run later (after the earlier ones) keep the trainings already made."""
+    return [folder] + [folder / f"seed{seed}" for seed in seeds[1:]]
 
 
 def network_list(config: PipelineConfig) -> list[Network]:

@@ -10,7 +10,8 @@ Run folder (field names fixed; the report reads them)::
     base/last.pt             the base network (unless [train] weights is a train checkpoint)
     space.json  lut.csv  lut.validation.json  importance.csv
     search/<network>.json    masks (original.json: every activation kept), *.frontier.csv
-    finetune/<network>/      finetune checkpoints;  baselines/<network>/: width multipliers
+    finetune/<network>/      finetune checkpoints (first seed; seed<k>/ inside: the others)
+    baselines/<network>/     width multipliers and pruned networks, seeds as in finetune/
     networks/<network>/      merged model files, result.json (accuracy, latency, cost)
     results.csv              one row per network
     report/index.html
@@ -19,6 +20,7 @@ Run folder (field names fixed; the report reads them)::
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..contracts.files import write_json_atomic
@@ -92,13 +94,20 @@ class Pipeline:
         return self.report()
 
     def _check_earlier_settings(self) -> None:
-        """Refuse to mix outputs of other settings into this run (new budgets and baselines are fine)."""
+        """Refuse to mix outputs of other settings into this run (new budgets, baselines and seeds
+        appended to the earlier ones are fine: what was trained is kept, what is new is trained)."""
         path = self.run / "config.toml"
         if not path.exists():
             return
         earlier = PipelineConfig.read(path)
-        changed = [name for name in ("seed", "model", "data", "train", "profile", "importance", "finetune", "measure")
+        changed = [name for name in ("seed", "model", "data", "train", "profile", "importance", "measure")
                    if getattr(earlier, name) != getattr(self.config, name)]
+        if replace(earlier.finetune, seeds=[]) != replace(self.config.finetune, seeds=[]):
+            changed.append("finetune")
+        for name, before, now in (("[finetune] seeds", earlier.finetune.seeds, self.config.finetune.seeds),
+                                  ("[baselines] width_seeds", earlier.baselines.width_seeds, self.config.baselines.width_seeds)):
+            if now[:len(before)] != before:  # seeds are added after the earlier ones, whose trainings are kept
+                changed.append(f"{name} (may only be extended: {before} + more)")
         if changed:
             raise DepthshrinkError(f"{self.run} holds a run with other settings ({', '.join(changed)} differ from "
                                    f"its config.toml): use another --out, or delete the folder")
@@ -138,13 +147,11 @@ class Pipeline:
 
         p, lut = self.config.profile, self.run / "lut.csv"
         if p.luts:
-            if not lut.exists():
-                from ..contracts.files import write_atomic
-                from ..lut.table import merge_luts
+            if not lut.exists():  # their validations come along: they calibrate the search
+                from ..lut.merging import merge_lut_files
 
                 stage(f"profile: the LUTs {', '.join(p.luts)}")
-                frame, _ = merge_luts(p.luts)
-                write_atomic(lut, lambda tmp: frame.to_csv(tmp, index=False))
+                merge_lut_files(p.luts, lut)
         elif not (self.run / "lut.validation.json").exists():
             stage("profile: this CPU, ONNX Runtime")
             job = ProfileJob(lut, 1, self.model(), validate=True,

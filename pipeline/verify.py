@@ -62,8 +62,8 @@ def check_same_machine(setting: dict) -> None:
 def search_verified(problem: SearchProblem, budget: Budget, solve: Callable[[SearchProblem, Budget], SearchResult],
                     measure: Callable[[SearchResult], Timing], max_rounds: int = MAX_ROUNDS,
                     progress: Callable[[str], None] = print) -> VerifiedSearch:
-    """Search, build, measure; tighten the search's budget by the measured overshoot until the
-    measured network meets ``budget``. Raises :class:`OutOfReach` (naming the fastest network
+    """Search, build, measure; tighten the search's budget to the network's prediction less its
+    measured overshoot until the measured network meets ``budget``. Raises :class:`OutOfReach` (naming the fastest network
     measured) when a tightened budget leaves no network."""
     target_ms = budget.resolve_ms(problem.original_ms)
     search_ms, rounds, best = target_ms, [], None
@@ -92,7 +92,9 @@ def search_verified(problem: SearchProblem, budget: Budget, solve: Callable[[Sea
         verified = VerifiedSearch(result, timing, target_ms, rounds)
         if verified.met:
             return verified
-        search_ms *= target_ms / timing.latency_ms  # the overshoot the table missed, taken off the search's budget
+        # the overshoot the table missed, taken off what this network was predicted to take (not off the
+        # search's budget, which a network predicted well under it would meet again: measured twice)
+        search_ms = min(search_ms, predicted) * target_ms / timing.latency_ms
     return verified  # not met within the rounds: the caller says so (the masks file records every round)
 
 

@@ -22,7 +22,7 @@ from ..contracts.files import FileLock
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, cross_validate
 from ..lut.sampling import most_uncertain, seed_order
-from ..lut.table import LatencyTable, LutWriter, row_key
+from ..lut.table import LatencyTable, LutWriter, NoRowsOfSetting, row_key
 from ..lut.transfer import priors_for
 from .base import Backend, CacheFlush
 from .bundle import Bundle, Entry
@@ -104,9 +104,13 @@ def _check_timing_method(lut_path: str | Path, backend: Backend, settings: Setti
     """Refuse to extend a table whose rows of this setting were timed another way (a CUDA graph
     against eager calls, say): one table, one way of timing."""
     try:
-        recorded = LatencyTable.read(lut_path).select(**setting_of(backend, settings)).setting.get("timing_method")
+        table = LatencyTable.read(lut_path)
     except DepthshrinkError:
-        return  # no rows of this setting yet (or none readable: the writer said so)
+        return  # nothing readable yet: the writer says what
+    try:
+        recorded = table.select(**setting_of(backend, settings)).setting.get("timing_method")
+    except NoRowsOfSetting:
+        return  # a setting new to the table (timed in several ways already: refused by select)
     ours = backend.metadata().get("timing_method")
     if recorded and ours and recorded != ours:
         raise DepthshrinkError(f"{lut_path}'s rows of this setting were timed as {recorded}, this session times them as "
@@ -143,7 +147,7 @@ def _adaptive(pending: list[Entry], limit: int, recorder: Recorder,
     if limit <= 0 or not left:
         return
     passes = settings.protocol.passes
-    seed = seed_order(_fields(left, settings.batch_size), min(limit, max(2 * MIN_ROWS, limit // 2)))
+    seed = seed_order(_entry_rows(left, settings.batch_size), min(limit, max(2 * MIN_ROWS, limit // 2)))
     timings = (limit + len(riders) * len(chunks(seed, settings.pass_chunk))) * passes \
         - sum(min(len(recorder.earlier(left[i])), passes) for i in seed)  # a resumed seed's logged passes
     bar = tqdm(total=timings, desc="profile (adaptive" + (f", {passes} passes)" if passes > 1 else ")"),
@@ -165,10 +169,10 @@ def _adaptive(pending: list[Entry], limit: int, recorder: Recorder,
             checked = taken
             if cross_validate(frame, priors=priors_for(frame))[0].within_10pct >= target:
                 break
-        take(most_uncertain(frame[frame["op"] == "conv"], _fields(left, settings.batch_size),
+        take(most_uncertain(frame[frame["op"] == "conv"], _entry_rows(left, settings.batch_size),
                             min(batch, limit - taken)))
     bar.close()
 
 
-def _fields(entries: list[Entry], batch_size: int) -> pd.DataFrame:
+def _entry_rows(entries: list[Entry], batch_size: int) -> pd.DataFrame:
     return pd.DataFrame([{**e.fields, "batch_size": batch_size} for e in entries])

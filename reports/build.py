@@ -19,7 +19,7 @@ from ..errors import DepthshrinkError
 from ..lut.predictor import FOLDS as PREDICTOR_FOLDS
 from .contents import Report
 from .plots import additivity_plot, additivity_points, parity_plot, run_colours, tradeoff_plot
-from .runs import RunFolder, file_name, load_runs, setting_label
+from .runs import RunFolder, file_name, legend_label, load_runs
 from .search_plots import frontier_plot, segment_bars_plot, segment_pieces
 from .table import combine_results
 
@@ -103,7 +103,7 @@ def _segment_figures(report: Report) -> None:
                 report.notes["segments"].append(f"{run.name}: no masks files (search/*.json); no segment figure")
             continue
         name = f"segments_{file_name(run.name)}.png"
-        title = f"{run.name}: predicted latency per segment\n{setting_label(*_run_setting(run))}"
+        title = f"{run.name}: predicted latency per segment\n{legend_label(*_run_setting(run))}"
         segment_bars_plot(bars, title, report.out_dir / name)
         kernel_note = "" if run.space is not None else " (space.json missing: merged kernel sizes unknown)"
         report.add("segments", name, title,
@@ -122,7 +122,7 @@ def _run_setting(run: RunFolder) -> tuple:
 def _frontier_figures(report: Report) -> None:
     for run in report.runs:
         name = f"frontier_{file_name(run.name)}.png"
-        title = f"{run.name}: search frontier\n{setting_label(*_run_setting(run))}"
+        title = f"{run.name}: search frontier\n{legend_label(*_run_setting(run))}"
         if frontier_plot(run, title, report.out_dir / name) == 0:
             report.notes["frontier"].append(f"{run.name}: no search/*.frontier.csv; no frontier figure")
             continue

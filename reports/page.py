@@ -6,7 +6,7 @@ import datetime
 
 from .contents import SECTIONS, Report
 from .devices import multi_device_html
-from .runs import setting_label
+from .runs import legend_label
 from .table import escape, table_html
 
 STYLE = """
@@ -64,7 +64,7 @@ def _runs_section(report: Report) -> str:
         settings = sorted(set(report.table.loc[report.table["run"] == run.name, "setting"]))
         rows.append(
             f"<tr><td>{escape(run.name)}</td><td>{escape(run.path)}</td><td>{escape(_model_text(run))}</td>"
-            f"<td>{escape('; '.join(settings) or setting_label(device.get('device')))}</td>"
+            f"<td>{escape('; '.join(settings) or legend_label(device.get('device')))}</td>"
             f"<td>{escape(f'{peak:.3g}' if peak else '–')}</td><td>{escape(device.get('tool_version', '–'))}</td>"
             f"<td>{int((report.table['run'] == run.name).sum())}</td>"
             f"<td class=\"{'missing' if missing else ''}\">{missing or 'none'}</td></tr>")

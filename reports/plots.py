@@ -92,13 +92,13 @@ def additivity_points(runs, combined: pd.DataFrame) -> pd.DataFrame:
     From each run's ``lut.validation.json`` and from results.csv where both values exist.
     Columns: run, setting, source, network, predicted_ms, measured_ms, error_pct.
     """
-    from .runs import setting_label
+    from .runs import legend_label
 
     rows = []
     for run in runs:
         for entry in run.validation:
             rows.append({"run": run.name, "source": "LUT validation", "network": str(entry.get("network")),
-                         "setting": setting_label(entry.get("device", run.device.get("device")),
+                         "setting": legend_label(entry.get("device", run.device.get("device")),
                                                   entry.get("backend", run.device.get("backend")),
                                                   entry.get("threads", run.device.get("threads"))),
                          "predicted_ms": entry.get("predicted_ms"), "measured_ms": entry.get("measured_ms")})

@@ -178,7 +178,7 @@ def _read_search(folder: Path, run: RunFolder) -> tuple[list[NetworkMasks], dict
     return masks, frontiers
 
 
-def setting_label(device, backend=None, threads=None) -> str:
+def legend_label(device, backend=None, threads=None) -> str:
     """How a measurement setting is named in titles and legends: device, backend, threads."""
     parts = [str(device) if _present(device) else "unknown device"]
     if _present(backend):

@@ -11,7 +11,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from .runs import SETTING_KEYS, RunFolder, setting_label
+from .runs import SETTING_KEYS, RunFolder, legend_label
 
 NUMERIC_COLUMNS = ("latency_budget_ms", "predicted_latency_ms", "accuracy", "accuracy_se", "seeds", "test_images", "latency_ms",
                    "latency_p10_ms", "latency_p90_ms", "throughput_ips", "throughput_batch_size",
@@ -63,7 +63,7 @@ def combine_results(runs: list[RunFolder]) -> pd.DataFrame:
         if column not in combined.columns:
             combined[column] = ""
         combined[column] = combined[column].fillna("").astype(str)
-    combined["setting"] = [setting_label(d, b, t) for d, b, t in
+    combined["setting"] = [legend_label(d, b, t) for d, b, t in
                            zip(combined["device"], combined["backend"], combined["threads"])]
     combined["utilisation_pct"] = utilisation_pct(combined["flops"], combined["throughput_ips"],
                                                   combined["peak_flops_per_s"])

@@ -15,11 +15,11 @@ checked on networks it was not fitted on by ``search --verify`` and ``bench/kept
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..contracts.setting import SETTING_COLUMNS
+from ..lut.merging import validation_entries
 from .problem import SearchProblem
 
 FITTED_ON = ("original", "merged_blocks")
@@ -63,21 +63,13 @@ def fit_calibration(validation: list[dict], outside_ms: float, source: str = "")
 
 def read_validation(lut_path: str | Path, model: str, image: list[int], setting: dict) -> list[dict]:
     """The entries of ``<lut>.validation.json`` for one network at one input size in one setting."""
-    path = Path(lut_path).with_suffix(".validation.json")
-    if not path.is_file():
-        return []
-    try:
-        entries = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return []  # an unreadable validation only means no correction (said in the masks file)
-    if not isinstance(entries, list):
-        return []
+    entries = validation_entries(lut_path)
 
     def ours(entry: dict) -> bool:
         same_setting = all(str(entry.get(k)) == str(setting[k]) for k in SETTING_COLUMNS if setting.get(k) is not None)
         return entry.get("model") == model and entry.get("input") in (None, list(image)) and same_setting
 
-    return [entry for entry in entries if isinstance(entry, dict) and ours(entry)]
+    return [entry for entry in entries if ours(entry)]
 
 
 def calibrated(problem: SearchProblem, calibration: Calibration) -> SearchProblem:

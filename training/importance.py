@@ -130,7 +130,7 @@ def part_path(out: Path, rank: int) -> Path:
     return out.with_name(f"{out.name}.parts") / f"rank{rank}.csv"
 
 
-def finished(out: Path) -> dict[tuple[int, int], float]:
+def recorded_scores(out: Path) -> dict[tuple[int, int], float]:
     """Accuracies already recorded in the part files of ``out`` (any rank, any earlier run)."""
     done = {}
     folder = out.with_name(f"{out.name}.parts")
@@ -152,7 +152,7 @@ def score_share(scorer: Scorer, segments: list[tuple[int, int]], out: Path, sett
     appending rows. ``settings`` (plain data: weights, data, method...) must equal those of any
     earlier rows; ``barrier`` (under torchrun) makes every rank deal from the same leftovers."""
     _check_settings(out, settings)
-    left = [s for s in [(0, 0), *segments] if s not in finished(out)]
+    left = [s for s in [(0, 0), *segments] if s not in recorded_scores(out)]
     barrier()  # every rank has read what is done before any rank appends
     mine = left[rank::world]
     path = part_path(out, rank)

@@ -60,7 +60,7 @@ def score_importance(options: ImportanceOptions, weights: str | os.PathLike, dat
 
 def _measured(options, weights, data: DataSpec, base, space, train_data, held_out, out: Path, progress: bool):
     from ..search.segments import candidate_segments
-    from .importance import ImportanceConfig, Scorer, finished, importance_frame, score_share, write_importance
+    from .importance import ImportanceConfig, Scorer, importance_frame, recorded_scores, score_share, write_importance
 
     config = ImportanceConfig(options.method, options.max_removed, options.bn_images, options.probe_steps,
                               options.probe_batch_size, options.probe_lr, options.distill, options.seed)
@@ -68,7 +68,7 @@ def _measured(options, weights, data: DataSpec, base, space, train_data, held_ou
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     dist = _process_group(world)
     if rank == 0:
-        done = len(finished(out))
+        done = len(recorded_scores(out))
         print(f"{options.method}: {len(segments)} segments of {space.model['name']} to score"
               + (f", shared among {world} processes" if world > 1 else "")
               + (f" ({done} done before)" if done else ""))
@@ -82,7 +82,7 @@ def _measured(options, weights, data: DataSpec, base, space, train_data, held_ou
         dist.destroy_process_group()
         if rank != 0:
             return None
-    frame = importance_frame(space, segments, finished(out), options.method)
+    frame = importance_frame(space, segments, recorded_scores(out), options.method)
     write_importance(frame, out)
     return frame
 

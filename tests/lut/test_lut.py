@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from depthshrink import DepthshrinkError
+from depthshrink.cli.main import main
 from depthshrink.contracts.space import ConvShape
 from depthshrink.lut.table import COLUMNS, LatencyTable, LutWriter, merge_luts, read_lut, row_key
 
@@ -74,6 +75,28 @@ def test_merge_unions_devices_and_drops_duplicates(tmp_path):
     merged, duplicates = merge_luts([a, b])
     assert duplicates == 1 and len(merged) == 2
     assert merged.loc[merged["device"] == "cpu-a", "latency_ms"].item() == 0.5  # the first one wins
+
+
+def test_merged_files_keep_their_validations_beside_them(tmp_path):
+    """A pipeline given [profile] luts, or `lut merge`, lost the validations that calibrate the search."""
+    import json
+
+    from depthshrink.lut.merging import merge_lut_files
+    from depthshrink.search.calibration import read_validation
+
+    a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "all.csv"
+    LutWriter(a).append(_row(device="cpu-a"))
+    LutWriter(b).append(_row(device="cpu-b"))
+    entry = {"model": "m", "network": "original", "input": [3, 8, 8], "device": "cpu-a", "backend": "onnxruntime",
+             "precision": "fp32", "batch_size": 1, "threads": 1, "measured_ms": 2.0, "predicted_ms": 1.8}
+    a.with_suffix(".validation.json").write_text(json.dumps([entry]))
+    b.with_suffix(".validation.json").write_text(json.dumps([{**entry, "measured_ms": 9.0}, {**entry, "device": "cpu-b"}]))
+    frame, duplicates, validations = merge_lut_files([a, b], out)
+    assert (len(frame), duplicates, validations) == (2, 0, 2)
+    kept = read_validation(out, "m", [3, 8, 8], {"device": "cpu-a", "batch_size": 1})
+    assert [e["measured_ms"] for e in kept] == [2.0]  # the first file's entry wins, as its rows do
+    assert main(["lut", "merge", str(a), str(b), "--out", str(tmp_path / "cli.csv")]) == 0
+    assert len(json.loads((tmp_path / "cli.validation.json").read_text())) == 2
 
 
 def test_select_and_lookup(tmp_path):

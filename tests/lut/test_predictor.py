@@ -95,8 +95,25 @@ def test_evaluate_cli_json_and_plot(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report) >= {"rows", "rmspe", "within_5pct", "within_10pct", "within_20pct"}
     assert report["rows"] == 140 and report["within_10pct"] >= 0.93  # as the API's cross-validation above
+    assert report["prior_tables"] == 0  # a full table stands alone
     assert report["within_5pct"] <= report["within_10pct"] <= report["within_20pct"]
     assert (tmp_path / "parity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_scores_the_predictor_the_search_uses_with_its_prior(tmp_path, capsys):
+    """A table measured in part leans on the shipped tables in the search; `predictor evaluate`
+    scored it alone, a predictor nobody uses."""
+    from depthshrink.lut.transfer import priors_for
+
+    frame = pd.read_csv(LUT)
+    part = pd.concat([frame[frame["op"] != "conv"], frame[frame["op"] == "conv"].iloc[::3]])  # 47 of 140 conv rows
+    part.to_csv(tmp_path / "part.csv", index=False)
+    assert main(["predictor", "evaluate", "--lut", str(tmp_path / "part.csv"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    priors = priors_for(part)
+    assert report["prior_tables"] == len(priors) >= 2
+    expected = cross_validate(part, priors=priors)[0]
+    assert (report["model"], report["within_10pct"]) == (expected.model, pytest.approx(expected.within_10pct))
 
 
 def test_corpus_rows_only_train_and_never_leak_a_held_out_shape():

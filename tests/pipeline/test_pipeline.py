@@ -56,6 +56,24 @@ def test_a_run_folder_of_other_settings_is_refused(tmp_path, capsys):
     Pipeline(PipelineConfig(), run)._check_earlier_settings()  # new budgets are fine
 
 
+def test_seeds_are_added_to_a_run_after_the_earlier_ones_whose_trainings_are_kept(tmp_path):
+    from depthshrink.pipeline.networks import seed_folders
+    from depthshrink.pipeline.stages import Pipeline
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(PipelineConfig.from_dict({"finetune": {"seeds": [0]}}).to_toml())
+    Pipeline(PipelineConfig.from_dict({"finetune": {"seeds": [0, 1, 2]}, "baselines": {"width_seeds": [0, 5]}}),
+             run)._check_earlier_settings()
+    for settings, named in (({"finetune": {"seeds": [1, 2]}}, r"finetune\] seeds \(may only be extended: \[0\]"),
+                            ({"finetune": {"seeds": [0], "epochs": 9}}, r"\(finetune differ")):
+        with pytest.raises(DepthshrinkError, match=named):
+            Pipeline(PipelineConfig.from_dict(settings), run)._check_earlier_settings()
+    # the first seed trains where a one-seed run trained (the folder the merge reads); the others inside it
+    assert seed_folders(run / "ft", [0]) == [run / "ft"]
+    assert seed_folders(run / "ft", [0, 1, 2]) == [run / "ft", run / "ft" / "seed1", run / "ft" / "seed2"]
+
+
 TINY = """
 [model]
 name = "tiny_mobilenet"

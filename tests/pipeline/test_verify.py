@@ -72,6 +72,21 @@ def test_verify_tightens_the_budget_until_the_measured_network_keeps_it():
                         progress=lambda line: None)
 
 
+@pytest.mark.parametrize("budget_ms", [0.85, 0.95, 1.05, 1.15])
+def test_verify_never_measures_the_same_network_twice(budget_ms):
+    """A pick predicted well under its budget that runs over it: the next round searches below its
+    prediction (tightening the budget itself picked it again, a round wasted)."""
+    from depthshrink.pipeline.verify import search_verified
+
+    def measure(result):  # a per-network overhead the table lacks
+        ms = result.masks.extra["predicted_latency_ms"] + 0.08
+        return Timing(ms, 0.99 * ms, 1.01 * ms, 30, 300.0)
+
+    verified = search_verified(_problem(), Budget(latency_ms=budget_ms), solve_dp, measure, progress=lambda line: None)
+    predicted = [r["predicted_latency_ms"] for r in verified.rounds]
+    assert verified.met and len(predicted) == 2 and predicted[1] < predicted[0]
+
+
 def test_search_verify_on_this_cpu_records_every_round(tmp_path, capsys, monkeypatch):
     """A real table, its validation and a measured network (ONNX Runtime, one thread)."""
     from depthshrink.pipeline import verify

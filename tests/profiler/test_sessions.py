@@ -347,3 +347,7 @@ def test_a_table_timed_another_way_is_not_extended(tmp_path):
     LutWriter(lut).append(row)
     with pytest.raises(DepthshrinkError, match="timed as cuda-graph, this session times them as host-clock"):
         profile(bundle, OnnxRuntimeBackend(1, CacheFlush.OFF), lut, Settings("cpu-test", 1, FAST, progress=False))
+    row["timing_method"] = "host-clock"  # a table timed two ways already: extended by neither
+    LutWriter(lut).append({**row, "in_channels": 8})
+    with pytest.raises(DepthshrinkError, match=r"timed in several ways \(cuda-graph, host-clock\)"):
+        profile(bundle, OnnxRuntimeBackend(1, CacheFlush.OFF), lut, Settings("cpu-test", 1, FAST, progress=False))

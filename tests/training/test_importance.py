@@ -22,8 +22,8 @@ from depthshrink.training.evaluate import accuracy
 from depthshrink.training.importance import (
     ImportanceConfig,
     Scorer,
-    finished,
     part_path,
+    recorded_scores,
     reestimate_batchnorm,
     segment_masks,
 )
@@ -143,7 +143,7 @@ def test_command_resumes_from_parts_and_refuses_other_settings(base_checkpoint, 
     row = frame[(frame["start"] == first[0]) & (frame["end"] == first[1])].iloc[0]
     assert row["importance"] == pytest.approx(100 * (0.125 - row["reference_accuracy"]), abs=1e-3)
     measured = frame[frame["source"] == "measured"]
-    assert len(finished(out)) == len(measured) + 1  # every measured segment and the reference, once
+    assert len(recorded_scores(out)) == len(measured) + 1  # every measured segment and the reference, once
     assert len(frame) == len(candidate_segments(tiny_space()[1]))
     assert main([*common, "--bn-images", "64"]) == 1  # other settings, same parts
     assert "holds scores of a run with other settings" in capsys.readouterr().err

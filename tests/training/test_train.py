@@ -121,6 +121,9 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert state["epoch"] == 1 and state["spec"]["model"]["name"] == "tiny_mobilenet"
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--data", "synthetic"]) == 0
     assert "top-1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # --subset draws training images: on the test split it was ignored
+        main(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--data", "synthetic", "--subset", "9"])
+    assert "unrecognized arguments: --subset 9" in capsys.readouterr().err
     assert main(["train", *common, "--num-classes", "5", "--subset", "64", "--out", str(tmp_path / "bad")]) == 1
     assert "the data has 10 classes but the model has 5 outputs" in capsys.readouterr().err
     assert main(["train", *common[:-1], str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad")]) == 1

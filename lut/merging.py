@@ -1,0 +1,41 @@
+"""Several LUT files as one: their rows (the first row of a configuration wins) and, beside them,
+their validation reports (``<lut>.validation.json``: what calibrates the search's sum)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..contracts.files import write_atomic, write_json_atomic
+from ..contracts.setting import SETTING_COLUMNS
+from .table import merge_luts
+
+
+def validation_entries(lut_path: str | os.PathLike) -> list[dict]:
+    """The entries of ``<lut>.validation.json``; none when it is missing or unreadable."""
+    path = Path(lut_path).with_suffix(".validation.json")
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else []
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return []  # an unreadable validation only means no correction (said in the masks file)
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> tuple[pd.DataFrame, int, int]:
+    """Write the union of ``paths`` to ``out`` and their validations to ``<out>.validation.json``
+    (for one network at one input size in one setting, the first file's entry wins). Returns the
+    merged rows, the duplicate rows dropped and the validation entries kept."""
+    frame, duplicates = merge_luts(paths)
+    write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
+    kept: dict[tuple, dict] = {}
+    for path in paths:
+        for entry in validation_entries(path):
+            key = (entry.get("model"), entry.get("network"), str(entry.get("input")),
+                   *(str(entry.get(k)) for k in SETTING_COLUMNS))
+            kept.setdefault(key, entry)
+    if kept:
+        write_json_atomic(Path(out).with_suffix(".validation.json"), list(kept.values()))
+    return frame, duplicates, len(kept)
