@@ -39,6 +39,7 @@ test: install
 bench: install
 	$(PY) bench/timer_drift.py
 	$(VENV)/bin/depthshrink run --config bench/pipeline.toml --out out/bench
+	$(PY) bench/results_table.py out/bench/results.csv
 	$(PY) bench/importance_vs_finetune.py --weights weights/mobilenet_v2_small_x0.5_fashion_mnist.pt --out out/bench_importance.csv
 	$(PY) bench/kept_budgets.py --out out/bench_kept_budgets.csv
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge

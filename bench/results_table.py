@@ -1,0 +1,38 @@
+"""The README's results table from a run's results.csv: accuracy (mean ± SE over seeds), its change
+against the original in points, measured median latency, speed-up and throughput.
+
+    python bench/results_table.py out/bench/results.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+LABELS = {"dp": "DP, budget {budget}", "depthshrinker": "DepthShrinker top-k, {budget}", "original": "original",
+          "width": "width multiplier {name}", "pruned": "L1 channel pruning {name}"}
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    original = frame[frame["kind"] == "original"].iloc[0]
+    lines = ["| network | test acc. (seeds) | Δ points | latency ms (p10–p90) | speed-up | images/s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in frame.itertuples():
+        label = LABELS[row.kind].format(budget=str(row.budget).replace("x", "×"), name=row.network.split("-", 1)[-1])
+        se = f" ± {100 * row.accuracy_se:.2f}" if pd.notna(row.accuracy_se) else ""
+        delta = "—" if row.kind == "original" else f"{100 * (row.accuracy - original.accuracy):+.2f}"
+        lines.append(f"| {label} | {100 * row.accuracy:.2f}%{se} ({row.seeds}) | {delta} | {row.latency_ms:.3f} "
+                     f"({row.latency_p10_ms:.3f}–{row.latency_p90_ms:.3f}) | "
+                     f"{original.latency_ms / row.latency_ms:.2f}× | {row.throughput_ips:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", help="a run folder's results.csv")
+    print(markdown(pd.read_csv(parser.parse_args().results)))
+
+
+if __name__ == "__main__":
+    main()
