@@ -77,3 +77,18 @@ def test_networks_are_costed_in_the_same_interleaved_passes(monkeypatch):
     assert timed == [("network0", 1), ("network1", 4), ("network2", 1), ("network3", 4)] * 3
     assert [c.parameters for c in result] == [40, 640 + 36928]
     assert result[0].latency_ms < result[1].latency_ms and result[0].throughput_ips > result[1].throughput_ips
+
+
+def test_a_noisy_profile_never_gives_the_layout_conversions_a_whole_block():
+    """Under load a µs conv node can sit under the profiler's own floor while the reorders do not:
+    the layout share came out 1.0 and the block's row 0 ms, which the LUT then refused
+    (seen once in `test_a_resumed_session_runs_only_the_passes_it_lacks` on a loaded machine)."""
+    from depthshrink.profiler.onnxruntime import MAX_LAYOUT_SHARE, _layout_share
+
+    def node(op: str, dur_us: float, ts: int) -> dict:
+        return {"cat": "Node", "name": f"{op}_kernel_time", "dur": dur_us, "ts": ts, "args": {"op_name": op}}
+
+    events = [e for ts in range(10) for e in (node("ReorderInput", 9.0, ts), node("Conv", 2.0, ts),
+                                              node("ReorderOutput", 8.0, ts))]
+    assert _layout_share(events, floor_us=3.0) == MAX_LAYOUT_SHARE < 1.0
+    assert _layout_share(events, floor_us=0.0) == pytest.approx(17 / 19)  # a plain profile: the share as measured
