@@ -44,6 +44,14 @@ def seed_folders(folder: Path, seeds: list[int]) -> list[Path]:
     return [folder] + [folder / f"seed{seed}" for seed in seeds[1:]]
 
 
+def network_seeds(config: PipelineConfig, network: Network) -> list[int]:
+    """The seeds a network is trained with: the run's own for the original, ``[baselines] width_seeds``
+    for a width baseline, ``[finetune] seeds`` for the finetuned ones (shrunk and pruned)."""
+    if network.kind == "original":
+        return [config.seed]
+    return config.baselines.width_seeds if network.kind == "width" else config.finetune.seeds
+
+
 def network_list(config: PipelineConfig) -> list[Network]:
     networks = [Network("original", "original")]
     for budget in config.search.budgets:
@@ -65,14 +73,14 @@ def load_networks(pipeline, network: Network) -> list:
 
     if network.kind == "original":
         return [load_base_network(pipeline.base)[0]]
+    seeds = network_seeds(pipeline.config, network)
     if network.kind == "width":
-        return from_checkpoints(seed_folders(pipeline.run / "baselines" / network.name,
-                                             pipeline.config.baselines.width_seeds))
+        return from_checkpoints(seed_folders(pipeline.run / "baselines" / network.name, seeds))
     if network.kind == "pruned":
         from .pruning import load_pruned
         return [load_pruned(pipeline, network, folder) for folder in
-                seed_folders(pipeline.run / "baselines" / network.name, pipeline.config.finetune.seeds)]
-    folders = seed_folders(pipeline.run / "finetune" / network.name, pipeline.config.finetune.seeds)
+                seed_folders(pipeline.run / "baselines" / network.name, seeds)]
+    folders = seed_folders(pipeline.run / "finetune" / network.name, seeds)
     return [load_merged(pipeline.run / "networks" / network.name), *from_checkpoints(folders[1:])]
 
 

@@ -30,7 +30,7 @@ from ..training.data import DataSpec
 from ..training.runs import RunOptions
 from ..training.train import TrainConfig
 from .config import PipelineConfig
-from .networks import Network, measure_networks, network_list, results_frame, seed_folders, stage
+from .networks import Network, measure_networks, network_list, network_seeds, results_frame, seed_folders, stage
 from .runfolder import SHIPPED_WEIGHTS, data_source, finished, is_checkpoint, measured, shipped_base
 
 
@@ -221,16 +221,13 @@ class Pipeline:
     def baselines(self, networks: list[Network]) -> None:
         from .pruning import train_pruned
 
-        b, f = self.config.baselines, self.config.finetune
-        for network in networks:
-            folder = self.run / "baselines" / network.name
-            if network.kind == "width":
-                for seed, out in zip(b.width_seeds, seed_folders(folder, b.width_seeds)):
+        for network in [n for n in networks if n.kind in ("width", "pruned")]:
+            seeds = network_seeds(self.config, network)
+            for seed, out in zip(seeds, seed_folders(self.run / "baselines" / network.name, seeds)):
+                if network.kind == "width":
                     self._train(network.name, out, self.model(network.width_mult), seed)
-            elif network.kind == "pruned":
-                for seed, out in zip(f.seeds, seed_folders(folder, f.seeds)):
-                    if not finished(out / "last.pt", f.epochs):
-                        train_pruned(self, network, seed, out)
+                elif not finished(out / "last.pt", self.config.finetune.epochs):
+                    train_pruned(self, network, seed, out)
 
     def measure(self, networks: list[Network]) -> None:
         from ..training.data import load_split, sample
@@ -240,7 +237,7 @@ class Pipeline:
             test = sample(test, self.config.data.test_images)
         device = json.loads((self.run / "device.json").read_text())
         pending = [n for n in networks if not measured(self.run / "networks" / n.name / "result.json",
-                                                          len(self._seeds(n)))]
+                                                          len(network_seeds(self.config, n)))]
         if pending:
             stage(f"measure {', '.join(n.name for n in pending)}")
             for network, result in zip(pending, measure_networks(self, pending, test, device)):
@@ -251,11 +248,6 @@ class Pipeline:
         frame.to_csv(self.run / "results.csv", index=False)
         print("\n" + frame[["network", "accuracy", "latency_ms", "throughput_ips", "predicted_latency_ms"]]
               .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-
-    def _seeds(self, network: Network) -> list[int]:
-        if network.kind == "original":
-            return [self.config.seed]
-        return self.config.baselines.width_seeds if network.kind == "width" else self.config.finetune.seeds
 
     def report(self) -> Path:
         from ..reports.build import build_report

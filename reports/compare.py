@@ -17,19 +17,14 @@ import pandas as pd
 def verdict(a: pd.Series, b: pd.Series) -> str:
     """``a`` against ``b``, in one line."""
     gap = 100 * (a["accuracy"] - b["accuracy"])
-    se = 100 * math.sqrt(_se(a) ** 2 + _se(b) ** 2) if not (pd.isna(a.get("accuracy_se")) or
-                                                          pd.isna(b.get("accuracy_se"))) else float("nan")
     head = (f"{a['network']} {100 * a['accuracy']:.2f}% ({a['latency_ms']:.3f} ms) vs {b['network']} "
             f"{100 * b['accuracy']:.2f}% ({b['latency_ms']:.3f} ms): {gap:+.2f} points")
-    if math.isnan(se):
+    if pd.isna(a.get("accuracy_se")) or pd.isna(b.get("accuracy_se")):
         return head + ", no standard error (one seed): not called"
+    se = 100 * math.hypot(float(a["accuracy_se"]), float(b["accuracy_se"]))
     if abs(gap) > 2 * se:
         return head + f", beyond 2 SE ({2 * se:.2f}): {a['network'] if gap > 0 else b['network']} is more accurate"
     return head + f", within 2 SE ({2 * se:.2f}): not called"
-
-
-def _se(row: pd.Series) -> float:
-    return float(row["accuracy_se"])
 
 
 def comparisons(rows: pd.DataFrame) -> list[str]:
