@@ -28,10 +28,21 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def timing_line(frame: pd.DataFrame) -> str:
+    """Whether the speed-ups compare networks timed in the same passes (``timed_at`` of each result)."""
+    stamps = frame["timed_at"] if "timed_at" in frame.columns else pd.Series([None] * len(frame))
+    if stamps.notna().all() and stamps.nunique() == 1:
+        return f"All networks timed in the same interleaved passes ({stamps.iloc[0]})."
+    return ("WARNING: these networks were not all timed in the same passes (the speed-ups mix sessions): "
+            "`depthshrink run` on the same folder times them again together.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", help="a run folder's results.csv")
-    print(markdown(pd.read_csv(parser.parse_args().results)))
+    frame = pd.read_csv(parser.parse_args().results)
+    print(markdown(frame))
+    print("\n" + timing_line(frame))
 
 
 if __name__ == "__main__":

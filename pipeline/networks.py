@@ -14,7 +14,7 @@ from .config import PipelineConfig
 
 RESULT_COLUMNS = ["network", "kind", "budget", "latency_budget_ms", "predicted_latency_ms", "accuracy",
                   "accuracy_se", "seeds", "test_images", "latency_ms", "latency_p10_ms", "latency_p90_ms", "throughput_ips",
-                  "throughput_batch_size", "parameters", "flops", "device", "backend", "threads", "masks"]
+                  "throughput_batch_size", "parameters", "flops", "device", "backend", "threads", "masks", "timed_at"]
 
 
 @dataclass(frozen=True)
@@ -84,16 +84,23 @@ def load_networks(pipeline, network: Network) -> list:
     return [load_merged(pipeline.run / "networks" / network.name), *from_checkpoints(folders[1:])]
 
 
-def measure_networks(pipeline, networks: list[Network], test, device: dict) -> list[dict]:
-    """Each network's accuracy, parameters and FLOPs, and its latency and throughput: all networks
-    are timed in the same interleaved passes, so a shared machine's slow phase favours none."""
+def measure_networks(pipeline, networks: list[Network], test, device: dict,
+                     kept: dict[str, list[float]] | None = None) -> list[dict]:
+    """Each network's accuracy (per seed; ``kept`` holds those measured before, by network name,
+    which are not evaluated again), parameters and FLOPs, and its latency and throughput: all
+    networks are timed in the same interleaved passes, so a shared machine's slow phase favours
+    none; ``timed_at`` names those passes."""
+    from datetime import UTC, datetime
+
     from ..export.networks import costs
     from ..profiler.timing import TimingProtocol
     from ..training.evaluate import accuracy
 
-    m, settings = pipeline.config.model, pipeline.config.measure
+    m, settings, kept = pipeline.config.model, pipeline.config.measure, kept or {}
     seeds = [load_networks(pipeline, network) for network in networks]
-    accuracies = [[accuracy(model, test) for model in models] for models in seeds]
+    accuracies = [kept[network.name] if network.name in kept else [accuracy(model, test) for model in models]
+                  for network, models in zip(networks, seeds)]
+    timed_at = datetime.now(UTC).isoformat(timespec="seconds")
     measured = costs([models[0] for models in seeds], (m.in_channels, m.resolution, m.resolution), settings.threads,
                      TimingProtocol(300, 20, settings.min_time_ms, passes=settings.passes),
                      settings.throughput_batch_size)
@@ -106,7 +113,8 @@ def measure_networks(pipeline, networks: list[Network], test, device: dict) -> l
                   "predicted_latency_ms": masks.get("predicted_latency_ms"), "accuracy": network_accuracy,
                   "accuracy_se": float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed))) if len(per_seed) > 1 else None,
                   "seeds": len(per_seed), "accuracy_seeds": per_seed, "test_images": len(test), **cost.to_dict(),
-                  "device": device["device"], "backend": device["backend"], "masks": network.masks}
+                  "device": device["device"], "backend": device["backend"], "masks": network.masks,
+                  "timed_at": timed_at}
         print(f"{network.name}: accuracy {network_accuracy:.2%}, latency {cost.latency_ms:.4f} ms (predicted "
               f"{result['predicted_latency_ms'] or float('nan'):.4f}), {cost.throughput_ips:.0f} images/s")
         results.append(result)

@@ -37,10 +37,15 @@ def shipped_base(model) -> Path | None:
     return SHIPPED_BASE
 
 
-def measured(result: Path, seeds: int) -> bool:
-    """Whether ``result`` exists and holds as many seeds as are configured (more seeds added to a run
-    are trained, then measured again)."""
-    return result.exists() and json.loads(result.read_text()).get("seeds", 1) == seeds
+def read_result(result: Path) -> dict | None:
+    """A network's ``result.json`` (None when it was not measured yet)."""
+    return json.loads(result.read_text()) if result.exists() else None
+
+
+def measured(result: dict | None, seeds: int) -> bool:
+    """Whether a network's result (:func:`read_result`) holds as many seeds as are configured (more
+    seeds added to a run are trained, then measured again)."""
+    return result is not None and result.get("seeds", 1) == seeds
 
 
 def finished(checkpoint: Path, epochs: int) -> bool:

@@ -31,7 +31,7 @@ from ..training.runs import RunOptions
 from ..training.train import TrainConfig
 from .config import PipelineConfig
 from .networks import Network, measure_networks, network_list, network_seeds, results_frame, seed_folders, stage
-from .runfolder import SHIPPED_WEIGHTS, data_source, finished, is_checkpoint, measured, shipped_base
+from .runfolder import SHIPPED_WEIGHTS, data_source, finished, is_checkpoint, measured, read_result, shipped_base
 
 
 class Pipeline:
@@ -236,11 +236,16 @@ class Pipeline:
         if self.config.data.test_images:
             test = sample(test, self.config.data.test_images)
         device = json.loads((self.run / "device.json").read_text())
-        pending = [n for n in networks if not measured(self.run / "networks" / n.name / "result.json",
-                                                          len(network_seeds(self.config, n)))]
-        if pending:
-            stage(f"measure {', '.join(n.name for n in pending)}")
-            for network, result in zip(pending, measure_networks(self, pending, test, device)):
+        earlier = {n.name: read_result(self.run / "networks" / n.name / "result.json") for n in networks}
+        pending = [n for n in networks if not measured(earlier[n.name], len(network_seeds(self.config, n)))]
+        timed_at = {(r or {}).get("timed_at") for r in earlier.values()}  # None: not measured, or an older run
+        if pending or None in timed_at or len(timed_at) > 1:
+            # new networks, or results timed in other passes (a run extended later): every network is
+            # timed again in the same passes, the accuracies measured before are kept
+            kept = {name: r["accuracy_seeds"] for name, r in earlier.items()
+                    if name not in {n.name for n in pending} and r and "accuracy_seeds" in r}
+            stage(f"measure {', '.join(n.name for n in pending) or 'nothing new'}; time all networks in the same passes")
+            for network, result in zip(networks, measure_networks(self, networks, test, device, kept)):
                 path = self.run / "networks" / network.name / "result.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(path, result)

@@ -142,6 +142,29 @@ def test_a_tiny_run_end_to_end_then_resumed(tmp_path, capsys):
                ("config.toml", "results.csv")]
     assert changed == [] and time.perf_counter() - began < 120  # nothing trained, profiled or measured again
 
+    # a width seed added later: it is trained, and every network is timed again in the same passes as
+    # the new one (the old code timed the new network alone, its speed-up against another session's
+    # original); the accuracies measured before are kept, not evaluated again
+    results = {p.parent.name: json.loads(p.read_text()) for p in run.glob("networks/*/result.json")}
+    (tmp_path / "tiny.toml").write_text(TINY.replace("width_mults = [0.5]", "width_mults = [0.5]\nwidth_seeds = [0, 1]"))
+    time.sleep(1)  # another second: another timed_at
+    assert main(["run", "--config", str(tmp_path / "tiny.toml"), "--out", str(run)]) == 0
+    assert "== measure width-0.5; time all networks in the same passes" in capsys.readouterr().out
+    again = {p.parent.name: json.loads(p.read_text()) for p in run.glob("networks/*/result.json")}
+    assert again.keys() == results.keys() and len({r["timed_at"] for r in again.values()}) == 1
+    assert again["original"]["timed_at"] != results["original"]["timed_at"]
+    assert again["width-0.5"]["seeds"] == 2
+    for name, result in results.items():
+        if name != "width-0.5":
+            assert again[name]["accuracy_seeds"] == result["accuracy_seeds"], name
+
+    # results of an older run (no timed_at) are timed again together
+    result = run / "networks" / "original" / "result.json"
+    result.write_text(json.dumps({k: v for k, v in json.loads(result.read_text()).items() if k != "timed_at"}))
+    assert main(["run", "--config", str(tmp_path / "tiny.toml"), "--out", str(run)]) == 0
+    assert "== measure nothing new; time all networks in the same passes" in capsys.readouterr().out
+    assert len({json.loads(p.read_text())["timed_at"] for p in run.glob("networks/*/result.json")}) == 1
+
 
 def test_base_weights_a_user_brings_are_trained_from_and_checkpoints_used_as_they_are(tmp_path, capsys):
     """``[train] weights``: a plain state_dict (e.g. ImageNet weights) is the start of base

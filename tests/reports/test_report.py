@@ -192,6 +192,19 @@ def test_short_lut_and_bare_run_still_build(tmp_path, capsys):
     assert (flags["all"] == flags["any"]).all() and flags["all"].sum() == 3  # equal twins tie
 
 
+def test_a_run_timed_in_several_sessions_is_named(tmp_path):
+    runs = {}
+    for name, stamps in (("together", ["2026-12-06T04:00:00+00:00"] * 5),
+                         ("apart", ["2026-12-06T02:00:00+00:00"] + ["2026-12-06T03:00:00+00:00"] * 4)):
+        runs[name] = make_run(tmp_path, name, None, search=False)
+        results = pd.read_csv(runs[name] / "results.csv")
+        results.assign(timed_at=stamps).to_csv(runs[name] / "results.csv", index=False)
+    assert build(runs["together"], runs["apart"], "--out", tmp_path / "out") == 0
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "apart: its networks were not all timed in the same passes" in page
+    assert "together: its networks were not" not in page
+
+
 def test_bad_input_is_one_clear_error(tmp_path, space_json):
     with pytest.raises(DepthshrinkError, match="run folder .*nowhere does not exist"):
         build(tmp_path / "nowhere", "--out", tmp_path / "out")
