@@ -47,6 +47,14 @@ def _keys(rows: pd.DataFrame) -> pd.Series:
     return frame.astype(str).agg("|".join, axis=1)
 
 
+def _measurements(rows: pd.DataFrame) -> list[str]:
+    """Each row's configuration and when it was measured (none for rows that do not record it)."""
+    if "measured_at" not in rows.columns:
+        return []
+    stamped = rows[rows["measured_at"].notna()]
+    return list(_keys(stamped) + "@" + stamped["measured_at"].astype(str)) if len(stamped) else []
+
+
 class PriorTable:
     """One other table of one setting: its predictor and its measurements, by configuration."""
 
@@ -56,8 +64,14 @@ class PriorTable:
         self.device, self.backend = table_device(frame)
         self.predictor = LatencyPredictor(frame, model=PRIOR_MODEL[self.device.kind])
         self.measured = dict(zip(_keys(conv), np.log(conv["latency_ms"].astype(float))))
+        self.measurements = set(_measurements(conv))
         x, y = conv_features(conv), np.log(conv["latency_ms"].astype(float).to_numpy())
         self.counts = (GpuCounts(self.device, self.backend) if self.device.kind == "gpu" else WorkCounts()).fit(x, y)
+
+    def holds_any(self, rows: pd.DataFrame) -> bool:
+        """Whether it holds one of ``rows``' measurements itself (same configuration, same
+        ``measured_at``): then it is that table, or a part of it, not another device's."""
+        return not self.measurements.isdisjoint(_measurements(rows))
 
     def counts_log_latency(self, rows: pd.DataFrame, device: DeviceSpec, backend: str | None) -> np.ndarray | None:
         """Its work model's log latency of each row on ``device`` (None for a device of another kind)."""
@@ -100,11 +114,13 @@ def shipped_priors(exclude: dict | None = None) -> list[PriorTable]:
 def priors_for(frame: pd.DataFrame) -> list[PriorTable]:
     """The prior of a table with few own conv rows (under ``PRIOR_BELOW_ROWS``: a table measured
     adaptively, ``profile-device --budget-fraction``, or in part): the shipped tables, fitted once
-    per process (:func:`_shipped_once`, refitted when a file changes); none for a larger table."""
+    per process (:func:`_shipped_once`, refitted when a file changes), but not one that holds the
+    table's own measurements (a part of a shipped table would be its own prior); none for a larger table."""
     own = frame[(frame["op"] == "conv") & ~is_corpus(frame)]
     if len(own) >= PRIOR_BELOW_ROWS:
         return []
-    return list(_shipped_once(tuple((str(p), p.stat().st_mtime_ns) for p in sorted(SHIPPED.rglob("*.csv")))))
+    shipped = _shipped_once(tuple((str(p), p.stat().st_mtime_ns) for p in sorted(SHIPPED.rglob("*.csv"))))
+    return [prior for prior in shipped if not prior.holds_any(own)]
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,6 +1,7 @@
 """The latency predictor: features, grouped cross-validation on the shipped table, refusals."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -114,6 +115,20 @@ def test_evaluate_scores_the_predictor_the_search_uses_with_its_prior(tmp_path, 
     assert report["prior_tables"] == len(priors) >= 2
     expected = cross_validate(part, priors=priors)[0]
     assert (report["model"], report["within_10pct"]) == (expected.model, pytest.approx(expected.within_10pct))
+
+
+def test_a_part_of_a_shipped_table_is_not_its_own_prior():
+    """Its rows are the shipped table's measurements: as a prior, that table would hand the
+    held-out rows their own measured latencies. The same configurations measured at another time
+    (another machine's table) keep it."""
+    from depthshrink.lut.transfer import priors_for, shipped_tables
+
+    part = LatencyTable.read(LUT).select().frame.iloc[::3]
+    name = Path(LUT).stem
+    names = {p.name for p in priors_for(part)}
+    assert name not in names and names == set(shipped_tables()) - {name}
+    elsewhere = part.assign(measured_at="2026-12-06T04:00:00+00:00")
+    assert name in {p.name for p in priors_for(elsewhere)}
 
 
 def test_corpus_rows_only_train_and_never_leak_a_held_out_shape():
