@@ -3,7 +3,7 @@
 #
 # That machine reaches no package index: this uses its own python3 (torch with CUDA, numpy, pandas,
 # onnx, onnxruntime, scikit-learn, matplotlib, tqdm, pytest) and the project from this checkout,
-# put on PYTHONPATH under the name depthshrink. The steps' limits add up to 470 s (issue 16: under 8
+# put on PYTHONPATH under the name depthshrink. The steps' limits add up to 475 s (issue 16: under 8
 # minutes; the device tool allows 600 s a command); the run itself has not been timed on a GPU yet. Every log and table is written to
 # a work folder and packed into $OUT/gpu_check.tar.gz (the device tool brings back 8 files at most),
 # beside $OUT/status.txt (a line per step) and the tables' validation summary.
@@ -41,7 +41,7 @@ if [ -z "${DRY_RUN:-}" ]; then
 fi
 
 # 1. the GPU-marked tests (profile, train/finetune/merge, DDP over NCCL, merge on the GPU, backend conformance)
-step tests 90 $PY -m pytest -q -m "cuda or tensorrt" tests/ -p no:cacheprovider
+step tests 85 $PY -m pytest -q -m "cuda or tensorrt" tests/ -p no:cacheprovider
 
 # 2. MobileNetV2-1.0 @224 tables: batch 1 and 64, fp32 (TF32 off) and fp16, CUDA graphs, validated
 for batch in 1 64; do
@@ -67,10 +67,17 @@ _, space = load_base_network(sys.argv[1]); per_block_masks(space).to_json(sys.ar
   "$WORK/demo/base/last.pt" "$WORK/demo/masks.json"
 step demo_finetune 35 $DS finetune --masks "$WORK/demo/masks.json" --weights "$WORK/demo/base/last.pt" --data "$DATA" \
   --subset 10000 --epochs 1 --device cuda --out "$WORK/demo/finetune" --no-progress
-step demo_merge 20 $DS merge --checkpoint "$WORK/demo/finetune/last.pt" --out "$WORK/demo/merged" --no-measure
+step demo_merge 15 $DS merge --checkpoint "$WORK/demo/finetune/last.pt" --out "$WORK/demo/merged" --no-measure
 
 # 4. every block of MobileNetV2-1.0 @224 merged: the speed-up on the GPU
-step merge_speedup 60 $PY bench/merge_latency.py --gpu 0 --min-time-ms 100 --out "$WORK/merge"
+step merge_speedup 50 $PY bench/merge_latency.py --gpu 0 --min-time-ms 100 --out "$WORK/merge"
+
+# 5. the bench's networks (issue 18) at batch 1 and 64 in fp16, when the call carried them:
+#    `python bench/time_on_device.py out/bench --pack out/bench_portable` here, carry=["out/bench_portable"]
+if [ -d out/bench_portable ] || [ -n "${DRY_RUN:-}" ]; then
+  step bench_networks_fp16 25 $PY bench/time_on_device.py out/bench_portable --gpu 0 --precision fp16 \
+    --min-time-ms 200 --passes 2 --out "$WORK/bench_gpu_fp16"
+fi
 
 if [ -z "${DRY_RUN:-}" ]; then
   grep -h '"network"\|"error_pct"\|"measured_ms"\|"predicted_ms"' "$WORK"/*.validation.json > "$OUT/validation.txt" 2>/dev/null

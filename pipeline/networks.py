@@ -61,10 +61,11 @@ def network_list(config: PipelineConfig) -> list[Network]:
     return networks
 
 
-def load_networks(pipeline, network: Network) -> list:
+def load_networks(pipeline, network: Network, first_only: bool = False) -> list:
     """The network of each training seed (one for the original): for a shrunk network the
     deployable (merged) model first, then the other seeds' finetuned checkpoints (which compute
-    what their merged models would: merge refuses otherwise)."""
+    what their merged models would: merge refuses otherwise). ``first_only``: the first alone
+    (the deployable network, all a latency needs)."""
     from ..contracts.checkpoints import load_checkpoint
     from ..shrink.rebuild import load_base_network, load_merged, network_from_checkpoint
 
@@ -73,7 +74,7 @@ def load_networks(pipeline, network: Network) -> list:
 
     if network.kind == "original":
         return [load_base_network(pipeline.base)[0]]
-    seeds = network_seeds(pipeline.config, network)
+    seeds = network_seeds(pipeline.config, network)[:1 if first_only else None]
     if network.kind == "width":
         return from_checkpoints(seed_folders(pipeline.run / "baselines" / network.name, seeds))
     if network.kind == "pruned":

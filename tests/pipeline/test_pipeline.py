@@ -164,6 +164,27 @@ def test_a_tiny_run_end_to_end_then_resumed(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "tiny.toml"), "--out", str(run)]) == 0
     assert "== measure nothing new; time all networks in the same passes" in capsys.readouterr().out
     assert len({json.loads(p.read_text())["timed_at"] for p in run.glob("networks/*/result.json")}) == 1
+    capsys.readouterr()
+
+    # the same networks timed on another device from the files a GPU machine would get (portable_files)
+    from depthshrink.pipeline.other_device import portable_files, time_on_device
+
+    packed = tmp_path / "packed"
+    for name in portable_files(run):
+        (packed / name).parent.mkdir(parents=True, exist_ok=True)
+        (packed / name).write_bytes((run / name).read_bytes())
+    assert not (packed / "finetune").exists() and (packed / "baselines" / "width-0.5" / "last.pt").exists()
+    other = time_on_device(packed, tmp_path / "torch-cpu", "cpu", threads=1, min_time_ms=5, passes=1)
+    ours = pd.read_csv(run / "results.csv")
+    assert list(other["network"]) == list(ours["network"]) and (other["accuracy"] == ours["accuracy"]).all()
+    assert (other["latency_ms"] > 0).all() and (other["throughput_ips"] > 0).all()
+    assert set(other["device"]) == {"cpu-torch"} and other["timed_at"].nunique() == 1
+    assert other["predicted_latency_ms"].isna().all()  # the run's predictions are of its own device
+    assert main(["report", str(run), str(tmp_path / "torch-cpu"), "--out", str(tmp_path / "both")]) == 0
+    assert "2 measurement settings" in (tmp_path / "both" / "index.html").read_text()
+    pd.read_csv(run / "results.csv").assign(network="dp-9x").to_csv(packed / "results.csv", index=False)
+    with pytest.raises(DepthshrinkError, match="names networks its config.toml does not: dp-9x"):
+        time_on_device(packed, tmp_path / "nothing")
 
 
 def test_base_weights_a_user_brings_are_trained_from_and_checkpoints_used_as_they_are(tmp_path, capsys):
