@@ -30,7 +30,9 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def timing_line(frame: pd.DataFrame) -> str:
     """Whether the speed-ups compare networks timed in the same passes (``timed_at`` of each result)."""
-    stamps = frame["timed_at"] if "timed_at" in frame.columns else pd.Series([None] * len(frame))
+    if "timed_at" not in frame.columns:
+        return "(A results.csv of an older version: whether its networks were timed in the same passes is not recorded.)"
+    stamps = frame["timed_at"]
     if stamps.notna().all() and stamps.nunique() == 1:
         return f"All networks timed in the same interleaved passes ({stamps.iloc[0]})."
     return ("WARNING: these networks were not all timed in the same passes (the speed-ups mix sessions): "
