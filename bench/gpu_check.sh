@@ -75,8 +75,9 @@ step merge_speedup 50 $PY bench/merge_latency.py --gpu 0 --min-time-ms 100 --out
 # 5. the bench's networks (issue 18) at batch 1 and 64 in fp16, when the call carried them:
 #    `python bench/time_on_device.py out/bench --pack out/bench_portable` here, carry=["out/bench_portable"]
 if [ -d out/bench_portable ] || [ -n "${DRY_RUN:-}" ]; then
-  step bench_networks_fp16 25 $PY bench/time_on_device.py out/bench_portable --gpu 0 --precision fp16 \
-    --min-time-ms 200 --passes 2 --out "$WORK/bench_gpu_fp16"
+  PYTHONPATH="$ROOT/out/bench_portable/_vendor:$PYTHONPATH" \
+    step bench_networks_fp16 25 $PY bench/time_on_device.py out/bench_portable --gpu 0 --precision fp16 \
+    --min-time-ms 100 --passes 2 --out "$WORK/bench_gpu_fp16"
 fi
 
 if [ -z "${DRY_RUN:-}" ]; then

@@ -30,7 +30,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def timing_line(frame: pd.DataFrame) -> str:
     """Whether the speed-ups compare networks timed in the same passes (``timed_at`` of each result)."""
-    if "timed_at" not in frame.columns:
+    if "timed_at" not in frame.columns or frame["timed_at"].isna().all():
         return "(A results.csv of an older version: whether its networks were timed in the same passes is not recorded.)"
     stamps = frame["timed_at"]
     if stamps.notna().all() and stamps.nunique() == 1:

@@ -13,12 +13,11 @@ own latencies are ONNX Runtime's).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from depthshrink.errors import DepthshrinkError
-from depthshrink.pipeline.other_device import portable_files, time_on_device
+from depthshrink.pipeline.other_device import pack, time_on_device
 
 
 def main() -> int:
@@ -35,11 +34,8 @@ def main() -> int:
     args = parser.parse_args()
     try:
         if args.pack:
-            files = portable_files(args.run)
-            for name in files:
-                (args.pack / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(args.run / name, args.pack / name)
-            size = sum((args.pack / name).stat().st_size for name in files)
+            files = pack(args.run, args.pack)
+            size = sum(f.stat().st_size for f in args.pack.rglob("*") if f.is_file())
             print(f"{len(files)} files, {size / 2**20:.1f} MiB -> {args.pack}")
             return 0
         if args.out is None:

@@ -98,7 +98,7 @@ def measure_networks(pipeline, networks: list[Network], test, device: dict,
     from ..training.evaluate import accuracy
 
     m, settings, kept = pipeline.config.model, pipeline.config.measure, kept or {}
-    seeds = [load_networks(pipeline, network) for network in networks]
+    seeds = [load_networks(pipeline, network, first_only=network.name in kept) for network in networks]
     accuracies = [kept[network.name] if network.name in kept else [accuracy(model, test) for model in models]
                   for network, models in zip(networks, seeds)]
     timed_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -144,47 +144,56 @@ def test_a_tiny_run_end_to_end_then_resumed(tmp_path, capsys):
 
     # a width seed added later: it is trained, and every network is timed again in the same passes as
     # the new one (the old code timed the new network alone, its speed-up against another session's
-    # original); the accuracies measured before are kept, not evaluated again
-    results = {p.parent.name: json.loads(p.read_text()) for p in run.glob("networks/*/result.json")}
+    # original); the accuracies measured before are kept, not evaluated again (a marker survives)
+    def results() -> dict:
+        return {p.parent.name: json.loads(p.read_text()) for p in run.glob("networks/*/result.json")}
+
+    before = results()
+    marked = run / "networks" / "original" / "result.json"
+    marked.write_text(json.dumps({**before["original"], "accuracy_seeds": [0.123]}))
     (tmp_path / "tiny.toml").write_text(TINY.replace("width_mults = [0.5]", "width_mults = [0.5]\nwidth_seeds = [0, 1]"))
     time.sleep(1)  # another second: another timed_at
     assert main(["run", "--config", str(tmp_path / "tiny.toml"), "--out", str(run)]) == 0
     assert "== measure width-0.5; time all networks in the same passes" in capsys.readouterr().out
-    again = {p.parent.name: json.loads(p.read_text()) for p in run.glob("networks/*/result.json")}
-    assert again.keys() == results.keys() and len({r["timed_at"] for r in again.values()}) == 1
-    assert again["original"]["timed_at"] != results["original"]["timed_at"]
+    again = results()
+    assert again.keys() == before.keys() and len({r["timed_at"] for r in again.values()}) == 1
+    assert again["original"]["timed_at"] != before["original"]["timed_at"]
+    assert again["original"]["accuracy_seeds"] == [0.123] and again["original"]["accuracy"] == 0.123
     assert again["width-0.5"]["seeds"] == 2
-    for name, result in results.items():
-        if name != "width-0.5":
+    for name, result in before.items():
+        if name not in ("width-0.5", "original"):
             assert again[name]["accuracy_seeds"] == result["accuracy_seeds"], name
 
-    # results of an older run (no timed_at) are timed again together
-    result = run / "networks" / "original" / "result.json"
-    result.write_text(json.dumps({k: v for k, v in json.loads(result.read_text()).items() if k != "timed_at"}))
-    assert main(["run", "--config", str(tmp_path / "tiny.toml"), "--out", str(run)]) == 0
-    assert "== measure nothing new; time all networks in the same passes" in capsys.readouterr().out
-    assert len({json.loads(p.read_text())["timed_at"] for p in run.glob("networks/*/result.json")}) == 1
-    capsys.readouterr()
+    # results timed apart (a measure stage killed halfway), or of an older run (no timed_at): timed again together
+    for change in ({"timed_at": "2026-01-01T00:00:00+00:00"}, {"timed_at": None}):
+        marked.write_text(json.dumps({k: v for k, v in {**json.loads(marked.read_text()), **change}.items()
+                                      if v is not None}))
+        assert main(["run", "--config", str(tmp_path / "tiny.toml"), "--out", str(run)]) == 0
+        assert "== measure nothing new; time all networks in the same passes" in capsys.readouterr().out
+        assert len({r["timed_at"] for r in results().values()}) == 1 and results()["original"]["accuracy"] == 0.123
 
-    # the same networks timed on another device from the files a GPU machine would get (portable_files)
-    from depthshrink.pipeline.other_device import portable_files, time_on_device
+    # the same networks timed on another device from the packed files a GPU machine would get
+    from depthshrink.pipeline.other_device import pack, time_on_device
 
     packed = tmp_path / "packed"
-    for name in portable_files(run):
-        (packed / name).parent.mkdir(parents=True, exist_ok=True)
-        (packed / name).write_bytes((run / name).read_bytes())
+    pack(run, packed)
     assert not (packed / "finetune").exists() and (packed / "baselines" / "width-0.5" / "last.pt").exists()
+    assert (packed / "base" / "last.pt").exists() and (packed / "_vendor" / "torch_pruning" / "__init__.py").exists()
     other = time_on_device(packed, tmp_path / "torch-cpu", "cpu", threads=1, min_time_ms=5, passes=1)
     ours = pd.read_csv(run / "results.csv")
     assert list(other["network"]) == list(ours["network"]) and (other["accuracy"] == ours["accuracy"]).all()
-    assert (other["latency_ms"] > 0).all() and (other["throughput_ips"] > 0).all()
+    assert (other["latency_ms"] > 0).all() and (other["throughput_ips"] > 0).all() and (other["threads"] == 1).all()
     assert set(other["device"]) == {"cpu-torch"} and other["timed_at"].nunique() == 1
     assert other["predicted_latency_ms"].isna().all()  # the run's predictions are of its own device
     assert main(["report", str(run), str(tmp_path / "torch-cpu"), "--out", str(tmp_path / "both")]) == 0
     assert "2 measurement settings" in (tmp_path / "both" / "index.html").read_text()
+    with pytest.raises(DepthshrinkError, match="another folder than the run"):
+        time_on_device(packed, packed)
     pd.read_csv(run / "results.csv").assign(network="dp-9x").to_csv(packed / "results.csv", index=False)
     with pytest.raises(DepthshrinkError, match="names networks its config.toml does not: dp-9x"):
         time_on_device(packed, tmp_path / "nothing")
+    with pytest.raises(DepthshrinkError, match="holds no finished run"):
+        pack(tmp_path / "missing", tmp_path / "nothing")
 
 
 def test_base_weights_a_user_brings_are_trained_from_and_checkpoints_used_as_they_are(tmp_path, capsys):
