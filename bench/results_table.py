@@ -10,6 +10,8 @@ import argparse
 
 import pandas as pd
 
+from depthshrink.reports.compare import timed_together
+
 LABELS = {"dp": "DP, budget {budget}", "depthshrinker": "DepthShrinker top-k, {budget}", "original": "original",
           "width": "width multiplier {name}", "pruned": "L1 channel pruning {name}"}
 
@@ -30,11 +32,11 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def timing_line(frame: pd.DataFrame) -> str:
     """Whether the speed-ups compare networks timed in the same passes (``timed_at`` of each result)."""
-    if "timed_at" not in frame.columns or frame["timed_at"].isna().all():
+    together = timed_together(frame)
+    if together is None:
         return "(A results.csv of an older version: whether its networks were timed in the same passes is not recorded.)"
-    stamps = frame["timed_at"]
-    if stamps.notna().all() and stamps.nunique() == 1:
-        return f"All networks timed in the same interleaved passes ({stamps.iloc[0]})."
+    if together:
+        return f"All networks timed in the same interleaved passes ({frame['timed_at'].iloc[0]})."
     return ("WARNING: these networks were not all timed in the same passes (the speed-ups mix sessions): "
             "`depthshrink run` on the same folder times them again together.")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,10 +78,12 @@ def onnx_timings(runs: list[tuple[nn.Module, tuple[int, ...]]], threads: int, pr
 
 
 def costs(models: list[nn.Module], image_shape: tuple[int, int, int], threads: int = 1,
-          protocol: TimingProtocol = TimingProtocol(300, 20, 1000), throughput_batch_size: int = 64) -> list[Cost]:
-    """The cost of each model; all latencies and throughputs are timed in the same passes."""
+          protocol: TimingProtocol = TimingProtocol(300, 20, 1000), throughput_batch_size: int = 64,
+          time_runs: Callable[[list, TimingProtocol], list[Timing]] | None = None) -> list[Cost]:
+    """The cost of each model; all latencies and throughputs are timed in the same passes, by
+    ``time_runs`` ((model, input shape) pairs → their timings; default: ONNX Runtime with ``threads``)."""
     runs = [(model, (batch, *image_shape)) for model in models for batch in (1, throughput_batch_size)]
-    timings = onnx_timings(runs, threads, protocol)
+    timings = time_runs(runs, protocol) if time_runs else onnx_timings(runs, threads, protocol)
     return [Cost(parameters(model), flops(model, torch.zeros(1, *image_shape)), latency.latency_ms,
                  latency.latency_p10_ms, latency.latency_p90_ms, throughput_batch_size,
                  1000.0 * throughput_batch_size / batched.latency_ms, threads)

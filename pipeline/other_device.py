@@ -79,6 +79,7 @@ def time_on_device(run: str | Path, out: str | Path, device: str = "cpu", precis
     in the same interleaved passes (a GPU: one CUDA graph per network); write ``out`` as a run
     folder (results.csv, device.json, config.toml) and return its results. Accuracies are the run's
     (fp32, ONNX Runtime), not evaluated again in ``precision``."""
+    from ..export.networks import costs
     from ..profiler.base import Workload
     from ..profiler.pytorch import TorchBackend
     from ..profiler.timing import TimingProtocol, interleaved
@@ -94,24 +95,25 @@ def time_on_device(run: str | Path, out: str | Path, device: str = "cpu", precis
         target = resolve_gpu(device)
         label, backend_device = target.slug, f"cuda:{target.index}"
     backend = TorchBackend(backend_device, threads, precision, cuda_graph=device != "cpu")
+
+    def on_backend(runs: list, protocol: TimingProtocol) -> list:
+        workloads = [Workload(f"network{i}", {"input": list(shape)}, build_module=lambda model=model: model)
+                     for i, (model, shape) in enumerate(runs)]
+        return interleaved(workloads, backend.time, protocol)
+
     try:
         pipeline = _pipeline(config, run)
         models = [load_networks(pipeline, by_name[name], first_only=True)[0] for name in results["network"]]
-        batch = throughput_batch_size or config.measure.throughput_batch_size
-        shape = [config.model.in_channels, config.model.resolution, config.model.resolution]
-        workloads = [Workload(f"{name}-b{b}", {"input": [b, *shape]}, build_module=lambda model=model: model)
-                     for name, model in zip(results["network"], models) for b in (1, batch)]
-        timings = interleaved(workloads, backend.time, TimingProtocol(300, 20, min_time_ms, passes=passes))
-        used_threads = backend.threads
+        m = config.model
+        measured = costs(models, (m.in_channels, m.resolution, m.resolution), backend.threads,
+                         TimingProtocol(300, 20, min_time_ms, passes=passes),
+                         throughput_batch_size or config.measure.throughput_batch_size, time_runs=on_backend)
     finally:
         backend.close()
     timed_at = datetime.now(UTC).isoformat(timespec="seconds")
-    latency, batched = timings[::2], timings[1::2]
     frame = results.assign(
-        latency_ms=[t.latency_ms for t in latency], latency_p10_ms=[t.latency_p10_ms for t in latency],
-        latency_p90_ms=[t.latency_p90_ms for t in latency], throughput_batch_size=batch,
-        throughput_ips=[1000.0 * batch / t.latency_ms for t in batched], device=label,
-        backend=f"torch-{precision}", threads=used_threads, timed_at=timed_at,
+        **pd.DataFrame([c.to_dict() for c in measured], index=results.index), device=label,
+        backend=f"torch-{precision}", timed_at=timed_at,
         # the search's predictions, budgets and masks files are of the run's own device
         predicted_latency_ms=None, latency_budget_ms=None, masks="",
     ).reindex(columns=RESULT_COLUMNS)
@@ -119,7 +121,7 @@ def time_on_device(run: str | Path, out: str | Path, device: str = "cpu", precis
     frame.to_csv(out / "results.csv", index=False)
     shutil.copy(run / "config.toml", out / "config.toml")
     (out / "device.json").write_text(json.dumps({
-        "device": label, "backend": f"torch-{precision}", "threads": used_threads, "precision": precision,
+        "device": label, "backend": f"torch-{precision}", "threads": backend.threads, "precision": precision,
         "timed_at": timed_at, "networks_of": str(run),
         "accuracy_of": "the run's own (fp32, ONNX Runtime), not evaluated again here"}, indent=1))
     return frame

@@ -242,8 +242,9 @@ class Pipeline:
         if pending or None in timed_at or len(timed_at) > 1:
             # new networks, or results timed in other passes (a run extended later): every network is
             # timed again in the same passes, the accuracies measured before are kept
-            kept = {name: r["accuracy_seeds"] for name, r in earlier.items() if name not in {n.name for n in pending}
-                    and r and "accuracy_seeds" in r and r.get("test_images") == len(test)}
+            new = {n.name for n in pending}
+            kept = {name: r["accuracy_seeds"] for name, r in earlier.items()
+                    if name not in new and "accuracy_seeds" in r and r.get("test_images") == len(test)}
             stage(f"measure {', '.join(n.name for n in pending) or 'nothing new'}; time all networks in the same passes")
             for network, result in zip(networks, measure_networks(self, networks, test, device, kept)):
                 path = self.run / "networks" / network.name / "result.json"

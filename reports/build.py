@@ -80,13 +80,13 @@ def _tradeoff_figures(report: Report, colours: dict[str, str]) -> None:
     if len(settings) > 1:
         report.notes["tradeoff"].append(f"{len(settings)} measurement settings: each has its own figures and "
                                         "its own Pareto front (latencies of different devices are not compared)")
-    for run in report.runs:  # timed_at: the timing passes of each network (depthshrink run)
-        stamps = run.results["timed_at"] if "timed_at" in run.results.columns else pd.Series(dtype=object)
-        if stamps.notna().any() and (stamps.isna().any() or stamps.nunique() > 1):  # none: not recorded
+    from .compare import comparisons, timed_together
+
+    for run in report.runs:
+        if timed_together(run.results) is False:
             report.notes["tradeoff"].append(f"{run.name}: its networks were not all timed in the same passes "
                                             "(their timed_at differ or are missing), so its latencies mix sessions; "
                                             "`depthshrink run` on the folder times them again together")
-    from .compare import comparisons
 
     for (run, setting), rows in report.table.groupby(["run", "setting"], sort=False):
         report.notes["tradeoff"] += [f"{run}, {setting}: {line}" for line in comparisons(rows)]

@@ -14,6 +14,15 @@ import math
 import pandas as pd
 
 
+def timed_together(results: pd.DataFrame) -> bool | None:
+    """Whether a run's networks were all timed in the same passes (their ``timed_at``); None when
+    its results do not record it (an older version)."""
+    stamps = results["timed_at"] if "timed_at" in results.columns else pd.Series(dtype=object)
+    if stamps.isna().all():
+        return None
+    return bool(stamps.notna().all() and stamps.nunique() == 1)
+
+
 def verdict(a: pd.Series, b: pd.Series) -> str:
     """``a`` against ``b``, in one line."""
     gap = 100 * (a["accuracy"] - b["accuracy"])
