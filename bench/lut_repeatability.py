@@ -2,9 +2,10 @@
 
 Rows are matched by configuration; the overall ratio between the two tables (the machine's drift
 between them) is taken out, then the share of rows within ±10% / ±5% of the other table is
-printed for the median (``latency_ms``) and the p10. Then the best predictor's held-out
-±10% accuracy (grouped 5-fold cross-validation) on each table, with each row's median and with
-its p10 as the latency.
+printed for the median (``latency_ms``) and the p10. Then the best predictor's held-out ±10%
+accuracy (grouped 5-fold cross-validation) on each table, with each row's median and with its
+p10 as the latency. Two tables timed another way (another setting, cache flush, timing method
+or layout) are refused: their rows are not repeat measurements.
 
     python bench/lut_table.py --out A.csv && python bench/lut_table.py --out B.csv
     python bench/lut_repeatability.py A.csv B.csv
@@ -13,11 +14,13 @@ its p10 as the latency.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 import pandas as pd
 
 from depthshrink.lut.predictor import cross_validate
+from depthshrink.lut.settings import measuring_differences
 from depthshrink.lut.table import KEY_COLUMNS, LatencyTable
 
 SHAPE = [c for c in KEY_COLUMNS if c not in ("device", "host")]
@@ -42,6 +45,10 @@ def main() -> None:
     parser.add_argument("tables", nargs=2, help="two LUTs of the same network and setting")
     args = parser.parse_args()
     frames = [LatencyTable.read(path).select().frame for path in args.tables]
+    differences = measuring_differences(*frames)
+    if differences:  # e.g. one table flushed the caches, the other not: that is no repeat measurement
+        sys.exit(f"the two tables were not timed the same way ({'; '.join(differences)}): "
+                 "their rows are not repeat measurements")
     for column in ("latency_ms", "latency_p10_ms"):
         rows, within_10, within_5 = _agreement(*frames, column)
         print(f"{column}: {rows} rows matched, {within_10:.1%} within ±10% of the other table, {within_5:.1%} within ±5%")

@@ -138,7 +138,7 @@ def section_demo(priors: dict[str, PriorTable], table: Path = DEMO, share: float
     conv = frame[frame["op"] == "conv"].reset_index(drop=True)
     picks = simulated_picks(conv, round(share * len(conv)))
     rest = conv.drop(index=picks)
-    priors = [p for n, p in priors.items() if n != DEMO.stem]
+    priors = [p for p in priors.values() if not p.holds_any(conv)]  # as the pipeline's priors_for: not itself
     print(f"\n3. the demo's 28 px table ({table}), {len(picks)} of its {len(conv)} rows ({share:.0%}) picked adaptively, "
           f"the other "
           f"{len(rest)} (measured in the same session) predicted; target ≥{DEMO_TARGET:.0%} within ±10%")

@@ -4,14 +4,16 @@ additive latency model weighs (pure math, no fitting here).
 ONNX Runtime's CPU convs take one of four paths (MLAS, its NCHWc graph transformer), each with
 its own speed per unit of work, so the counts are split by path:
 
-- ``dw``: depthwise (one input channel per group): one multiply-add per valid tap and channel;
+- ``dw``: depthwise (one input channel per group, channels a multiple of the block): one
+  multiply-add per valid tap and channel;
   taps of an output whose window lies wholly inside the input (``fast``) run in the unrolled
   loop, those of a border output (``slow``) in a loop that skips the padding;
-- ``pw``: an NCHWc 1×1 conv (groups 1, input channels below one SIMD block or a multiple of it):
-  vector multiply-adds over output-channel blocks, and input broadcasts, one per input channel
-  and pixel for every filter set (four blocks of output channels share one broadcast);
-- ``dense``: an NCHWc k×k conv (same condition): multiply-adds split fast/slow as ``dw``, and
-  broadcasts per valid tap;
+- ``pw``: an NCHWc 1×1 conv (groups 1, input channels a multiple of one SIMD block): vector
+  multiply-adds over output-channel blocks, and input broadcasts, one per input channel and pixel
+  for every filter set (four blocks of output channels share one broadcast);
+- ``dense``: an NCHWc k×k conv (same condition), or any conv of groups 1 with fewer input
+  channels than a block, 1×1 included (MLAS reads that input in NCHW): multiply-adds split
+  fast/slow as ``dw``, and broadcasts per valid tap;
 - ``gemm``: every other conv: im2col (skipped for a 1×1 stride-1 conv) then a GEMM over all taps,
   padding included.
 
@@ -43,8 +45,10 @@ def valid_taps(size: int, kernel: int, stride: int, padding: int) -> tuple[int, 
 def conv_path(in_channels: int, out_channels: int, kernel: int, groups: int, block: int) -> str:
     """The MLAS path of a conv on a CPU whose NCHWc block is ``block`` channels (8 AVX2, 16 AVX-512)."""
     if groups > 1 and groups == in_channels == out_channels:
-        return "dw"
-    if groups == 1 and (in_channels < block or in_channels % block == 0):
+        return "dw" if out_channels % block == 0 else "gemm"  # NCHWc wants whole blocks of channels
+    if groups == 1 and in_channels < block:
+        return "dense"  # MLAS's NCHW-input kernel, 1×1 or not (its pointwise kernel wants whole blocks)
+    if groups == 1 and in_channels % block == 0:
         return "pw" if kernel == 1 else "dense"
     return "gemm"
 

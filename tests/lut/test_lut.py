@@ -182,3 +182,31 @@ def test_a_table_is_timed_one_way_and_says_which(tmp_path):
     old = tmp_path / "old.csv"  # a table from before the column: no method, nothing refused
     LutWriter(old).append(_row())
     assert "timing_method" not in LatencyTable.read(old).select().setting
+
+
+def test_tables_timed_another_way_are_no_repeat_measurements(tmp_path):
+    """The repeatability bench compared a table timed with the cache flush against one timed
+    without it and called their disagreement (69.7% of rows within ±10%) the timer's noise; the two
+    tables are now refused with a line naming what differs."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from depthshrink.lut.settings import measuring_differences
+
+    root = Path(__file__).parents[2]
+    shipped = pd.read_csv(root / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv")
+    flushed, unflushed = shipped.assign(cache_flush=1), shipped.assign(cache_flush=0)
+    assert measuring_differences(flushed, unflushed) == ["cache_flush: 1 / 0"]
+    assert measuring_differences(flushed, flushed.assign(latency_ms=2 * flushed["latency_ms"])) == []
+    assert measuring_differences(shipped, unflushed) == []  # a table that does not say is not compared
+    assert measuring_differences(flushed, unflushed.assign(threads=2)) == ["threads: 1 / 2", "cache_flush: 1 / 0"]
+    paths = [tmp_path / "on.csv", tmp_path / "off.csv"]
+    flushed.to_csv(paths[0], index=False)
+    unflushed.to_csv(paths[1], index=False)
+    argv, sys.argv = sys.argv, ["lut_repeatability.py", *map(str, paths)]
+    try:
+        with pytest.raises(SystemExit, match=r"not timed the same way \(cache_flush: 1 / 0\)"):
+            runpy.run_path(str(root / "bench" / "lut_repeatability.py"), run_name="__main__")
+    finally:
+        sys.argv = argv

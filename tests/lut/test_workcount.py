@@ -25,7 +25,9 @@ def test_valid_taps_count_the_window_inside_the_input():
 @pytest.mark.parametrize("c_in, c_out, k, g, block, path", [
     (32, 32, 3, 32, 16, "dw"), (3, 32, 3, 1, 16, "dense"), (32, 64, 3, 1, 16, "dense"),
     (24, 144, 1, 1, 16, "gemm"), (24, 144, 1, 1, 8, "pw"), (24, 40, 5, 1, 8, "dense"),
-    (24, 40, 5, 1, 16, "gemm"), (64, 64, 3, 2, 16, "gemm")])
+    (24, 40, 5, 1, 16, "gemm"), (64, 64, 3, 2, 16, "gemm"),
+    # fewer input channels than a block: the NCHW-input kernel, even for a 1×1; depthwise wants whole blocks
+    (8, 48, 1, 1, 16, "dense"), (16, 48, 1, 1, 16, "pw"), (24, 24, 3, 24, 16, "gemm"), (24, 24, 3, 24, 8, "dw")])
 def test_the_mlas_path_follows_the_nchwc_conditions(c_in, c_out, k, g, block, path):
     assert conv_path(c_in, c_out, k, g, block) == path
 
