@@ -44,6 +44,7 @@ bench: install
 	$(PY) bench/kept_budgets.py --out out/bench_kept_budgets.csv
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge
 	$(PY) bench/predictor_accuracy.py
+	rm -rf out/bench_demo_predictor && $(PY) bench/demo_predictor.py --out out/bench_demo_predictor
 	$(PY) bench/multi_device_search.py --out out/bench_surface.csv
 	$(PY) bench/search_latency.py
 	$(PY) bench/finetune_overhead.py
