@@ -24,8 +24,9 @@ import torch
 import depthshrink
 from depthshrink.errors import OutOfReach
 from depthshrink.export.onnx import export_onnx
+from depthshrink.lut.compare import lacking
 from depthshrink.lut.predictor import LatencyPredictor
-from depthshrink.lut.table import KEY_COLUMNS, LatencyTable, read_lut
+from depthshrink.lut.table import LatencyTable, read_lut
 from depthshrink.models import build_model
 from depthshrink.models.build import ModelSpec
 from depthshrink.pipeline.profile import ProfileJob, profile_device
@@ -108,9 +109,7 @@ def main() -> None:
 def _rest_predicted(adaptive: pd.DataFrame, full: pd.DataFrame) -> str:
     """How well the adaptive table's predictor (the model it chooses) does on the full table's rows
     it did not measure."""
-    keys = [c for c in KEY_COLUMNS if c not in ("device", "host")]
-    conv = full[full["op"] == "conv"].merge(adaptive[keys], on=keys, how="left", indicator=True)
-    rest = conv[conv["_merge"] == "left_only"]
+    rest = lacking(full, adaptive)
     predictor = LatencyPredictor(adaptive)
     error = predictor.predict(rest)[0] / rest["latency_ms"].to_numpy() - 1
     return (f"the full table's {len(rest)} other rows, predicted from the adaptive table's ({predictor.model}, "

@@ -4,8 +4,9 @@ Rows are matched by configuration; the overall ratio between the two tables (the
 between them) is taken out, then the share of rows within ±10% / ±5% of the other table is
 printed for the median (``latency_ms``) and the p10. Then the best predictor's held-out ±10%
 accuracy (grouped 5-fold cross-validation) on each table, with each row's median and with its
-p10 as the latency. Two tables timed another way (another setting, cache flush, timing method
-or layout) are refused: their rows are not repeat measurements.
+p10 as the latency. Two tables that record another setting, cache flush, timing method or
+layout are refused: their rows are not repeat measurements (the time per row and the passes are
+not recorded, so keep them equal).
 
     python bench/lut_table.py --out A.csv && python bench/lut_table.py --out B.csv
     python bench/lut_repeatability.py A.csv B.csv
@@ -16,23 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 import pandas as pd
 
+from depthshrink.lut.compare import agreement
 from depthshrink.lut.predictor import cross_validate
 from depthshrink.lut.settings import measuring_differences
-from depthshrink.lut.table import KEY_COLUMNS, LatencyTable
-
-SHAPE = [c for c in KEY_COLUMNS if c not in ("device", "host")]
-
-
-def _agreement(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[int, float, float]:
-    """(rows matched, share within ±10%, share within ±5%) once the median ratio is taken out."""
-    keys = [c for c in SHAPE if c in a.columns]
-    joined = a[a["op"] == "conv"].merge(b[b["op"] == "conv"], on=keys, suffixes=("_a", "_b"))
-    ratio = joined[f"{column}_b"].astype(float) / joined[f"{column}_a"].astype(float)
-    off = np.abs(ratio / ratio.median() - 1)
-    return len(joined), float(np.mean(off <= 0.10)), float(np.mean(off <= 0.05))
+from depthshrink.lut.table import LatencyTable
 
 
 def _predictor(frame: pd.DataFrame) -> str:
@@ -47,11 +37,12 @@ def main() -> None:
     frames = [LatencyTable.read(path).select().frame for path in args.tables]
     differences = measuring_differences(*frames)
     if differences:  # e.g. one table flushed the caches, the other not: that is no repeat measurement
-        sys.exit(f"the two tables were not timed the same way ({'; '.join(differences)}): "
+        sys.exit(f"the two tables record different settings or ways of timing ({'; '.join(differences)}): "
                  "their rows are not repeat measurements")
     for column in ("latency_ms", "latency_p10_ms"):
-        rows, within_10, within_5 = _agreement(*frames, column)
-        print(f"{column}: {rows} rows matched, {within_10:.1%} within ±10% of the other table, {within_5:.1%} within ±5%")
+        match = agreement(*frames, column)
+        print(f"{column}: {match.rows} rows matched, {match.within_10pct:.1%} within ±10% of the other table, "
+              f"{match.within_5pct:.1%} within ±5% (drift {match.drift:.3f}x taken out)")
     for path, frame in zip(args.tables, frames):
         median, p10 = _predictor(frame), _predictor(frame.assign(latency_ms=frame["latency_p10_ms"]))
         print(f"{path}: the best model predicts {median} of held-out rows within ±10% (median), {p10} (p10)")

@@ -8,8 +8,10 @@ tables under lut/h100_torch_eager/, and any table under ../shared/data/ not ship
    over 10% faster: a change of algorithm no smooth model of the work predicts);
 2. transfer, each table in turn as the new device: its rows the adaptive sampler picks first
    (--rows, 30), the other tables as the prior; scored on its other rows;
-3. the demo's table (28 px) with 40% of its rows measured adaptively (the shipped table is fully
-   measured: the other 60% are looked up, not re-timed), alone and with the prior;
+3. the demo's table (28 px, --demo-table) with 40% of its rows picked by the adaptive sampler and
+   the other 60% predicted, alone and with the pipeline's prior (``priors_for``: the shipped
+   tables, less one holding the table's own measurements); bench/demo_predictor.py does the same
+   end to end, measuring;
 4. the time to choose, fit and predict all 196 spans of MobileNetV2 for a 200-row table.
 
     python bench/predictor_accuracy.py [--table X.csv ...] [--rows 30] [--skip transfer timing]
@@ -31,7 +33,7 @@ from depthshrink.lut.features import table_device
 from depthshrink.lut.predictor import LatencyPredictor, cross_validate
 from depthshrink.lut.sampling import simulated_picks
 from depthshrink.lut.table import LatencyTable, is_corpus
-from depthshrink.lut.transfer import PriorTable, transfer_evaluation
+from depthshrink.lut.transfer import PriorTable, priors_for, transfer_evaluation
 
 SHIPPED = Path(depthshrink.__file__).parent / "lut"
 SHARED = Path(depthshrink.__file__).parent.parent.parent / "shared" / "data"
@@ -133,21 +135,24 @@ def section_transfer(tables: dict[str, pd.DataFrame], priors: dict[str, PriorTab
               f"{np.mean(np.abs(error) <= .1):>8.1%}{np.mean(np.abs(error) <= .2):>8.1%}")
 
 
-def section_demo(priors: dict[str, PriorTable], table: Path = DEMO, share: float = 0.4) -> None:
+def section_demo(table: Path = DEMO, share: float = 0.4) -> None:
+    """The demo's table with ``share`` of its rows picked adaptively and the pipeline's prior for
+    them (:func:`priors_for`: the shipped tables, less one holding these measurements)."""
     frame = LatencyTable.read(table).select().frame
     conv = frame[frame["op"] == "conv"].reset_index(drop=True)
     picks = simulated_picks(conv, round(share * len(conv)))
     rest = conv.drop(index=picks)
-    priors = [p for p in priors.values() if not p.holds_any(conv)]  # as the pipeline's priors_for: not itself
+    priors = priors_for(conv.iloc[picks])
     print(f"\n3. the demo's 28 px table ({table}), {len(picks)} of its {len(conv)} rows ({share:.0%}) picked adaptively, "
-          f"the other "
-          f"{len(rest)} (measured in the same session) predicted; target ≥{DEMO_TARGET:.0%} within ±10%")
+          f"the other {len(rest)} (measured in the same session) predicted; prior: "
+          f"{', '.join(p.name for p in priors) or 'none'}; target ≥{DEMO_TARGET:.0%} within ±10%")
     for label, predictor in (("alone", LatencyPredictor(conv.iloc[picks])),
                              ("with the prior (CV choice)", LatencyPredictor(conv.iloc[picks], priors=priors)),
                              ("transfer model", LatencyPredictor(conv.iloc[picks], model="transfer", priors=priors))):
         error = np.abs(predictor.predict(rest)[0] / rest["latency_ms"].to_numpy() - 1)
+        used = getattr(predictor.estimator, "used", None)
         print(f"  {label:<28}{predictor.model:<26}{np.mean(error <= .05):>7.1%}{np.mean(error <= .1):>8.1%}"
-              f"{np.mean(error <= .2):>8.1%}")
+              f"{np.mean(error <= .2):>8.1%}" + (f"  {' + '.join(used)}" if used else ""))
 
 
 def two_hundred_rows(path: Path, extra: pd.DataFrame) -> pd.DataFrame:
@@ -194,22 +199,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=30, help="rows of the new device in the transfer section")
     parser.add_argument("--skip", nargs="*", default=[], choices=("tables", "transfer", "demo", "timing"))
     parser.add_argument("--demo-table", type=Path, default=DEMO,
-                        help="a full table of the demo network measured here (default: the shipped one); the "
-                             "shipped one is never its prior")
+                        help="a full table of the demo network measured here (default: the shipped one); its "
+                             "prior is the pipeline's: the shipped tables, less one that holds its measurements")
     args = parser.parse_args()
     tables = dict(own_rows(p) for p in (args.table or default_tables()))
     if "tables" not in args.skip:
         section_tables(tables)
-    if {"transfer", "demo"} - set(args.skip):
+    if "transfer" not in args.skip:
         began = time.perf_counter()
         priors = {name: PriorTable(frame, name) for name, frame in tables.items()}
         print(f"\n(the prior of every table fitted in {time.perf_counter() - began:.0f} s)")
-        if DEMO.stem not in priors:
-            priors[DEMO.stem] = PriorTable(LatencyTable.read(DEMO).select().frame, DEMO.stem)
-    if "transfer" not in args.skip:
         section_transfer(tables, priors, args.rows)
     if "demo" not in args.skip:
-        section_demo(priors, args.demo_table)
+        section_demo(args.demo_table)
     if "timing" not in args.skip:
         section_timing()
 

@@ -53,10 +53,11 @@ def is_corpus(frame: pd.DataFrame) -> pd.Series:
 def row_key(row: dict) -> tuple:
     """The identity of a row, with every value as its CSV text."""
     return tuple("" if row.get(c) is None or (isinstance(row.get(c), float) and pd.isna(row.get(c)))
-                 else _text(row[c]) for c in KEY_COLUMNS)
+                 else cell_text(row[c]) for c in KEY_COLUMNS)
 
 
-def _text(value) -> str:
+def cell_text(value) -> str:
+    """A cell as the CSV writes it: 1 for True and for 1.0, so one value has one spelling."""
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer():
@@ -92,7 +93,7 @@ class LutWriter:
         return {row_key(r) for r in frame.to_dict("records")}
 
     def append(self, row: dict) -> None:
-        append_csv_line(self.path, ["" if row.get(c) is None else _text(row[c]) for c in self.columns])
+        append_csv_line(self.path, ["" if row.get(c) is None else cell_text(row[c]) for c in self.columns])
 
 
 def check_lut_header(path: str | os.PathLike) -> list[str]:
@@ -196,10 +197,10 @@ class LatencyTable:
         setting = {}
         for column in SETTING_COLUMNS:
             value = wanted.get(column)
-            present = sorted({_text(v) for v in frame[column].dropna()})
+            present = sorted({cell_text(v) for v in frame[column].dropna()})
             if value is not None:
-                wanted_text = _normalise(_text(value))
-                frame = frame[frame[column].map(lambda v, w=wanted_text: not pd.isna(v) and _normalise(_text(v)) == w)]
+                wanted_text = _normalise(cell_text(value))
+                frame = frame[frame[column].map(lambda v, w=wanted_text: not pd.isna(v) and _normalise(cell_text(v)) == w)]
                 if frame.empty:
                     raise NoRowsOfSetting(f"the LUT has no rows for {column}={value} "
                                            f"(it has: {', '.join(present) or 'none'})")

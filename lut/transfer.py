@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .compare import config_keys
 from .device import DeviceSpec
 from .features import Evaluation, conv_features, score, table_device
 from .gpu_models import GpuCounts
@@ -33,18 +34,7 @@ from .table import LatencyTable, is_corpus
 
 SHIPPED = Path(__file__).parent
 PRIOR_MODEL = {"cpu": "work_counts_plus_gp", "gpu": "average_of_gpu_models"}  # no choosing: seconds saved
-MATCH = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width", "activation",
-         "residual_add"]
 PRIOR_BELOW_ROWS = 100  # a table with fewer own conv rows gets the shipped tables as its prior
-
-
-def _keys(rows: pd.DataFrame) -> pd.Series:
-    frame = rows[MATCH].copy()
-    for column in MATCH:
-        if column != "activation":
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype(int)
-    frame["activation"] = frame["activation"].fillna("none").replace("", "none").astype(str)
-    return frame.astype(str).agg("|".join, axis=1)
 
 
 def _measurements(rows: pd.DataFrame) -> list[str]:
@@ -52,7 +42,7 @@ def _measurements(rows: pd.DataFrame) -> list[str]:
     if "measured_at" not in rows.columns:
         return []
     stamped = rows[rows["measured_at"].notna()]
-    return list(_keys(stamped) + "@" + stamped["measured_at"].astype(str)) if len(stamped) else []
+    return list(config_keys(stamped) + "@" + stamped["measured_at"].astype(str)) if len(stamped) else []
 
 
 class PriorTable:
@@ -63,7 +53,7 @@ class PriorTable:
         self.name = name or str(conv["device"].iloc[0])
         self.device, self.backend = table_device(frame)
         self.predictor = LatencyPredictor(frame, model=PRIOR_MODEL[self.device.kind])
-        self.measured = dict(zip(_keys(conv), np.log(conv["latency_ms"].astype(float))))
+        self.measured = dict(zip(config_keys(conv), np.log(conv["latency_ms"].astype(float))))
         self.measurements = set(_measurements(conv))
         x, y = conv_features(conv), np.log(conv["latency_ms"].astype(float).to_numpy())
         self.counts = (GpuCounts(self.device, self.backend) if self.device.kind == "gpu" else WorkCounts()).fit(x, y)
@@ -86,7 +76,7 @@ class PriorTable:
     def log_latency(self, rows: pd.DataFrame) -> np.ndarray:
         """Its log latency of each row: measured where it has the configuration, else predicted."""
         predicted = np.log(self.predictor.predict(rows)[0])
-        measured = _keys(rows).map(self.measured).to_numpy(dtype=float)
+        measured = config_keys(rows).map(self.measured).to_numpy(dtype=float)
         return np.where(np.isnan(measured), predicted, measured)
 
 

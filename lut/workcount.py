@@ -15,7 +15,8 @@ its own speed per unit of work, so the counts are split by path:
   channels than a block, 1×1 included (MLAS reads that input in NCHW): multiply-adds split
   fast/slow as ``dw``, and broadcasts per valid tap;
 - ``gemm``: every other conv: im2col (skipped for a 1×1 stride-1 conv) then a GEMM over all taps,
-  padding included.
+  padding included. (ONNX Runtime also converts a grouped conv that is not depthwise when its
+  channels per group are whole blocks; the networks here have none, so it is counted as ``gemm``.)
 
 Every row also pays for reading its input, writing its output (twice with a residual add), its
 weights, the NCHWc layout reorders where they apply, and a constant per call.

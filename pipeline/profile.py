@@ -15,6 +15,7 @@ from ..profiler.base import CacheFlush
 from ..profiler.factory import BackendOptions, backend_factory
 from ..profiler.session import ProfileReport, Settings
 from ..profiler.timing import TimingProtocol
+from .config import ProfileSection
 
 DRIFT_WARNING_FRACTION = 0.10  # a whole network's slowest pass this much over its fastest: the machine drifts
 
@@ -34,6 +35,16 @@ class ProfileJob:
     protocol: TimingProtocol = field(default_factory=TimingProtocol)
     noisy_spread: float = 0.25
     progress: bool = True
+
+
+def pipeline_job(lut: str | os.PathLike, model: object, section: ProfileSection) -> tuple[ProfileJob, BackendOptions]:
+    """The job and backend the pipeline's profile stage runs on this CPU from its ``[profile]``
+    section: a network validated whole, a share of its
+    configurations picked adaptively (all when the share is 1), ``min_time_ms`` over ``passes``."""
+    job = ProfileJob(lut, 1, model, validate=True,
+                     budget_fraction=section.budget_fraction if section.budget_fraction < 1 else None,
+                     protocol=TimingProtocol(min_time_ms=section.min_time_ms, passes=section.passes))
+    return job, BackendOptions(threads=section.threads, cache_flush=CacheFlush(section.cache_flush))
 
 
 @dataclass

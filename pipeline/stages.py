@@ -140,10 +140,7 @@ class Pipeline:
             space.to_json(self.run / "space.json")
 
     def profile(self) -> None:
-        from ..profiler.base import CacheFlush
-        from ..profiler.factory import BackendOptions
-        from ..profiler.timing import TimingProtocol
-        from .profile import ProfileJob, describe, profile_device
+        from .profile import describe, pipeline_job, profile_device
 
         p, lut = self.config.profile, self.run / "lut.csv"
         if p.luts:
@@ -154,11 +151,7 @@ class Pipeline:
                 merge_lut_files(p.luts, lut)
         elif not (self.run / "lut.validation.json").exists():
             stage("profile: this CPU, ONNX Runtime")
-            job = ProfileJob(lut, 1, self.model(), validate=True,
-                             budget_fraction=p.budget_fraction if p.budget_fraction < 1 else None,
-                             protocol=TimingProtocol(min_time_ms=p.min_time_ms, passes=p.passes))
-            print("\n".join(describe(profile_device(job, BackendOptions(threads=p.threads,
-                                                                          cache_flush=CacheFlush(p.cache_flush))))))
+            print("\n".join(describe(profile_device(*pipeline_job(lut, self.model(), p)))))
         self._device_json()
 
     def _device_json(self) -> None:

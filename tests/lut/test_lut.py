@@ -1,12 +1,19 @@
 """The LUT file: append-only writes, torn lines, foreign files, merging, lookups."""
 
+import runpy
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.contracts.space import ConvShape
+from depthshrink.lut.settings import measuring_differences
 from depthshrink.lut.table import COLUMNS, LatencyTable, LutWriter, merge_luts, read_lut, row_key
+
+ROOT = Path(__file__).parents[2]
 
 
 def _row(device="cpu-x", kernel=3, latency=0.5, **extra):
@@ -184,29 +191,36 @@ def test_a_table_is_timed_one_way_and_says_which(tmp_path):
     assert "timing_method" not in LatencyTable.read(old).select().setting
 
 
-def test_tables_timed_another_way_are_no_repeat_measurements(tmp_path):
+def test_tables_timed_another_way_are_no_repeat_measurements(tmp_path, monkeypatch):
     """The repeatability bench compared a table timed with the cache flush against one timed
     without it and called their disagreement (69.7% of rows within ±10%) the timer's noise; the two
     tables are now refused with a line naming what differs."""
-    import runpy
-    import sys
-    from pathlib import Path
-
-    from depthshrink.lut.settings import measuring_differences
-
-    root = Path(__file__).parents[2]
-    shipped = pd.read_csv(root / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv")
+    shipped = pd.read_csv(ROOT / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv")
     flushed, unflushed = shipped.assign(cache_flush=1), shipped.assign(cache_flush=0)
     assert measuring_differences(flushed, unflushed) == ["cache_flush: 1 / 0"]
     assert measuring_differences(flushed, flushed.assign(latency_ms=2 * flushed["latency_ms"])) == []
+    assert measuring_differences(flushed, flushed.assign(cache_flush=1.0)) == []  # one value, two spellings
     assert measuring_differences(shipped, unflushed) == []  # a table that does not say is not compared
     assert measuring_differences(flushed, unflushed.assign(threads=2)) == ["threads: 1 / 2", "cache_flush: 1 / 0"]
     paths = [tmp_path / "on.csv", tmp_path / "off.csv"]
     flushed.to_csv(paths[0], index=False)
     unflushed.to_csv(paths[1], index=False)
-    argv, sys.argv = sys.argv, ["lut_repeatability.py", *map(str, paths)]
-    try:
-        with pytest.raises(SystemExit, match=r"not timed the same way \(cache_flush: 1 / 0\)"):
-            runpy.run_path(str(root / "bench" / "lut_repeatability.py"), run_name="__main__")
-    finally:
-        sys.argv = argv
+    monkeypatch.setattr(sys, "argv", ["lut_repeatability.py", *map(str, paths)])
+    with pytest.raises(SystemExit, match=r"different settings or ways of timing \(cache_flush: 1 / 0\)"):
+        runpy.run_path(str(ROOT / "bench" / "lut_repeatability.py"), run_name="__main__")
+
+
+def test_two_tables_are_compared_row_by_row_whatever_their_dtypes():
+    from depthshrink.lut.compare import agreement, config_keys, lacking
+
+    table = pd.read_csv(ROOT / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv")
+    conv = table.index[table["op"] == "conv"]
+    part = table.drop(index=conv[::2])  # every other conv row not measured
+    slower = part.assign(latency_ms=1.1 * part["latency_ms"]).astype({"in_channels": float, "kernel_size": str})
+    slower.loc[conv[1], "latency_ms"] *= 1.5  # one row off by 50% beyond the drift
+    match = agreement(table, slower)
+    assert match.rows == len(conv) - len(conv[::2]) and match.drift == pytest.approx(1.1)
+    assert match.within_10pct == pytest.approx((match.rows - 1) / match.rows)
+    rest = lacking(table, slower)
+    assert sorted(rest.index) == sorted(conv[::2])
+    assert not set(config_keys(rest)) & set(config_keys(slower[slower["op"] == "conv"]))
