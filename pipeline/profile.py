@@ -39,8 +39,8 @@ class ProfileJob:
 
 def pipeline_job(lut: str | os.PathLike, model: object, section: ProfileSection) -> tuple[ProfileJob, BackendOptions]:
     """The job and backend the pipeline's profile stage runs on this CPU from its ``[profile]``
-    section: a network validated whole, a share of its
-    configurations picked adaptively (all when the share is 1), ``min_time_ms`` over ``passes``."""
+    section: a network validated whole, a share of its configurations picked adaptively (all when
+    the share is 1), ``min_time_ms`` per row over ``passes`` interleaved passes."""
     job = ProfileJob(lut, 1, model, validate=True,
                      budget_fraction=section.budget_fraction if section.budget_fraction < 1 else None,
                      protocol=TimingProtocol(min_time_ms=section.min_time_ms, passes=section.passes))
