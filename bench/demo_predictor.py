@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from depthshrink.lut.compare import agreement, lacking, own_conv
+from depthshrink.lut.compare import agreement, lacking
 from depthshrink.lut.lookup import predictor_for
-from depthshrink.lut.table import LatencyTable
+from depthshrink.lut.table import LatencyTable, own_conv
 from depthshrink.models.build import ModelSpec
 from depthshrink.pipeline.config import PipelineConfig
 from depthshrink.pipeline.profile import describe, pipeline_job, profile_device

@@ -32,7 +32,7 @@ import depthshrink
 from depthshrink.lut.features import table_device
 from depthshrink.lut.predictor import LatencyPredictor, cross_validate
 from depthshrink.lut.sampling import simulated_picks
-from depthshrink.lut.table import LatencyTable, is_corpus
+from depthshrink.lut.table import LatencyTable, own_conv
 from depthshrink.lut.transfer import PriorTable, priors_for, transfer_evaluation
 
 SHIPPED = Path(depthshrink.__file__).parent / "lut"
@@ -101,7 +101,7 @@ def own_rows(path: Path) -> tuple[str, pd.DataFrame]:
 def section_tables(tables: dict[str, pd.DataFrame]) -> None:
     print("1. grouped 5-fold cross-validation on each table's own rows")
     for name, frame in tables.items():
-        conv = frame[(frame["op"] == "conv") & ~is_corpus(frame)].reset_index(drop=True)
+        conv = own_conv(frame).reset_index(drop=True)
         began = time.perf_counter()
         results = cross_validate(frame)
         best, what, target = results[0], *target_of(frame)
@@ -126,7 +126,7 @@ def section_transfer(tables: dict[str, pd.DataFrame], priors: dict[str, PriorTab
     for name, frame in tables.items():
         others = [p for n, p in priors.items() if n != name]
         result, picks, predictor = transfer_evaluation(frame, others, rows, name)
-        conv = frame[(frame["op"] == "conv") & ~is_corpus(frame)].reset_index(drop=True)
+        conv = own_conv(frame).reset_index(drop=True)
         rest = conv.drop(index=picks)
         chosen = LatencyPredictor(conv.iloc[picks], priors=others)
         error = chosen.predict(rest)[0] / rest["latency_ms"].to_numpy() - 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .table import is_corpus
+from .table import own_conv
 
 # a conv configuration (the setting, batch included, is each table's own)
 MATCH = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width", "activation",
@@ -27,11 +27,6 @@ def config_keys(rows: pd.DataFrame) -> pd.Series:
     return frame.astype(str).agg("|".join, axis=1)
 
 
-def own_conv(frame: pd.DataFrame) -> pd.DataFrame:
-    """A table's own conv rows (a corpus's left out)."""
-    return frame[(frame["op"] == "conv") & ~is_corpus(frame)]
-
-
 @dataclass(frozen=True)
 class Agreement:
     rows: int             # configurations both tables hold
@@ -42,9 +37,8 @@ class Agreement:
 
 def agreement(a: pd.DataFrame, b: pd.DataFrame, column: str = "latency_ms") -> Agreement:
     """How closely the rows of ``b`` repeat those of ``a`` in ``column``."""
-    first = own_conv(a).assign(_key=config_keys(own_conv(a)))
-    second = own_conv(b).assign(_key=config_keys(own_conv(b)))
-    joined = first[["_key", column]].merge(second[["_key", column]], on="_key", suffixes=("_a", "_b"))
+    first, second = (rows.assign(_key=config_keys(rows))[["_key", column]] for rows in (own_conv(a), own_conv(b)))
+    joined = first.merge(second, on="_key", suffixes=("_a", "_b"))
     if joined.empty:
         return Agreement(0, float("nan"), float("nan"), float("nan"))
     ratio = joined[f"{column}_b"].astype(float) / joined[f"{column}_a"].astype(float)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..contracts.setting import SETTING_COLUMNS
-from .compare import own_conv
-from .table import OPTIONAL, cell_text
+from .table import OPTIONAL, cell_text, own_conv
 
 # what two tables must share for their rows to be measurements of the same thing: the setting, and
 # how it was timed (a cache flush moves µs-scale rows by more than the timer's noise). The time per

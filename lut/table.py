@@ -50,6 +50,11 @@ def is_corpus(frame: pd.DataFrame) -> pd.Series:
     return frame["model"].astype(str) == CORPUS
 
 
+def own_conv(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table's own conv rows (a corpus's left out)."""
+    return frame[(frame["op"] == "conv") & ~is_corpus(frame)]
+
+
 def row_key(row: dict) -> tuple:
     """The identity of a row, with every value as its CSV text."""
     return tuple("" if row.get(c) is None or (isinstance(row.get(c), float) and pd.isna(row.get(c)))
@@ -175,7 +180,7 @@ class LatencyTable:
 
     def __post_init__(self) -> None:
         # the networks' own conv rows; a corpus's only train the predictor
-        conv = self._own_conv = self.frame[(self.frame["op"] == "conv") & ~is_corpus(self.frame)]
+        conv = self._own_conv = own_conv(self.frame)
         padding = pd.to_numeric(conv["padding"], errors="coerce")
         # a table without padding: assume the usual "same" padding of odd kernels
         padding = padding.fillna((conv["kernel_size"].astype(int) - 1) // 2)

@@ -30,7 +30,7 @@ from .features import Evaluation, conv_features, score, table_device
 from .gpu_models import GpuCounts
 from .predictor import LatencyPredictor
 from .regressors import WorkCounts
-from .table import LatencyTable, is_corpus
+from .table import LatencyTable, own_conv
 
 SHIPPED = Path(__file__).parent
 PRIOR_MODEL = {"cpu": "work_counts_plus_gp", "gpu": "average_of_gpu_models"}  # no choosing: seconds saved
@@ -49,7 +49,7 @@ class PriorTable:
     """One other table of one setting: its predictor and its measurements, by configuration."""
 
     def __init__(self, frame: pd.DataFrame, name: str = "") -> None:
-        conv = frame[(frame["op"] == "conv") & ~is_corpus(frame)]
+        conv = own_conv(frame)
         self.name = name or str(conv["device"].iloc[0])
         self.device, self.backend = table_device(frame)
         self.predictor = LatencyPredictor(frame, model=PRIOR_MODEL[self.device.kind])
@@ -86,7 +86,7 @@ def shipped_tables(exclude: dict | None = None) -> dict[str, pd.DataFrame]:
     tables = {}
     for path in sorted(SHIPPED.rglob("*.csv")):
         table = LatencyTable.read(path)
-        own = table.frame[(table.frame["op"] == "conv") & ~is_corpus(table.frame)]
+        own = own_conv(table.frame)
         if len(own) < 20:
             continue
         selected = table.select()
@@ -106,7 +106,7 @@ def priors_for(frame: pd.DataFrame) -> list[PriorTable]:
     adaptively, ``profile-device --budget-fraction``, or in part): the shipped tables, fitted once
     per process (:func:`_shipped_once`, refitted when a file changes), but not one that holds the
     table's own measurements (a part of a shipped table would be its own prior); none for a larger table."""
-    own = frame[(frame["op"] == "conv") & ~is_corpus(frame)]
+    own = own_conv(frame)
     if len(own) >= PRIOR_BELOW_ROWS:
         return []
     shipped = _shipped_once(tuple((str(p), p.stat().st_mtime_ns) for p in sorted(SHIPPED.rglob("*.csv"))))
@@ -129,7 +129,7 @@ def transfer_evaluation(target: pd.DataFrame, priors: list[PriorTable], rows: in
     fitted on them and ``priors``, scored on its other rows; (score, the rows chosen, the predictor)."""
     from .sampling import simulated_picks
 
-    conv = target[(target["op"] == "conv") & ~is_corpus(target)].reset_index(drop=True)
+    conv = own_conv(target).reset_index(drop=True)
     picks = simulated_picks(conv, rows)
     predictor = LatencyPredictor(conv.iloc[picks], model="transfer", priors=priors)
     rest = conv.drop(index=picks)
