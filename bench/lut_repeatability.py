@@ -4,9 +4,9 @@ Rows are matched by configuration; the overall ratio between the two tables (the
 between them) is taken out, then the share of rows within ±10% / ±5% of the other table is
 printed for the median (``latency_ms``) and the p10. Then the best predictor's held-out ±10%
 accuracy (grouped 5-fold cross-validation) on each table, with each row's median and with its
-p10 as the latency. Two tables that record another setting, cache flush, timing method or
-layout are refused: their rows are not repeat measurements (the time per row and the passes are
-not recorded, so keep them equal).
+p10 as the latency. Two tables that record another setting, cache flush, timing method, layout,
+time per row or passes are refused: their rows are not repeat measurements (tables from before
+2026-12-06 do not record the time per row and the passes: keep them equal by hand).
 
     python bench/lut_table.py --out A.csv && python bench/lut_table.py --out B.csv
     python bench/lut_repeatability.py A.csv B.csv

@@ -9,8 +9,8 @@ from ..contracts.setting import SETTING_COLUMNS
 from .table import OPTIONAL, cell_text, own_conv
 
 # what two tables must share for their rows to be measurements of the same thing: the setting, and
-# how it was timed (a cache flush moves µs-scale rows by more than the timer's noise). The time per
-# row and the passes are not recorded in a table, so they are not compared.
+# how it was timed (a cache flush moves µs-scale rows by more than the timer's noise; a shorter time
+# per row or fewer passes repeat less well). Tables from before a column was recorded leave it empty.
 MEASURING_COLUMNS = SETTING_COLUMNS + OPTIONAL
 
 

@@ -33,8 +33,10 @@ KEY_COLUMNS = ["device", "backend", "precision", "batch_size", "threads", "op", 
 COLUMNS = KEY_COLUMNS + [
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "runs", "warmup_ms", "call_overhead_ms",
     "remeasured", "noisy", "source", "tool", "tool_version", "host", "measured_at", "cache_flush",
-    "timing_method", "layout"]
-OPTIONAL = ["cache_flush", "timing_method", "layout"]  # later additions: a LUT without them is still extended (left empty there)
+    "timing_method", "layout", "min_time_ms", "passes"]
+# later additions: a LUT without them is still extended (left empty there). min_time_ms and passes
+# are the timing protocol's time per row and passes (a row with remeasured = 1 was timed once more)
+OPTIONAL = ["cache_flush", "timing_method", "layout", "min_time_ms", "passes"]
 REQUIRED = ["device", "backend", "precision", "batch_size", "op", "in_channels", "out_channels",
             "kernel_size", "stride", "groups", "height", "width", "activation", "latency_ms"]
 SHAPE_COLUMNS = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width",

@@ -156,6 +156,8 @@ class Recorder:
             backend.adopt_call_overhead(self.log.call_overhead_ms)
         self.overhead_ms = backend.call_overhead_ms(settings.protocol)
         self.meta = {**backend.metadata(), "source": "measured", "host": platform.node()}
+        protocol = settings.protocol
+        self.protocol_columns = {"min_time_ms": protocol.min_time_ms, "passes": protocol.passes}
         self.rows: list[dict] = []
         self.networks = NetworkTimes(backend, lambda entry: workload_of(bundle, entry, modules))
 
@@ -175,7 +177,8 @@ class Recorder:
                 self.networks.keep(entry, timing)
                 continue
             row = {**row_of(entry, self.bundle, self.backend, self.settings),
-                   **_timing_columns(timing, self.overhead_ms), **self.meta, "remeasured": int(remeasured),
+                   **_timing_columns(timing, self.overhead_ms), **self.meta, **self.protocol_columns,
+                   "remeasured": int(remeasured),
                    "noisy": int(timing.spread > self.settings.noisy_spread),
                    "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
             self.writer.append(row)

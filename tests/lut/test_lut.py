@@ -202,6 +202,9 @@ def test_tables_timed_another_way_are_no_repeat_measurements(tmp_path, monkeypat
     assert measuring_differences(flushed, flushed.assign(cache_flush=1.0)) == []  # one value, two spellings
     assert measuring_differences(shipped, unflushed) == []  # a table that does not say is not compared
     assert measuring_differences(flushed, unflushed.assign(threads=2)) == ["threads: 1 / 2", "cache_flush: 1 / 0"]
+    timed = flushed.assign(min_time_ms=1000.0, passes=3)  # the time per row, recorded since 2026-12-06
+    assert measuring_differences(timed, timed.assign(min_time_ms=200)) == ["min_time_ms: 1000 / 200"]
+    assert measuring_differences(timed, flushed) == []
     paths = [tmp_path / "on.csv", tmp_path / "off.csv"]
     flushed.to_csv(paths[0], index=False)
     unflushed.to_csv(paths[1], index=False)

@@ -143,6 +143,8 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
     assert report.networks == {}  # they did not meet the passes taken over: validate times them alone
     # every pass, logged or new, had the killed session's overhead subtracted, and the rows say so
     assert set(read_lut(lut)["call_overhead_ms"]) == {0.0123}
+    # and how long each row was timed, so that two tables timed otherwise are not taken for repeats
+    assert set(read_lut(lut)["min_time_ms"]) == {5} and set(read_lut(lut)["passes"]) == {3}
     assert pd.read_csv(log.path)["key"].tolist() == [other]  # this setting's lines gone, the other's kept
     assert list(pd.read_csv(log.path).columns) == FIELDS
 
