@@ -12,8 +12,11 @@ from ..errors import DepthshrinkError
 
 
 def export_onnx(model: nn.Module, example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
-                path: str | os.PathLike, input_names: list[str] | None = None, opset: int = 17) -> None:
-    """Write ``model`` (eval mode) as ONNX with the TorchScript exporter (no onnxscript needed)."""
+                path: str | os.PathLike, input_names: list[str] | None = None, opset: int = 17,
+                any_batch: bool = False) -> None:
+    """Write ``model`` (eval mode) as ONNX with the TorchScript exporter (no onnxscript needed).
+    The batch size is the example's, fixed (what the profiler times), or with ``any_batch`` left
+    free (a model to deploy: its inputs' and output's first axis is named ``batch``)."""
     model = model.eval()
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     inputs = tuple(_like(model, t) for t in inputs)
@@ -22,8 +25,9 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | tuple[torch.Ten
         with torch.no_grad(), warnings.catch_warnings():
             # the TorchScript exporter is chosen on purpose: the dynamo one needs onnxscript
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, inputs, str(path), input_names=names, opset_version=opset,
-                              dynamo=False)
+            batch = {name: {0: "batch"} for name in [*names, "output"]} if any_batch else None
+            torch.onnx.export(model, inputs, str(path), input_names=names, output_names=["output"],
+                              dynamic_axes=batch, opset_version=opset, dynamo=False)
     except OSError as exc:
         raise DepthshrinkError(f"cannot write {path}: {exc}") from None
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import TinyNet, torchrun
@@ -162,6 +163,13 @@ def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
     with torch.no_grad():
         same = (finetuned(images).argmax(1) == merged(images).argmax(1)).float().mean().item()
     assert same >= 0.999 and accuracy(finetuned, test) == pytest.approx(accuracy(merged, test), abs=1e-3)
+    from depthshrink.profiler.onnxruntime import run_session, session_from_onnx
+
+    deployed = session_from_onnx(tmp_path / "merged" / "merged.onnx")  # exported at batch 2, it ran only so
+    for batch in (1, 5):
+        with torch.no_grad():
+            expected = merged(images[:batch]).numpy()
+        assert np.allclose(run_session(deployed, images[:batch].numpy()), expected, rtol=1e-4, atol=1e-4)
     assert sum(isinstance(m, torch.nn.Conv2d) for m in merged.modules()) == len(masks.segments) + 2
     capsys.readouterr()
     assert main(["merge", "--checkpoint", str(tmp_path / "base" / "last.pt"), "--out", str(tmp_path / "m2")]) == 1
