@@ -43,8 +43,8 @@ def build_space(spec: ModelSpec, adapt_weights: bool = False) -> tuple[nn.Module
         load_weights(model, spec.weights, adapt_weights)
     model.eval()
     in_channels = spec.in_channels or _first_conv_in_channels(model)
-    info = {"name": spec.name, "width_mult": spec.width_mult if spec.width_mult is not None else 1.0,
-            "resolution": spec.resolution}
+    # the width as given: None (the builder's default) rebuilds a factory that takes no width
+    info = {"name": spec.name, "width_mult": spec.width_mult, "resolution": spec.resolution}
     example = torch.zeros(1, in_channels, spec.resolution, spec.resolution)
     space = trace(model, example, model_info=info, stem_convs=spec.stem_convs, head_convs=spec.head_convs,
                   strided_merge=spec.strided_merge)

@@ -57,3 +57,18 @@ def test_mobilenet_v3_matches_torchvision_layout(name, entries, params):
     assert len(state) == entries and sum(p.numel() for p in model.parameters()) == params
     assert "features.4.block.2.fc1.weight" in state or "features.1.block.1.fc1.weight" in state
     assert "classifier.3.weight" in state and state["features.0.1.running_var"].shape == (16,)
+
+
+def test_a_factory_without_a_width_is_rebuilt_from_its_space():
+    """``train --model helpers:HandNet`` recorded width 1.0, which HandNet does not take: every later
+    command (importance, finetune, merge, evaluate) failed with "HandNet takes no width_mult"."""
+    from depthshrink.contracts.candidates import model_label
+    from depthshrink.models.build import ModelSpec, build_space
+    from depthshrink.shrink.rebuild import build_from_spec
+
+    model, space = build_space(ModelSpec("helpers:HandNet", resolution=21, in_channels=1))
+    rebuilt, again = build_from_spec(space.model)
+    assert type(rebuilt).__name__ == "HandNet" and len(again.layers) == len(space.layers)
+    assert model_label(space.model) == model_label(again.model) == "helpers:HandNet@1x,7cls"
+    _, zoo = build_space(ModelSpec("tiny_mobilenet", resolution=16))  # a zoo network's label is unchanged
+    assert model_label(zoo.model).startswith("tiny_mobilenet@1x")
