@@ -130,6 +130,7 @@ class PipelineConfig:
         for section in ("profile", "measure"):
             if getattr(config, section).passes < 1:
                 raise DepthshrinkError(f"{source} [{section}] passes must be at least 1")
+        _check_values(config, source)
         return config
 
     @classmethod
@@ -151,6 +152,29 @@ class PipelineConfig:
                 lines += ["", f"[{section.name}]"]
                 lines += [f"{f.name} = {_toml_value(getattr(value, f.name))}" for f in dataclasses.fields(value)]
         return "\n".join(lines) + "\n"
+
+
+def _check_values(config: PipelineConfig, source: str) -> None:
+    """Refuse, before any stage runs, what a later stage would refuse (or skip) hours in."""
+    from ..search.api import METHODS
+    from ..search.budget import parse_budget
+
+    for budget in config.search.budgets:
+        try:
+            parse_budget(budget)
+        except DepthshrinkError as exc:
+            raise DepthshrinkError(f"{source} [search] budgets: {exc}") from None
+    unknown = [m for m in config.search.methods if m not in METHODS]
+    if unknown:
+        raise DepthshrinkError(f"{source} [search] methods: no method {', '.join(map(repr, unknown))}; "
+                               f"the methods are {', '.join(METHODS)}")
+    if not all(0 < r < 1 for r in config.baselines.pruning_ratios):
+        raise DepthshrinkError(f"{source} [baselines] pruning_ratios must lie between 0 and 1")
+    if not all(w > 0 for w in config.baselines.width_mults):
+        raise DepthshrinkError(f"{source} [baselines] width_mults must be positive")
+    for section, seeds in (("finetune", config.finetune.seeds), ("baselines", config.baselines.width_seeds)):
+        if not seeds:
+            raise DepthshrinkError(f"{source} [{section}] needs at least one seed")
 
 
 def _check_keys(data: dict, valid: list[str], source: str) -> None:

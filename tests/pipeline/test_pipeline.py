@@ -31,6 +31,12 @@ def test_config_round_trips_through_toml():
     ({"model": 3}, r"\[model\] must be a table"),
     ({"measure": {"passes": 0}}, r"\[measure\] passes must be at least 1"),
     ({"profile": {"cache_flush": "yes"}}, r"cache_flush must be auto, on or off"),
+    # refused when read, not hours later at the search (a budget) or the measure stage (a method)
+    ({"search": {"budgets": ["1.5"]}}, r"\[search\] budgets: cannot read latency budget '1.5'"),
+    ({"search": {"methods": ["DP"]}}, r"\[search\] methods: no method 'DP'; the methods are dp, depthshrinker"),
+    ({"baselines": {"pruning_ratios": [1.5]}}, r"pruning_ratios must lie between 0 and 1"),
+    ({"baselines": {"width_mults": [0]}}, r"width_mults must be positive"),
+    ({"finetune": {"seeds": []}}, r"\[finetune\] needs at least one seed"),
 ])
 def test_bad_settings_are_named(data, message):
     with pytest.raises(DepthshrinkError, match=message):
