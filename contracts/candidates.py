@@ -64,7 +64,10 @@ def distinct_candidates(space: ChainSpace) -> list[Candidate]:
 
 def model_label(model_info: dict) -> str:
     """The name of one network configuration in the LUT's ``model`` column."""
-    width = model_info.get("width_mult", 1.0)
+    width = model_info.get("width_mult") or 1.0  # None: the builder's default width
     classes = model_info.get("num_classes")
     name = model_info.get("name") or model_info.get("class", "model")
-    return f"{name}@{width:g}x" + (f",{classes}cls" if classes else "")
+    # convs kept out of the chain other than one at either end: another fixed part (its own row)
+    ends = "".join(f",{end}{model_info[f'{end}_convs']}" for end in ("stem", "head")
+                   if model_info.get(f"{end}_convs", 1) != 1)
+    return f"{name}@{width:g}x" + (f",{classes}cls" if classes else "") + ends

@@ -170,6 +170,21 @@ def test_search_refusals(shipped, capsys, tmp_path):
     assert "not measured for this input size" in capsys.readouterr().err
 
 
+def test_a_space_with_more_stem_convs_is_not_given_the_tables_fixed_part(shipped):
+    """A space traced with --stem-convs 2 keeps one more conv out of the chain, so its fixed part
+    is not the table's; it was looked up by the same model name and the search ran ~4% fast."""
+    from depthshrink.lut.table import LatencyTable
+    from depthshrink.search.problem import build_problem
+
+    _, lut = shipped
+    table = LatencyTable.read(lut).select()
+    model = build_model("mobilenet_v2").eval()
+    space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"}, stem_convs=2)
+    with pytest.raises(DepthshrinkError, match=r"no fixed-part row for mobilenet_v2@1x,1000cls,stem2 at 3x224x224 "
+                                               r"\(it has: mobilenet_v2@1x,1000cls at 3x224x224\)"):
+        build_problem(space, table, {})
+
+
 def test_missing_rows_are_predicted_and_marked_or_refused(shipped, capsys, tmp_path):
     from depthshrink.lut.table import LatencyTable
     from depthshrink.search.problem import build_problem, read_importance
