@@ -214,7 +214,10 @@ class LatencyTable:
             elif len(present) > 1:
                 raise DepthshrinkError(f"the LUT mixes {column} values {', '.join(present)}: "
                                        f"choose one with --{column.replace('_', '-')}")
-            chosen = value if value is not None else (present[0] if present else None)
+            # the table's own spelling of what matched (``--device CPU-X`` finds cpu-x's rows, and its
+            # validation is looked up by the setting as the table writes it)
+            kept = sorted({cell_text(v) for v in frame[column].dropna()}) if value is not None else present
+            chosen = kept[0] if kept else None
             setting[column] = int(chosen) if column in ("batch_size", "threads") and chosen is not None else chosen
         methods = sorted({str(v) for v in frame["timing_method"].dropna()} - {""})
         if len(methods) > 1:

@@ -106,6 +106,18 @@ def test_merged_files_keep_their_validations_beside_them(tmp_path):
     assert len(json.loads((tmp_path / "cli.validation.json").read_text())) == 2
 
 
+def test_a_setting_chosen_in_other_capitals_finds_the_tables_validation():
+    """``search --device CPU-AMD-EPYC`` found the table's rows but kept the user's spelling in the
+    setting, so no validation entry matched: the latency correction was silently dropped."""
+    from depthshrink.search.calibration import read_validation
+
+    lut = ROOT / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
+    table = LatencyTable.read(lut).select(device=" CPU-AMD-EPYC", backend="ONNXRuntime")
+    assert table.setting["device"] == "cpu-amd-epyc" and table.setting["backend"] == "onnxruntime"
+    found = read_validation(lut, "mobilenet_v2@1x,1000cls", [3, 224, 224], table.setting)
+    assert sorted(e["network"] for e in found) == ["merged_blocks", "original"]
+
+
 def test_select_and_lookup(tmp_path):
     path = tmp_path / "lut.csv"
     writer = LutWriter(path)
