@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..contracts.setting import setting_label
 from ..errors import DepthshrinkError
 from ..lut.predictor import FOLDS as PREDICTOR_FOLDS
 from .contents import Report
@@ -186,7 +187,7 @@ def _parity_figure(report: Report, run: RunFolder, setting: dict, several: bool)
     except DepthshrinkError as exc:
         report.notes["parity"].append(f"{run.name}: no parity plot: {exc}")
         return
-    where = f"{setting.get('device')}, batch {setting.get('batch_size')}"
+    where = setting_label(setting)  # the whole setting: one LUT may hold two backends of one device
     name = f"parity_{file_name(run.name)}" + (f"_{file_name(where)}" if several else "") + ".png"
     title = f"{run.name}: latency predictor, held out" + (f" ({where})" if several else "")
     parity_plot(best, table.setting, report.out_dir / name)

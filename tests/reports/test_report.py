@@ -172,6 +172,20 @@ def test_missing_stages_are_listed_per_run(full_report):
     assert "gpu-run: no search/*.frontier.csv" in page
 
 
+def test_a_lut_of_two_backends_gets_a_parity_plot_each(tmp_path):
+    """The plots were named by device and batch only: a LUT timed with ONNX Runtime and with torch on
+    one CPU wrote both to one file, and the page showed the second plot twice."""
+    run = make_run(tmp_path, "both", None, lut_rows=None, search=False)
+    shipped = pd.read_csv(LUT)
+    pd.concat([shipped, shipped.assign(backend="torch")]).to_csv(run / "lut.csv", index=False)
+    out = tmp_path / "out"
+    assert build(run, "--out", out) == 0
+    plots = [s for s in image_sources((out / "index.html").read_text()) if s.startswith("parity")]
+    assert sorted(plots) == ["parity_both_cpu-amd-epyc-onnxruntime-fp32-b1-t1.png",
+                             "parity_both_cpu-amd-epyc-torch-fp32-b1-t1.png"]
+    assert all((out / plot).read_bytes()[:8] == PNG_MAGIC for plot in plots)
+
+
 def test_short_lut_and_bare_run_still_build(tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()
