@@ -112,11 +112,15 @@ def per_block_masks(space: ChainSpace) -> Masks:
     """Every activation removed, one segment per block of the original network.
 
     Blocks end where the original network has no activation (after a linear projection, as in
-    inverted-residual networks); this is DepthShrinker's fully linearised variant.
+    inverted-residual networks); this is DepthShrinker's fully linearised variant. A block that
+    holds a merge barrier (MobileNetV3's squeeze-excitation gate) is cut there: from each start,
+    the longest span that can merge.
     """
     cuts = [s.position for s in space.sites if s.activation is None] + [space.num_layers]
     segments, start = [], 0
     for cut in cuts:
-        segments.append((start, cut))
-        start = cut
+        while start < cut:
+            end = next(e for e in range(cut, start, -1) if e == start + 1 or space.span_problem(start, e) is None)
+            segments.append((start, end))
+            start = end
     return Masks([], segments, model=dict(space.model))

@@ -152,9 +152,36 @@ def test_squeeze_excitation_networks_merge_around_their_gates(name, resolution):
     segments = maximal_segments(space)
     assert not any(s < p < e for s, e in segments for p in gated)
     _check(model, space, masks_for(space, segments, remove_all=True), 1e-4)
-    plain_blocks = [b for b in block_segments(space) if space.span_problem(*b) is None]
-    assert 0 < len(plain_blocks) < len(block_segments(space))  # blocks with a gate cannot merge whole
-    _check(model, space, masks_for(space, plain_blocks), 1e-5)
+    blocks = [s.position for s in space.sites if s.activation is None] + [space.num_layers]
+    assert len(block_segments(space)) > len(blocks)  # blocks with a gate cannot merge whole: cut there
+    _check(model, space, masks_for(space, block_segments(space)), 1e-5)
+
+
+def test_per_block_masks_cut_blocks_at_their_gates():
+    """Every block merged whole crossed MobileNetV3's gates: profile-device (its validation networks)
+    and DepthShrinker's top-k (a KeyError) failed on the zoo's own MobileNetV3."""
+    import random
+
+    from depthshrink.contracts.masks import per_block_masks
+    from depthshrink.search.budget import Budget
+    from depthshrink.search.problem import SearchProblem
+    from depthshrink.search.run import solve_depthshrinker
+    from depthshrink.search.segments import candidate_segments
+
+    model = randomize(build_model("mobilenet_v3_small"), seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every SE gate is reported as a barrier
+        space = _space(model, 64)
+    masks = per_block_masks(space)
+    assert all(space.span_problem(s, e) is None for s, e in masks.segments)
+    assert masks.segments[:4] == [(0, 1), (1, 2), (2, 5), (5, 8)]  # a doubly-used ReLU, then whole blocks
+    _check(model, space, masks, 1e-4)
+    rng = random.Random(0)
+    span_ms = {key: 0.01 * rng.uniform(0.5, 1.0) for key in space.spans}  # a merged span costs one layer
+    problem = SearchProblem(space, span_ms, 0.1, 0.01, {seg: -rng.random() for seg in candidate_segments(space)})
+    result = solve_depthshrinker(problem, Budget(speedup=1.2))
+    assert result.solution.latency_ms + 0.11 <= problem.original_ms / 1.2
+    assert any((s.start, s.end) in masks.segments and s.end - s.start > 1 for s in result.solution.segments)
 
 
 # -- issue 20: stochastic depth, and what merge refuses --------------------------------------------
