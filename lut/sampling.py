@@ -12,7 +12,8 @@ from .features import conv_features
 
 
 def seed_order(candidates: pd.DataFrame, count: int) -> list[int]:
-    """About ``count`` row positions spread evenly over log FLOPs, every kernel type included."""
+    """``count`` row positions (fewer when there are fewer rows) spread evenly over log FLOPs, with
+    a row of every kernel type while ``count`` allows (the count is a measuring budget)."""
     x = conv_features(candidates)
     order = np.argsort(x["log_flops"].to_numpy(), kind="stable")
     spread = [int(order[round(i)]) for i in np.linspace(0, len(order) - 1, min(count, len(order)))]
@@ -21,6 +22,7 @@ def seed_order(candidates: pd.DataFrame, count: int) -> list[int]:
         rows = np.flatnonzero(x[kind].to_numpy() > 0)
         if rows.size and not set(spread) & set(rows.tolist()):
             kinds.append(int(rows[len(rows) // 2]))
+    kinds = kinds[:count]
     room = max(count - len(kinds), 0)
     kept = [spread[round(i)] for i in np.linspace(0, len(spread) - 1, room)] if room < len(spread) else spread
     return sorted(set(kept) | set(kinds))

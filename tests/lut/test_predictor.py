@@ -194,3 +194,7 @@ def test_the_seed_sample_keeps_a_row_of_every_kernel_type_whatever_the_count():
     picks = seed_order(pd.DataFrame(rows), 6)
     assert 12 in picks and len(picks) == 6
     assert seed_order(pd.DataFrame(rows[:12]), 6) == [0, 2, 4, 7, 9, 11]  # one kind only: the spread alone
+    # the count is a budget: a resumed adaptive session with one row left measured two
+    three = pd.DataFrame(rows + [row(64, 64, 3, 1)])  # pointwise, depthwise and a dense 3x3
+    assert [len(seed_order(three, count)) for count in (1, 2, 3)] == [1, 2, 3]
+    assert {12, 13} <= set(seed_order(three, 3))  # each kind while the count allows
