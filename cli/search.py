@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     budgets = [parse_budget(text) for text in args.latency_budget]
     out = Path(args.out)
     frontier = Path(args.frontier) if args.frontier else out.with_suffix(".frontier.csv")
+    if frontier.resolve() == out.resolve():
+        raise DepthshrinkError(f"--out and --frontier both name {out}: the frontier would overwrite the masks")
     for path in (out, frontier):
         if not path.parent.is_dir() or path.is_dir():
             raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else

@@ -156,6 +156,8 @@ def test_search_refusals(shipped, capsys, tmp_path):
     assert "even with every activation removed the fastest achievable is" in capsys.readouterr().err
     assert _search(folder, lut, "100ms") == 0
     assert "the original network is returned" in capsys.readouterr().out
+    assert _search(folder, lut, "3ms", "--frontier", str(folder / "masks.json")) == 1  # it wrote the CSV over the masks
+    assert "--out and --frontier both name" in capsys.readouterr().err
     bad = tmp_path / "imp.csv"
     pd.DataFrame([(2, 5, -1.0)], columns=["start", "end", "importance"]).to_csv(bad, index=False)
     assert main(["search", "--space", str(folder / "space.json"), "--lut", lut, "--importance", str(bad),
