@@ -34,12 +34,14 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# The README's results and the issues' figures (about 7 hours on 2 cores, on a quiet machine:
+# The README's results and the issues' figures (about 8 hours on 2 cores, on a quiet machine:
 # latencies are measured). Each step prints what the docs quote; CSVs and plots go to bench/results/.
 bench: install
 	$(PY) bench/timer_drift.py
 	$(VENV)/bin/depthshrink run --config bench/pipeline.toml --out out/bench
 	$(PY) bench/results_table.py out/bench/results.csv
+	$(PY) bench/finetune_length.py --out out/bench_finetune_length --epochs 8 --seed 0 \
+	  --masks out/bench/search/dp-1.3x.json out/bench/search/dp-1.8x.json --pruning-ratio 0.5
 	$(PY) bench/importance_vs_finetune.py --weights weights/mobilenet_v2_small_x0.5_fashion_mnist.pt --out out/bench_importance.csv
 	$(PY) bench/kept_budgets.py --out out/bench_kept_budgets.csv
 	$(PY) bench/merge_latency.py --model mobilenet_v2 --resolution 224 --out out/bench_merge
