@@ -40,7 +40,7 @@ bench: install
 	$(PY) bench/timer_drift.py
 	$(VENV)/bin/depthshrink run --config bench/pipeline.toml --out out/bench
 	$(PY) bench/results_table.py out/bench/results.csv
-	$(PY) bench/finetune_length.py --out out/bench_finetune_length --epochs 8 --seed 0 \
+	$(PY) bench/finetune_length.py --out out/bench_finetune_length --epochs 8 --seed 0 --compare out/bench \
 	  --masks out/bench/search/dp-1.3x.json out/bench/search/dp-1.8x.json --pruning-ratio 0.5
 	$(PY) bench/importance_vs_finetune.py --weights weights/mobilenet_v2_small_x0.5_fashion_mnist.pt --out out/bench_importance.csv
 	$(PY) bench/kept_budgets.py --out out/bench_kept_budgets.csv

@@ -17,9 +17,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from depthshrink.lut.compare import agreement, lacking
+from depthshrink.lut.features import score
 from depthshrink.lut.lookup import predictor_for
 from depthshrink.lut.table import LatencyTable, own_conv
 from depthshrink.models.build import ModelSpec
@@ -66,8 +65,9 @@ def main() -> None:
     print(f"   the {len(rest)} rows the adaptive table lacks, predicted by {predictor.model}"
           + (f" ({' + '.join(used)})" if used else "") + f"; target ≥{TARGET:.0%} within ±10%")
     for label, factor in (("as measured", 1.0), (f"drift taken out ({repeat.drift:.3f}x)", repeat.drift)):
-        error = np.abs(factor * predicted_ms / rest["latency_ms"].to_numpy() - 1)
-        print(f"  {label:<32}" + "".join(f"  ±{t:.0%} {np.mean(error <= t):6.1%}" for t in (0.05, 0.10, 0.20)))
+        s = score(label, factor * predicted_ms, rest["latency_ms"].to_numpy())
+        print(f"  {label:<32}" + "".join(f"  ±{t:.0%} {share:6.1%}" for t, share in
+                                         ((0.05, s.within_5pct), (0.10, s.within_10pct), (0.20, s.within_20pct))))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 import depthshrink
-from depthshrink.lut.features import table_device
+from depthshrink.lut.features import score, table_device
 from depthshrink.lut.predictor import LatencyPredictor, cross_validate
 from depthshrink.lut.sampling import simulated_picks
 from depthshrink.lut.table import LatencyTable, own_conv
@@ -149,10 +149,10 @@ def section_demo(table: Path = DEMO, share: float = 0.4) -> None:
     for label, predictor in (("alone", LatencyPredictor(conv.iloc[picks])),
                              ("with the prior (CV choice)", LatencyPredictor(conv.iloc[picks], priors=priors)),
                              ("transfer model", LatencyPredictor(conv.iloc[picks], model="transfer", priors=priors))):
-        error = np.abs(predictor.predict(rest)[0] / rest["latency_ms"].to_numpy() - 1)
+        s = score(label, predictor.predict(rest)[0], rest["latency_ms"].to_numpy())
         used = getattr(predictor.estimator, "used", None)
-        print(f"  {label:<28}{predictor.model:<26}{np.mean(error <= .05):>7.1%}{np.mean(error <= .1):>8.1%}"
-              f"{np.mean(error <= .2):>8.1%}" + (f"  {' + '.join(used)}" if used else ""))
+        print(f"  {label:<28}{predictor.model:<26}{s.within_5pct:>7.1%}{s.within_10pct:>8.1%}"
+              f"{s.within_20pct:>8.1%}" + (f"  {' + '.join(used)}" if used else ""))
 
 
 def two_hundred_rows(path: Path, extra: pd.DataFrame) -> pd.DataFrame:
