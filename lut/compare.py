@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .table import own_conv
+from .table import activation_names, own_conv
 
 # a conv configuration (the setting, batch included, is each table's own)
 MATCH = ["in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width", "activation",
@@ -23,7 +23,7 @@ def config_keys(rows: pd.DataFrame) -> pd.Series:
     for column in MATCH:
         if column != "activation":
             frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype(int)
-    frame["activation"] = frame["activation"].fillna("none").replace("", "none").astype(str)
+    frame["activation"] = activation_names(frame["activation"])
     return frame.astype(str).agg("|".join, axis=1)
 
 

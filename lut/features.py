@@ -10,6 +10,7 @@ import pandas as pd
 
 from .device import DeviceSpec, spec_for_device
 from .regressors import CHANNEL_BLOCKS, EXTRA
+from .table import has_activation
 
 
 def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
@@ -31,7 +32,6 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
     params = c_out * (c_in / g) * k * k + c_out
     flops = 2 * batch * h_out * w_out * c_out * (c_in / g) * k * k
     in_bytes, out_bytes, weight_bytes = 4 * batch * c_in * h * w, 4 * batch * c_out * h_out * w_out, 4 * params
-    activation = frame["activation"].fillna("none").astype(str)
     features = pd.DataFrame({
         "log_cin_per_group": np.log(c_in / g), "log_kernel_area": np.log(k * k), "log_out_pixels": np.log(h_out * w_out),
         "pointwise": ((k == 1) & (g == 1)).astype(float), "dense_kxk": ((k > 1) & (g == 1)).astype(float),
@@ -40,7 +40,7 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
         "log_intensity": np.log1p(flops / (in_bytes + out_bytes + weight_bytes)),
         "in_channels": c_in, "out_channels": c_out, "kernel_size": k, "stride": s, "padding": pad,
         "depthwise": ((g > 1) & (g == c_in)).astype(float), "groups": g, "height": h, "width": w,
-        "batch_size": batch, "activation": (activation != "none").astype(float),
+        "batch_size": batch, "activation": has_activation(frame["activation"]),
         "residual_add": _column(frame, "residual_add", 0), EXTRA: _column(frame, EXTRA, 0),
     })
     for block in CHANNEL_BLOCKS:  # SIMD kernels work on channel blocks: padding wastes work, odd counts

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .device import DeviceSpec
+from .table import has_activation
 
 TILES = ((64, 32), (64, 64), (128, 64), (128, 128), (256, 128))   # (tm, tn) of implicit-GEMM thread blocks
 FUSING_BACKENDS = ("tensorrt",)   # conv, bias, activation and residual add in one kernel
@@ -49,7 +50,7 @@ def _shape(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     shape["batch_size"] = column("batch_size", 1)
     activation = rows["activation"] if "activation" in rows.columns else pd.Series(0.0, index=rows.index)
     if not pd.api.types.is_numeric_dtype(activation):  # a LUT's names; conv_features already holds 0/1
-        activation = (activation.fillna("none").astype(str) != "none").astype(float)
+        activation = has_activation(activation)
     shape["activation"] = activation.to_numpy(dtype=float)
     shape["residual_add"] = column("residual_add", 0)
     return shape

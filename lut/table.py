@@ -57,6 +57,17 @@ def own_conv(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame["op"] == "conv") & ~is_corpus(frame)]
 
 
+def activation_names(values: pd.Series) -> pd.Series:
+    """A LUT's activation cells with one spelling for "no activation": an empty or missing cell (a
+    table written by another tool) is ``none``, as the lookup and the latency models both read it."""
+    return values.fillna(NONE).astype(str).replace("", NONE)
+
+
+def has_activation(values: pd.Series) -> pd.Series:
+    """1.0 where an activation cell names an activation, else 0.0 (see :func:`activation_names`)."""
+    return (activation_names(values) != NONE).astype(float)
+
+
 def row_key(row: dict) -> tuple:
     """The identity of a row, with every value as its CSV text."""
     return tuple("" if row.get(c) is None or (isinstance(row.get(c), float) and pd.isna(row.get(c)))
@@ -187,7 +198,7 @@ class LatencyTable:
         # a table without padding: assume the usual "same" padding of odd kernels
         padding = padding.fillna((conv["kernel_size"].astype(int) - 1) // 2)
         columns = [conv[c].astype(int) if c != "padding" else padding.astype(int) for c in SHAPE_COLUMNS]
-        keys = zip(*columns, conv["activation"].replace("", NONE).fillna(NONE),
+        keys = zip(*columns, activation_names(conv["activation"]),
                    pd.to_numeric(conv["residual_add"], errors="coerce").fillna(0).astype(int))
         self._conv_index: dict = {}
         for key, latency in zip(keys, conv["latency_ms"].astype(float)):

@@ -198,3 +198,23 @@ def test_the_seed_sample_keeps_a_row_of_every_kernel_type_whatever_the_count():
     three = pd.DataFrame(rows + [row(64, 64, 3, 1)])  # pointwise, depthwise and a dense 3x3
     assert [len(seed_order(three, count)) for count in (1, 2, 3)] == [1, 2, 3]
     assert {12, 13} <= set(seed_order(three, 3))  # each kind while the count allows
+
+
+def test_an_empty_activation_cell_is_no_activation_for_the_models_as_for_the_lookup(tmp_path):
+    # a LUT written by another tool leaves the activation empty where there is none: the lookup read it
+    # as "none", the predictor's features (CPU and GPU) as an activation
+    from depthshrink.contracts.space import ConvShape
+    from depthshrink.lut.device import GENERIC_GPU
+    from depthshrink.lut.gpu_features import gpu_counts
+
+    frame = pd.read_csv(LUT).head(3)
+    frame["activation"] = ["", "none", "relu6"]
+    path = tmp_path / "lut.csv"
+    frame.to_csv(path, index=False)
+    rows = LatencyTable.read(path).frame
+    first = rows.iloc[0]
+    shape = ConvShape(*(int(first[c]) for c in ("in_channels", "out_channels", "kernel_size", "stride", "groups",
+                                                 "height", "width", "padding")))
+    assert LatencyTable.read(path).select().conv_latency_ms(shape, None, bool(first["residual_add"])) is not None
+    assert conv_features(rows)["activation"].tolist() == [0.0, 0.0, 1.0]
+    assert gpu_counts(rows, GENERIC_GPU)["launch_activation"].tolist() == [0.0, 0.0, 1.0]
