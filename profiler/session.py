@@ -65,7 +65,7 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
              modules: Callable[[Entry], object] | None, budget_fraction: float | None,
              target_within_10pct: float, networks: bool) -> ProfileReport:
     writer = LutWriter(lut_path)
-    _check_timing_method(lut_path, backend, settings)
+    _check_timed_alike(lut_path, backend, settings)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
     pending = [e for e in todo if row_key(row_of(e, bundle, backend, settings)) not in done]
@@ -100,21 +100,30 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
                   recorder.networks.result())
 
 
-def _check_timing_method(lut_path: str | Path, backend: Backend, settings: Settings) -> None:
+def _check_timed_alike(lut_path: str | Path, backend: Backend, settings: Settings) -> None:
     """Refuse to extend a table whose rows of this setting were timed another way (a CUDA graph
-    against eager calls, say): one table, one way of timing."""
+    against eager calls, or the other cache flush): one table, one way of timing. (``auto`` takes
+    the table's flush, see :func:`_cache_flush`.)"""
     try:
         table = LatencyTable.read(lut_path)
     except DepthshrinkError:
         return  # nothing readable yet: the writer says what
     try:
-        recorded = table.select(**setting_of(backend, settings)).setting.get("timing_method")
+        rows = table.select(**setting_of(backend, settings))
     except NoRowsOfSetting:
         return  # a setting new to the table (timed in several ways already: refused by select)
-    ours = backend.metadata().get("timing_method")
+    recorded, ours = rows.setting.get("timing_method"), backend.metadata().get("timing_method")
     if recorded and ours and recorded != ours:
         raise DepthshrinkError(f"{lut_path}'s rows of this setting were timed as {recorded}, this session times them as "
                                f"{ours}: write to another LUT (or time them as {recorded})")
+    flush = getattr(backend, "cache_flush", None)
+    earlier = earlier_choice(rows.frame)
+    if flush in (CacheFlush.ON, CacheFlush.OFF) and earlier is not None and earlier is not flush:
+        def said(value: CacheFlush) -> str:
+            return "flushes" if value is CacheFlush.ON else "does not flush"
+        raise DepthshrinkError(f"{lut_path}'s rows of this setting were timed with the cache flush {earlier.value}, "
+                               f"this session {said(flush)}: write to another LUT (or give --cache-flush "
+                               f"{earlier.value}, or auto)")
 
 
 def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: Settings,

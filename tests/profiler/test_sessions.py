@@ -353,3 +353,22 @@ def test_a_table_timed_another_way_is_not_extended(tmp_path):
     LutWriter(lut).append({**row, "in_channels": 8})
     with pytest.raises(DepthshrinkError, match=r"timed in several ways \(cuda-graph, host-clock\)"):
         profile(bundle, OnnxRuntimeBackend(1, CacheFlush.OFF), lut, Settings("cpu-test", 1, FAST, progress=False))
+
+
+def test_a_table_timed_with_the_other_cache_flush_is_not_extended(tmp_path):
+    """auto keeps a table's flush; an explicit --cache-flush that differs from it was added to the same
+    table, mixing rows timed with warm and with flushed caches (µs-scale rows move by ~2x)."""
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    lut, settings = tmp_path / "lut.csv", Settings("cpu-test", 1, FAST, progress=False)
+    profile(bundle, OnnxRuntimeBackend(1, cache_flush=CacheFlush.OFF), lut, settings)
+    lut.write_text("".join(lut.read_text().splitlines(keepends=True)[:-3]))  # three rows left to measure
+    before = lut.read_text()
+    with pytest.raises(DepthshrinkError, match="timed with the cache flush off, this session flushes: write to "
+                                               "another LUT"):
+        profile(bundle, OnnxRuntimeBackend(1, cache_flush=CacheFlush.ON), lut, settings)
+    assert lut.read_text() == before
+    resumed = profile(bundle, OnnxRuntimeBackend(1, cache_flush=CacheFlush.OFF), lut, settings)
+    assert len(resumed.measured) == 3 and (read_lut(lut)["cache_flush"] == 0).all()
