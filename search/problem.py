@@ -76,6 +76,11 @@ def read_importance(path: str | os.PathLike, space: ChainSpace) -> dict[tuple[in
         shown = ", ".join(f"[{s}, {e})" for s, e in bad[:5])
         raise DepthshrinkError(f"{path} scores {len(bad)} segment(s) that do not exist in this space "
                                f"({space.num_layers} layers; a segment runs between activations): {shown}")
+    repeated = frame[frame.duplicated(["start", "end"], keep=False)]
+    if not repeated.empty:
+        pairs = sorted({(int(s), int(e)) for s, e in zip(repeated["start"], repeated["end"])})
+        raise DepthshrinkError(f"{path} scores {len(pairs)} segment(s) more than once, e.g. [{pairs[0][0]}, "
+                               f"{pairs[0][1]}): keep one importance table's rows")
     return {(int(s), int(e)): float(v) for s, e, v in zip(frame["start"], frame["end"], frame["importance"])}
 
 

@@ -164,6 +164,13 @@ def test_search_refusals(shipped, capsys, tmp_path):
                  "--latency-budget", "3ms", "--out", str(tmp_path / "m.json")]) == 1
     assert "segment(s) that do not exist in this space" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+    twice = pd.read_csv(folder / "imp.csv")  # two runs' tables concatenated: which score is meant?
+    twice = pd.concat([twice, twice.head(1).assign(importance=twice["importance"].iloc[0] - 1)])
+    twice.to_csv(bad, index=False)
+    assert main(["search", "--space", str(folder / "space.json"), "--lut", lut, "--importance", str(bad),
+                 "--latency-budget", "3ms", "--out", str(tmp_path / "m.json")]) == 1
+    assert "scores 1 segment(s) more than once" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
     small = tmp_path / "space.json"
     model = build_model("mobilenet_v2").eval()
     depthshrink.trace(model, torch.zeros(1, 3, 192, 192), model_info={"name": "mobilenet_v2"}).to_json(small)
