@@ -85,6 +85,15 @@ def load_networks(pipeline, network: Network, first_only: bool = False) -> list:
     return [load_merged(pipeline.run / "networks" / network.name), *from_checkpoints(folders[1:])]
 
 
+def lut_predicts_this_machine(device: dict) -> bool:
+    """Whether the run's LUT is of the device and backend its networks are measured on (``device.json``;
+    a run from before ``lut_device`` was recorded profiled this machine)."""
+    def same(a, b) -> bool:
+        return str(a).lower() == str(b).lower()
+    return same(device.get("lut_device", device["device"]), device["device"]) and \
+        same(device.get("lut_backend", device["backend"]), device["backend"])
+
+
 def measure_networks(pipeline, networks: list[Network], test, device: dict,
                      kept: dict[str, list[float]] | None = None) -> list[dict]:
     """Each network's accuracy (per seed; ``kept`` holds those measured before, by network name,
@@ -105,9 +114,10 @@ def measure_networks(pipeline, networks: list[Network], test, device: dict,
     measured = costs([models[0] for models in seeds], (m.in_channels, m.resolution, m.resolution), settings.threads,
                      TimingProtocol(300, 20, settings.min_time_ms, passes=settings.passes),
                      settings.throughput_batch_size)
-    results = []
+    results, predicted_here = [], lut_predicts_this_machine(device)
     for network, per_seed, cost in zip(networks, accuracies, measured):
-        masks = json.loads((pipeline.run / network.masks).read_text()) if network.masks else {}
+        # a LUT of another device: its budgets and predictions are not this machine's (the masks keep them)
+        masks = json.loads((pipeline.run / network.masks).read_text()) if network.masks and predicted_here else {}
         network_accuracy = float(np.mean(per_seed))
         result = {"network": network.name, "kind": network.kind, "budget": network.budget,
                   "latency_budget_ms": masks.get("latency_budget_ms") if network.kind != "original" else None,

@@ -20,7 +20,7 @@ def search_networks(pipeline, networks: list[Network]) -> list[Network]:
     folder.mkdir(exist_ok=True)
     space = ChainSpace.from_json(pipeline.run / "space.json")
     importance = read_importance(pipeline.run / "importance.csv", space)
-    filters = {"threads": pipeline.config.profile.threads}
+    filters = pipeline.lut_filters()
 
     def problem(budget: Budget):
         return device_problem(space, [pipeline.run / "lut.csv"], budget, importance, filters)

@@ -154,6 +154,14 @@ class Pipeline:
             print("\n".join(describe(profile_device(*pipeline_job(lut, self.model(), p)))))
         self._device_json()
 
+    def lut_filters(self) -> dict:
+        """The LUT's rows the run uses: those of ``[profile] threads``, in a table that records threads
+        (a GPU's, from ``[profile] luts``, does not)."""
+        from ..lut.table import read_lut
+
+        return {"threads": self.config.profile.threads} if read_lut(self.run / "lut.csv")["threads"].notna().any() \
+            else {}
+
     def _device_json(self) -> None:
         import platform
         import time
@@ -164,10 +172,14 @@ class Pipeline:
         from .._imports import lazy_import
         from ..export.networks import peak_flops_per_s
         from ..lut.table import LatencyTable
+        from ..profiler.devices import cpu_label
 
-        setting = LatencyTable.read(self.run / "lut.csv").select(threads=self.config.profile.threads).setting
+        setting = LatencyTable.read(self.run / "lut.csv").select(**self.lut_filters()).setting
         threads = self.config.measure.threads
-        write_json_atomic(path, {"device": setting["device"], "backend": "onnxruntime", "threads": threads,
+        # the measure stage times the networks here, with ONNX Runtime, whatever device the LUT is of
+        # (``[profile] luts`` may bring another's): the search's predictions are of the LUT's device
+        write_json_atomic(path, {"device": cpu_label(), "backend": "onnxruntime", "threads": threads,
+                                 "lut_device": setting["device"], "lut_backend": setting["backend"],
                                  "peak_flops_per_s": peak_flops_per_s(threads), "host": platform.node(),
                                  "tool_version": lazy_import("onnxruntime").__version__,
                                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -230,3 +230,28 @@ def test_base_weights_a_user_brings_are_trained_from_and_checkpoints_used_as_the
     with pytest.raises(DepthshrinkError, match="none.pt does not exist"):
         Pipeline(PipelineConfig.from_dict(settings), tmp_path / "missing").train_base()
     capsys.readouterr()
+
+
+def test_a_run_on_another_devices_lut_names_the_machine_it_measures_on(tmp_path):
+    """With ``[profile] luts`` of another device (an H100's, say), the measure stage still times the
+    networks here with ONNX Runtime: device.json named the LUT's device for those timings, and the
+    results set the H100's predictions beside this CPU's measurements (the report's parity plot).
+    And the search filtered the LUT by ``[profile] threads``, which a GPU table leaves empty: no rows."""
+    import depthshrink
+    from depthshrink.pipeline.networks import lut_predicts_this_machine
+    from depthshrink.pipeline.stages import Pipeline
+    from depthshrink.profiler.devices import cpu_label
+
+    h100 = depthshrink.__path__[0] + "/lut/h100_torch_eager/mobilenet_v2_224_b1_torch_h100_tf32.csv"
+    settings = tomllib.loads(TINY)
+    settings["profile"] = {"luts": [h100]}
+    pipeline = Pipeline(PipelineConfig.from_dict(settings), tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    pipeline.profile()
+    assert pipeline.lut_filters() == {}
+    device = json.loads((tmp_path / "run" / "device.json").read_text())
+    assert device["device"] == cpu_label() and device["backend"] == "onnxruntime"
+    assert device["lut_device"] == "nvidia-h100-80gb-hbm3" and device["lut_backend"] == "torch"
+    assert not lut_predicts_this_machine(device)
+    assert lut_predicts_this_machine({**device, "lut_device": cpu_label(), "lut_backend": "onnxruntime"})
+    assert lut_predicts_this_machine({"device": cpu_label(), "backend": "onnxruntime"})  # a run from before
