@@ -48,6 +48,10 @@ PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d)
 KNOWN_PASS_TYPES = frozenset({"torchvision.ops.stochastic_depth.StochasticDepth",
                               "timm.layers.drop.DropPath", "timm.models.layers.drop.DropPath"})
 _registered_pass: list[type] = []
+# squeeze-and-excitation: the input scaled by a gate computed from it, nonlinear by nature, so a merge
+# barrier the tracer need not warn about (torchvision's, and the zoo's MobileNetV3's)
+KNOWN_GATE_TYPES = frozenset({"torchvision.ops.misc.SqueezeExcitation",
+                              "depthshrink.models.mobilenetv3.SqueezeExcitation"})
 ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 
 
@@ -66,6 +70,15 @@ def is_pass_through(module: nn.Module) -> bool:
     if isinstance(module, (*PASS_MODULES, *_registered_pass)):
         return True
     return any(f"{cls.__module__}.{cls.__qualname__}" in KNOWN_PASS_TYPES for cls in type(module).__mro__)
+
+
+def gate_of(node: fx.Node) -> str | None:
+    """The path of the squeeze-and-excitation module (:data:`KNOWN_GATE_TYPES`) whose forward made
+    ``node``, if any."""
+    for path, owner in (node.meta.get("nn_module_stack") or {}).values():
+        if isinstance(owner, type) and any(f"{c.__module__}.{c.__qualname__}" in KNOWN_GATE_TYPES for c in owner.__mro__):
+            return path
+    return None
 
 
 def module_of(node: fx.Node, root: nn.Module) -> nn.Module | None:

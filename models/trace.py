@@ -23,7 +23,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..contracts.space import ChainSpace, ConvShape, Layer, ResidualBlock, Site
 from ..errors import DepthshrinkError
-from .ops import Kind, activation_name, classify, describe, in_mode, module_of, symbolic_trace
+from .ops import Kind, activation_name, classify, describe, gate_of, in_mode, module_of, symbolic_trace
 
 
 @dataclass
@@ -207,6 +207,8 @@ def _parse_site(site: SiteNodes, conv: fx.Node, path: list[fx.Node], pos: dict, 
             if site.add is not None or site.activation is not None:
                 block("an activation or second add before a residual add")
             site.add = node
+        elif gate_of(node) is not None:
+            block(f"{describe(node, gm)} is inside the squeeze-and-excitation gate '{gate_of(node)}'")
         else:
             reason = f"{describe(node, gm)} is not a conv, BatchNorm, activation or residual add"
             owner = list((node.meta.get("nn_module_stack") or {None: None}).values())[-1]

@@ -279,3 +279,14 @@ def test_a_conv_output_with_two_users_is_a_barrier_even_straight_before_the_next
     assert space.site(1).barrier == "the output of 'blocks.0.expand' (Conv2d) has 2 users"
     assert (0, 2) not in space.spans
     depthshrink.merge(depthshrink.apply_masks(model, space, masks_for(space, maximal_segments(space), True)).eval())
+
+
+def test_a_squeeze_and_excitation_gate_is_a_barrier_without_a_warning_to_declare_it_linear():
+    """MobileNetV3's SE gates are nonlinear by nature: tracing warned ~20 times that each might be
+    "the identity in eval mode" and should be declared a pass-through, which would merge across a gate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        space = depthshrink.trace(build_model("mobilenet_v3_small").eval(), torch.zeros(1, 3, 32, 32))
+    gates = [s for s in space.sites if s.barrier and "squeeze-and-excitation gate" in s.barrier]
+    assert [s.position for s in gates] == [27, 32, 37] and "gate 'features.9.block.2'" in gates[0].barrier
+    assert sum(s.barrier is not None for s in space.sites) == 12  # each gate's input has 2 users: barriers too
