@@ -116,13 +116,11 @@ def _check_timed_alike(lut_path: str | Path, backend: Backend, settings: Setting
     if recorded and ours and recorded != ours:
         raise DepthshrinkError(f"{lut_path}'s rows of this setting were timed as {recorded}, this session times them as "
                                f"{ours}: write to another LUT (or time them as {recorded})")
-    flush = getattr(backend, "cache_flush", None)
-    earlier = earlier_choice(rows.frame)
+    flush, earlier = backend.cache_flush, earlier_choice(rows.frame)
     if flush in (CacheFlush.ON, CacheFlush.OFF) and earlier is not None and earlier is not flush:
-        def said(value: CacheFlush) -> str:
-            return "flushes" if value is CacheFlush.ON else "does not flush"
+        doing = "flushes" if flush is CacheFlush.ON else "does not flush"
         raise DepthshrinkError(f"{lut_path}'s rows of this setting were timed with the cache flush {earlier.value}, "
-                               f"this session {said(flush)}: write to another LUT (or give --cache-flush "
+                               f"this session {doing}: write to another LUT (or give --cache-flush "
                                f"{earlier.value}, or auto)")
 
 
