@@ -100,8 +100,8 @@ def main() -> None:
     for (single, best_s, _), plan in zip(alone, result.devices):
         print(f"  {plan.label}: budget {plan.budget_ms:.3f} ms (original {plan.original_ms:.3f} ms, fastest "
               f"{plan.fastest_ms:.3f} ms) -> {plan.latency_ms:.3f} ms; "
-              f"alone: objective {plan.alone.objective:+.3f} exact ({single.solution.importance:+.3f} with "
-              f"solve_dp's grid, {best_s:.3f} s), that network runs "
+              f"alone: objective {plan.alone.objective:+.3f} (solve_dp {single.solution.importance:+.3f} in "
+              f"{best_s:.3f} s), that network runs "
               + ", ".join(f"{ms:.3f} ms" for ms in plan.alone.latency_ms))
     print(f"every budget met: objective {result.objective:+.3f}, {len(result.removed_activations)} activations removed "
           f"(kept {list(result.kept_activations)}), one split for all devices: {len(result.spans)} convs in the chain, "

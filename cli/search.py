@@ -129,8 +129,6 @@ def _print_summary(result, masks, device, out, frontier_path) -> None:
               f"{extra['measured_p90_ms']:.3f}) after {len(extra['verify_rounds'])} round(s)")
     if result.note:
         print(result.note)
-    if result.step_ms:
-        print(f"latency grid {result.step_ms * 1e3:.2f} us, segment latencies rounded up")
     print(f"kept activations {masks.kept_activations}")
     print(f"removed activations {masks.removed_activations}")
     for (start, end), latency in zip(masks.segments, extra["segment_latency_ms"]):

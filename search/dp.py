@@ -1,15 +1,14 @@
-"""The exact two-stage dynamic program (Kim et al., ICML 2023), in numpy only.
+"""Stage 1 of the two-stage dynamic program (Kim et al., ICML 2023), and what a solution is.
 
 Stage 1: ``T_opt(a, b)``, the fastest split of the linear segment ``[a, b)`` into legal spans
-(a shortest path over spans). Stage 2: over cut positions ``0 = c_0 < … < c_k = L`` (a kept
-activation at each inner cut) and discretised latency, maximise ``Σ importance(c_i, c_i+1)``
-subject to ``Σ T_opt(c_i, c_i+1) ≤ budget``. Segment latencies are rounded *up* to the grid,
-so a solution that fits on the grid fits for real; one run gives the whole frontier.
+(a shortest path over spans). Stage 2, over cut positions ``0 = c_0 < … < c_k = L`` (a kept
+activation at each inner cut), maximises ``Σ importance(c_i, c_i+1)`` subject to
+``Σ T_opt(c_i, c_i+1) ≤ budget``: Kim et al. discretise the latency; this project keeps the
+non-dominated (latency, importance) states instead, exact (:mod:`.pareto`, :func:`.run.solve_dp`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,85 +62,3 @@ def _split(previous: np.ndarray, a: int, b: int) -> tuple[tuple[int, int], ...]:
         spans.append((s, b))
         b = s
     return tuple(reversed(spans))
-
-
-class TwoStageDP:
-    """Solve once, then read any point of the importance–latency frontier.
-
-    ``cut_positions`` are the inner positions where a kept activation may end a segment;
-    ``importance`` maps ``(a, b)`` to the estimated quality change of making ``[a, b)`` linear
-    (a pair absent from it is not allowed, unless no cut position lies strictly inside).
-    """
-
-    def __init__(self, num_layers: int, span_ms: dict[tuple[int, int], float], cut_positions: list[int],
-                 importance: dict[tuple[int, int], float], step_ms: float, max_ms: float) -> None:
-        self.num_layers, self.step_ms = num_layers, step_ms
-        self.best, self.previous = fastest_splits(num_layers, span_ms)
-        self.cuts = [0, *sorted(set(cut_positions)), num_layers]
-        self.importance = dict(importance)
-        for a, b in zip(self.cuts, self.cuts[1:]):  # nothing removed: no change
-            self.importance.setdefault((a, b), 0.0)
-        self.bins = int(math.ceil(max_ms / step_ms)) + 1
-        self._solve()
-
-    def _cost(self, a: int, b: int) -> int | None:
-        latency = self.best[a, b]
-        if not np.isfinite(latency):
-            return None
-        return int(math.ceil(latency / self.step_ms - 1e-9))
-
-    def _solve(self) -> None:
-        n = len(self.cuts)
-        value = np.full((n, self.bins), -np.inf)
-        value[0, :] = 0.0  # "latency at most t" semantics: monotone in t
-        parent = np.full((n, self.bins), -1, dtype=np.int64)
-        for j in range(1, n):
-            b = self.cuts[j]
-            for i in range(j):
-                a = self.cuts[i]
-                gain = self.importance.get((a, b))
-                cost = self._cost(a, b)
-                if gain is None or cost is None or cost >= self.bins:
-                    continue
-                candidate = np.full(self.bins, -np.inf)
-                candidate[cost:] = value[i, :self.bins - cost] + gain
-                better = candidate > value[j] + 1e-12
-                value[j, better] = candidate[better]
-                parent[j, better] = i
-        self.value, self.parent = value, parent
-
-    def best_within(self, chain_budget_ms: float) -> Solution | None:
-        """The most important solution whose chain latency fits ``chain_budget_ms``, or None."""
-        t = min(int(math.floor(chain_budget_ms / self.step_ms + 1e-9)), self.bins - 1)
-        if t < 0 or not np.isfinite(self.value[-1, t]):
-            return None
-        target = self.value[-1, t]
-        t = int(np.argmax(self.value[-1, :t + 1] >= target - 1e-12))  # ties: the fastest
-        return self._backtrack(t)
-
-    def _backtrack(self, t: int) -> Solution:
-        segments, j = [], len(self.cuts) - 1
-        while j > 0:
-            i = int(self.parent[j, t])
-            a, b = self.cuts[i], self.cuts[j]
-            segments.append(Segment(a, b, _split(self.previous, a, b), float(self.best[a, b]),
-                                    self.importance[(a, b)]))
-            t -= self._cost(a, b)
-            j = i
-        segments.reverse()
-        return Solution(tuple(segments), sum(s.latency_ms for s in segments), sum(s.importance for s in segments))
-
-    def fastest_ms(self) -> float | None:
-        """The lowest chain latency any allowed solution reaches (on the grid)."""
-        finite = np.flatnonzero(np.isfinite(self.value[-1]))
-        return None if finite.size == 0 else self._backtrack(int(finite[0])).latency_ms
-
-    def frontier(self) -> list[Solution]:
-        """Every solution where more latency buys more importance, fastest first."""
-        points, last = [], -np.inf
-        for t in range(self.bins):
-            v = self.value[-1, t]
-            if np.isfinite(v) and v > last + 1e-12:
-                points.append(self._backtrack(t))
-                last = v
-        return points

@@ -15,7 +15,7 @@ every segment, the *front* of its splits (the non-dominated latency vectors over
 with its spans), and stage 2 extends the non-dominated (latency per device, objective) states by
 each option of the next segment's front (:mod:`.pareto`). Both stages drop only states that
 another matches or beats on every device, so the search is exact. With one device a front is the
-fastest split, and the answer is :func:`.run.solve_dp`'s. The surface may hold one kept set
+fastest split: :func:`.run.solve_dp` is this search with one device. The surface may hold one kept set
 several times, split differently: a trade-off between devices. Among networks of equal
 objective within the budgets, the one with the most slack is chosen (lowest largest share of a
 budget used); ``DevicePlan.alone`` is the best network for that device's budget alone.
@@ -25,7 +25,7 @@ budget used); ``DevicePlan.alone`` is the best network for that device's budget 
 rounded up by under 1 ps), so every sum is an exact integer: float addition in another order
 would make equal latencies differ by an ulp and put spurious points on the surface.
 ``rounding="grid"``: each segment's split latency rounded up to each device's grid, the step
-chosen as :func:`.run.solve_dp` does (at most 0.5% of each budget). Reported latencies are the
+chosen so that rounding costs at most 0.5% of each budget. Reported latencies are the
 table's: each segment's spans, then the segments, added in chain order.
 """
 
@@ -43,9 +43,10 @@ from ..errors import DepthshrinkError, OutOfReach
 from .budget import Budget
 from .pareto import ParetoDP, non_dominated, split_fronts
 from .problem import SearchProblem
-from .run import MAX_BINS, ROUNDING_SHARE
 
 ROUNDING = ("none", "grid")
+ROUNDING_SHARE = 0.005  # rounding="grid": rounding may cost at most this share of the budget
+MAX_BINS = 200_000      # a coarser grid beyond this (the rounding share then grows, and is stated)
 PICOSECOND_MS = 1e-9  # rounding="none": span latencies in whole picoseconds
 SpanKey = tuple[int, int]
 

@@ -27,7 +27,7 @@ import numpy as np
 
 CHUNK = 1024  # states checked against each other at once, with three devices or more
 PROBES = 64   # the last kept states, checked first
-TIE = 1e-12  # objectives this close are equal (as in TwoStageDP)
+TIE = 1e-12  # objectives this close are equal
 Pair = tuple[int, int]
 
 

@@ -8,50 +8,62 @@ from ..contracts.masks import Masks, per_block_masks
 from ..contracts.setting import SETTING_COLUMNS
 from ..errors import OutOfReach
 from .budget import Budget
-from .dp import Segment, Solution, TwoStageDP, fastest_splits
+from .dp import Segment, Solution, fastest_splits
+from .multi import solve_multi
 from .problem import SearchProblem
-
-ROUNDING_SHARE = 0.005  # rounding may cost at most this share of the budget
-MAX_BINS = 200_000      # a coarser grid beyond this (the rounding share then grows, and is stated)
 
 
 @dataclass
 class SearchResult:
     masks: Masks
     solution: Solution
-    frontier: list[Solution]
+    frontier: list[Solution]   # every non-dominated network, fastest first (DepthShrinker's: none)
     budget_ms: float
-    step_ms: float
     note: str = ""
 
 
 def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
+    """The exact search on one device: the most important network whose predicted latency fits
+    ``budget`` (ties: the fastest), with every non-dominated network as the frontier.
+
+    Stage 1 is each segment's fastest split, stage 2 the non-dominated (latency, importance)
+    prefixes with latencies in whole picoseconds, so sums are exact: :func:`.multi.solve_multi`
+    with one device. (A latency grid, as Kim et al.'s stage 2, rounds each segment up: it missed
+    networks within its rounding of the budget, and refused budgets its own frontier reached.)"""
     original = problem.original_ms
     budget_ms = budget.resolve_ms(original)
     outside = problem.fixed_ms + problem.overhead_ms
-    cuts = problem.cut_positions
     floor_ms = outside + fastest_splits(problem.space.num_layers, problem.span_ms)[0][0, -1]
     if budget_ms < floor_ms:
         raise OutOfReach(f"no network fits {budget_ms:.3f} ms: even with every activation removed "
                                f"the fastest achievable is {floor_ms:.3f} ms (fixed part {outside:.3f} ms)")
-    # each segment's latency is rounded up by less than one step: keep the sum under 0.5% of the budget
-    step_ms = max(ROUNDING_SHARE * budget_ms / (len(cuts) + 1), (max(budget_ms, original) - outside) / MAX_BINS)
-    # the grid reaches past the original network by the most its segments can round up
-    dp = TwoStageDP(problem.space.num_layers, problem.span_ms, cuts, problem.importance, step_ms,
-                    max(budget_ms, original) - outside + (len(cuts) + 1) * step_ms)
-    if budget_ms >= original:
-        note = (f"the budget {budget_ms:.3f} ms is at or above the original network's predicted "
-                f"{original:.3f} ms: the original network is returned, every activation kept")
-        return SearchResult(_masks(problem, _original(problem), budget_ms, "dp", step_ms), _original(problem),
-                            dp.frontier(), budget_ms, step_ms, note)
-    solution, note = dp.best_within(budget_ms - outside), ""
-    if solution is None:
-        fastest = dp.fastest_ms()
-        reach = f"{fastest + outside:.3f} ms" if fastest is not None else "nothing (no scored segments)"
+    try:
+        result = solve_multi([problem], [Budget(latency_ms=budget_ms)])
+    except OutOfReach:
+        fastest = solve_multi([problem], [Budget(speedup=1.0)]).devices[0].fastest_ms
+        reach = f"{fastest:.3f} ms" if fastest is not None else "nothing (no scored segments)"
         raise OutOfReach(f"no network fits {budget_ms:.3f} ms: the fastest achievable with these "
-                               f"importance scores is {reach} (fixed part {outside:.3f} ms)")
-    return SearchResult(_masks(problem, solution, budget_ms, "dp", step_ms), solution, dp.frontier(),
-                        budget_ms, step_ms, note)
+                               f"importance scores is {reach} (fixed part {outside:.3f} ms)") from None
+    frontier = [_solution(problem, p.kept_activations, p.spans) for p in reversed(result.surface)]
+    solution = _original(problem) if result.chosen is None else \
+        _solution(problem, result.kept_activations, result.spans)
+    note = (f"the budget {budget_ms:.3f} ms is at or above the original network's predicted "
+            f"{original:.3f} ms: the original network is returned, every activation kept") if result.note else ""
+    return SearchResult(_masks(problem, solution, budget_ms, "dp", result.rounding), solution, frontier, budget_ms,
+                        note)
+
+
+def _solution(problem: SearchProblem, kept: tuple[int, ...], spans: tuple[tuple[int, int], ...]) -> Solution:
+    """The network that keeps ``kept`` and merges ``spans``, as linear segments (latencies added in
+    chain order)."""
+    bounds, segments = [0, *kept, problem.space.num_layers], []
+    for a, b in zip(bounds, bounds[1:]):
+        inside = tuple(s for s in spans if a <= s[0] < b)
+        latency = 0.0
+        for span in inside:
+            latency += problem.span_ms[span]
+        segments.append(Segment(a, b, inside, latency, problem.importance.get((a, b), 0.0)))
+    return Solution(tuple(segments), sum(s.latency_ms for s in segments), sum(s.importance for s in segments))
 
 
 def _original(problem: SearchProblem) -> Solution:
@@ -83,8 +95,8 @@ def solve_depthshrinker(problem: SearchProblem, budget: Budget) -> SearchResult:
             chosen.append(item)
         solution = _blocks_solution(problem, chosen)
         if solution.latency_ms + problem.fixed_ms + problem.overhead_ms <= budget_ms:
-            return SearchResult(_masks(problem, solution, budget_ms, "depthshrinker", 0.0), solution, [],
-                                budget_ms, 0.0)
+            return SearchResult(_masks(problem, solution, budget_ms, "depthshrinker", None), solution, [],
+                                budget_ms)
     fastest = solution.latency_ms + problem.fixed_ms + problem.overhead_ms
     raise OutOfReach(f"no network fits {budget_ms:.3f} ms with DepthShrinker's per-block merging: "
                            f"linearising every scored block reaches {fastest:.3f} ms")
@@ -101,7 +113,7 @@ def _blocks_solution(problem: SearchProblem, chosen: list[tuple[float, int, int]
     return Solution(segments, sum(problem.span_ms[s] for s in spans), sum(score for score, _, _ in chosen))
 
 
-def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method: str, step_ms: float) -> Masks:
+def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method: str, rounding: str | None) -> Masks:
     space = problem.space
     spans = solution.spans
     if method == "dp":
@@ -117,8 +129,7 @@ def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method:
         **{k: problem.setting.get(k) for k in SETTING_COLUMNS},
         "method": method, "latency_budget_ms": round(budget_ms, 6), "predicted_latency_ms": round(latency, 6),
         "original_latency_ms": round(problem.original_ms, 6), "objective": solution.importance,
-        "latency_discretisation": {"step_ms": step_ms, "rounding": "each segment rounded up to the grid"}
-        if method == "dp" else None,
+        "latency_discretisation": None if rounding is None else {"rounding": rounding},
         "predicted_spans": [list(s) for s in predicted],
         "extrapolated_spans": [list(s) for s in extrapolated],
         "segment_latency_ms": [round(problem.span_ms[s], 6) for s in spans],

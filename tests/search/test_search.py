@@ -12,9 +12,13 @@ import torch
 import depthshrink
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
+from depthshrink.contracts.space import ChainSpace, ConvShape, Layer, Site
+from depthshrink.errors import OutOfReach
 from depthshrink.models import build_model
 from depthshrink.search.budget import Budget, parse_budget
-from depthshrink.search.dp import TwoStageDP, fastest_splits
+from depthshrink.search.dp import fastest_splits
+from depthshrink.search.problem import SearchProblem
+from depthshrink.search.run import solve_dp
 
 
 def _random_chain(seed: int, layers: int):
@@ -32,8 +36,15 @@ def _random_chain(seed: int, layers: int):
     return spans, cuts, importance
 
 
-def _brute_force(layers, spans, cuts, importance, budget_bins, step):
-    """Every kept set; every split of every segment into spans; costs rounded up as the DP does."""
+def _problem(layers, spans, cuts, importance) -> SearchProblem:
+    shape = ConvShape(8, 8, 1, 1, 1, 4, 4)
+    space = ChainSpace({"name": "chain"}, [Layer(i, f"conv{i}", shape) for i in range(layers)],
+                       [Site(p, "relu" if p in cuts else None, True) for p in range(1, layers)])
+    return SearchProblem(space, spans, 0.0, 0.0, importance)
+
+
+def _brute_force(layers, spans, cuts, importance, budget):
+    """Every kept set, each segment split its fastest way; the most important within ``budget``."""
     def best_split(a, b):
         if a == b:
             return 0.0
@@ -48,11 +59,8 @@ def _brute_force(layers, spans, cuts, importance, budget_bins, step):
             inner = {(a, b): 0.0 for a, b in zip([0, *cuts], [*cuts, layers])}
             if any((p not in importance and p not in inner) for p in pairs):
                 continue
-            latencies = [best_split(a, b) for a, b in pairs]
-            if any(math.isinf(t) for t in latencies):
-                continue
-            cost = sum(math.ceil(t / step - 1e-9) for t in latencies)
-            if cost <= budget_bins:
+            latency = sum(best_split(a, b) for a, b in pairs)
+            if latency <= budget + 1e-12:
                 value = sum(importance.get(p, inner.get(p)) for p in pairs)
                 best = value if best is None else max(best, value)
     return best
@@ -62,17 +70,17 @@ def _brute_force(layers, spans, cuts, importance, budget_bins, step):
 def test_dp_equals_brute_force_and_never_exceeds_the_budget(seed):
     layers = 7 + seed % 3
     spans, cuts, importance = _random_chain(seed, layers)
-    step = 0.01
-    total = sum(latency for (s, e), latency in spans.items() if e - s == 1)
-    dp = TwoStageDP(layers, spans, cuts, importance, step, total)
-    for fraction in (0.35, 0.5, 0.7, 0.9, 1.0):
+    problem = _problem(layers, spans, cuts, importance)
+    total = problem.original_ms
+    for fraction in (0.35, 0.5, 0.7, 0.9, 0.999):
         budget = fraction * total
-        expected = _brute_force(layers, spans, cuts, importance, math.floor(budget / step + 1e-9), step)
-        solution = dp.best_within(budget)
-        if expected is None:
-            assert solution is None
+        expected = _brute_force(layers, spans, cuts, importance, budget)
+        try:
+            solution = solve_dp(problem, Budget(latency_ms=budget)).solution
+        except OutOfReach:
+            assert expected is None
             continue
-        assert solution is not None and solution.importance == pytest.approx(expected, abs=1e-9)
+        assert solution.importance == pytest.approx(expected, abs=1e-9)
         assert solution.latency_ms <= budget + 1e-9
         assert solution.latency_ms == pytest.approx(sum(spans[s] for s in solution.spans))
         covered = [p for s, e in solution.spans for p in range(s, e)]
@@ -87,11 +95,9 @@ def test_stage_one_prefers_a_split_when_the_merged_span_is_slower():
 
 def test_frontier_is_monotone():
     spans, cuts, importance = _random_chain(3, 8)
-    dp = TwoStageDP(8, spans, cuts, importance, 0.01, 10.0)
-    frontier = dp.frontier()
+    frontier = solve_dp(_problem(8, spans, cuts, importance), Budget(speedup=1.0)).frontier
     assert len(frontier) >= 2
-    assert all(a.latency_ms <= b.latency_ms + 0.01 * 9 and a.importance < b.importance
-               for a, b in zip(frontier, frontier[1:]))
+    assert all(a.latency_ms < b.latency_ms and a.importance < b.importance for a, b in zip(frontier, frontier[1:]))
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -135,7 +141,7 @@ def test_search_writes_masks_that_apply(shipped, capsys):
     masks = json.loads((folder / "masks.json").read_text())
     assert masks["format"] == "depthshrink.masks/1" and masks["method"] == "dp"
     assert masks["predicted_latency_ms"] <= masks["latency_budget_ms"] == pytest.approx(masks["original_latency_ms"] / 1.3)
-    assert masks["latency_discretisation"]["step_ms"] < 0.005 * masks["latency_budget_ms"]
+    assert masks["latency_discretisation"]["rounding"].startswith("none")  # exact sums, no latency grid
     space = depthshrink.ChainSpace.from_json(folder / "space.json")
     depthshrink.load_masks(folder / "masks.json").resolve(space)  # consistent with the space
     frontier = pd.read_csv(folder / "masks.frontier.csv")
