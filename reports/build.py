@@ -33,6 +33,9 @@ def build_report(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
     from .page import render_page
 
     runs = load_runs(run_dirs)
+    if any(run.path.resolve() == Path(out_dir).resolve() for run in runs):
+        raise DepthshrinkError(f"{out_dir} is one of the run folders: give the report another --out "
+                               "(its results.csv would be written over the run's)")
     combined = combine_results(runs)
     multi = [read_multi_masks(path) for path in multi_masks]
     report = Report(prepare_out_dir(out_dir), runs, combined, multi=multi)
@@ -147,13 +150,15 @@ def _additivity_figures(report: Report, colours: dict[str, str]) -> None:
         return
     for setting, group in points.groupby("setting", sort=False):
         name = f"additivity_{file_name(setting)}.png"
-        title = f"Sum of LUT rows vs measured latency\n{setting}"
+        title = f"Predicted vs measured latency\n{setting}"
         additivity_plot(group, title, colours, report.out_dir / name)
         error = group["error_pct"].abs()
         worst = group.loc[error.idxmax()]
         report.add("additivity", name, title,
-                   f"Predicted (sum of the LUT rows of a network's segments, fixed part included) vs measured "
-                   f"whole-network latency on {setting}; grey band ±10%. Error (predicted − measured) / measured: "
+                   f"Predicted vs measured whole-network latency on {setting}: squares, the sum of the LUT rows "
+                   f"of a network's segments (fixed part included) at profiling; circles, the run's networks as "
+                   f"the search predicted them, after the search's latency correction (fitted on the squares); "
+                   f"grey band ±10%. Error (predicted − measured) / measured: "
                    f"mean |error| {error.mean():.1f}% over {len(group)} networks, worst {worst['error_pct']:+.1f}% "
                    f"({worst['run']}: {worst['network']}).")
 

@@ -86,10 +86,16 @@ def _tradeoff_legend(axes, rows: pd.DataFrame, colours: dict[str, str]) -> None:
     axes.legend(handles=handles, fontsize=7, loc="best")
 
 
-def additivity_points(runs, combined: pd.DataFrame) -> pd.DataFrame:
-    """Predicted (sum of LUT rows) vs measured whole-network latency, one row per network.
+# where a prediction comes from: the profile's validation (uncorrected), or the search (corrected)
+SOURCES = {"validation": "sum of LUT rows (profile validation)", "results": "search's prediction (corrected)"}
 
-    From each run's ``lut.validation.json`` and from results.csv where both values exist.
+
+def additivity_points(runs, combined: pd.DataFrame) -> pd.DataFrame:
+    """Predicted vs measured whole-network latency, one row per network.
+
+    From each run's ``lut.validation.json`` (the sum of its LUT rows, uncorrected) and from
+    results.csv where both values exist (the search's prediction: that sum after the latency
+    correction fitted on the validation's networks), ``source`` naming which (:data:`SOURCES`).
     Columns: run, setting, source, network, predicted_ms, measured_ms, error_pct.
     """
     from .runs import legend_label
@@ -97,14 +103,14 @@ def additivity_points(runs, combined: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run in runs:
         for entry in run.validation:
-            rows.append({"run": run.name, "source": "LUT validation", "network": str(entry.get("network")),
+            rows.append({"run": run.name, "source": SOURCES["validation"], "network": str(entry.get("network")),
                          "setting": legend_label(entry.get("device", run.device.get("device")),
                                                   entry.get("backend", run.device.get("backend")),
                                                   entry.get("threads", run.device.get("threads"))),
                          "predicted_ms": entry.get("predicted_ms"), "measured_ms": entry.get("measured_ms")})
     both = combined[combined["predicted_latency_ms"].notna() & combined["latency_ms"].notna()]
     for _, row in both.iterrows():
-        rows.append({"run": row["run"], "source": "results.csv", "network": row["network"], "setting": row["setting"],
+        rows.append({"run": row["run"], "source": SOURCES["results"], "network": row["network"], "setting": row["setting"],
                      "predicted_ms": row["predicted_latency_ms"], "measured_ms": row["latency_ms"]})
     frame = pd.DataFrame(rows, columns=["run", "source", "network", "setting", "predicted_ms", "measured_ms"])
     for column in ("predicted_ms", "measured_ms"):
@@ -122,14 +128,14 @@ def additivity_plot(points: pd.DataFrame, title: str, colours: dict[str, str], p
     low, high = values.min() * 0.85, values.max() * 1.15
     axes.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="0.9", label="±10%")
     axes.plot([low, high], [low, high], color="0.5", linewidth=1, label="predicted = measured")
-    markers = {"LUT validation": "s", "results.csv": "o"}
+    markers = {SOURCES["validation"]: "s", SOURCES["results"]: "o"}
     for (run, source), group in points.groupby(["run", "source"], sort=False):
         axes.scatter(group["measured_ms"], group["predicted_ms"], marker=markers[source], color=colours[run],
                      edgecolor="black", linewidth=0.5, zorder=3, label=f"{run}: {source}")
         for name, x, y in zip(group["network"], group["measured_ms"], group["predicted_ms"]):
             axes.annotate(name, (x, y), xytext=(4, -9), textcoords="offset points", fontsize=7)
     axes.set(xlim=(low, high), ylim=(low, high), xlabel="measured latency, median (ms)",
-             ylabel="predicted latency, sum of LUT rows (ms)", title=title)
+             ylabel="predicted latency (ms)", title=title)
     axes.set_aspect("equal", adjustable="box")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="upper left")

@@ -71,16 +71,27 @@ class RunFolder:
 
 
 def load_runs(paths: list[str | os.PathLike]) -> list[RunFolder]:
-    """Read every run folder; names are the folder names, made unique with the parent folder."""
+    """Read every run folder; names are the folder names, made unique with the folders above (:func:`run_names`)."""
     if not paths:
         raise DepthshrinkError("give at least one run folder")
     resolved = [Path(p).resolve() for p in paths]
     for path, given in zip(resolved, paths):
         if resolved.count(path) > 1:
             raise DepthshrinkError(f"run folder {given} is given more than once")
-    names = [p.name for p in resolved]
-    names = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in resolved]
-    return [load_run(given, name) for given, name in zip(paths, names)]
+    return [load_run(given, name) for given, name in zip(paths, run_names(resolved))]
+
+
+def run_names(folders: list[Path]) -> list[str]:
+    """Each folder's shortest trailing path that no other folder's ends with (``run``, ``x/run``,
+    ``a/x/run``): what the page and the figures' file names call it."""
+    names = []
+    for folder in folders:
+        depth = 1
+        while depth < len(folder.parts) and any(other != folder and other.parts[-depth:] == folder.parts[-depth:]
+                                                 for other in folders):
+            depth += 1
+        names.append("/".join(folder.parts[-depth:]))
+    return names
 
 
 def load_run(path: str | os.PathLike, name: str | None = None) -> RunFolder:
@@ -114,6 +125,9 @@ def read_results(path: Path) -> pd.DataFrame:
         raise DepthshrinkError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
     if "network" not in frame.columns or frame.empty:
         raise DepthshrinkError(f"{path} holds no results (it needs a 'network' column and one row per network)")
+    if "run" in frame.columns:
+        raise DepthshrinkError(f"{path} is a report's combined table (it has a 'run' column): give the run "
+                               "folders the report was made of")
     frame["network"] = frame["network"].fillna("").astype(str)
     if "kind" not in frame.columns:
         frame["kind"] = None

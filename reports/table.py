@@ -83,7 +83,9 @@ def _accuracy(value, se, seeds) -> str:
     """``90.12`` or, over several seeds, ``90.12 ± 0.05 (3)``: mean ± standard error (seeds)."""
     if pd.isna(value):
         return "–"
-    return f"{100 * value:.2f}" + ("" if pd.isna(se) else f" ± {100 * se:.2f} ({int(seeds)})")
+    if pd.isna(se):
+        return f"{100 * value:.2f}"
+    return f"{100 * value:.2f} ± {100 * se:.2f}" + ("" if pd.isna(seeds) else f" ({int(seeds)})")
 
 
 def _spread(row: pd.Series) -> str:

@@ -236,6 +236,13 @@ def test_bad_input_is_one_clear_error(tmp_path, space_json):
     with pytest.raises(DepthshrinkError, match="given more than once"):
         build(run, run, "--out", tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written on failure
+    before = (run / "results.csv").read_text()  # the combined table was written over the run's own
+    with pytest.raises(DepthshrinkError, match="is one of the run folders: give the report another --out"):
+        build(run, "--out", run)
+    assert (run / "results.csv").read_text() == before
+    assert build(run, "--out", tmp_path / "report") == 0
+    with pytest.raises(DepthshrinkError, match="report.results.csv is a report's combined table"):
+        build(tmp_path / "report", "--out", tmp_path / "again")  # was a pandas traceback
 
 
 def test_main_exits_1_on_a_missing_run(tmp_path, capsys, monkeypatch):
@@ -337,3 +344,31 @@ def test_the_table_shows_mean_and_standard_error_over_seeds():
                            "parameters": 1000, "flops": 1e6, "utilisation_pct": 1.0, "predicted_latency_ms": 0.2,
                            "pareto_latency": True, "pareto_throughput": True}])
     assert "91.23 ± 0.05 (3)" in table_html(frame)
+    assert "91.23 ± 0.05<" in table_html(frame.assign(seeds=np.nan))  # was: cannot convert NaN to integer
+
+
+def test_runs_of_one_name_in_folders_of_one_name_get_figures_each(tmp_path, space_json):
+    """a/x/run and b/x/run were both named x/run: one run's figures overwrote the other's."""
+    first = make_run(tmp_path / "a" / "x", "run", space_json)
+    second = make_run(tmp_path / "b" / "x", "run", space_json)
+    assert build(first, second, "--out", tmp_path / "out") == 0
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(set(table["run"])) == ["a/x/run", "b/x/run"]
+    sources = image_sources((tmp_path / "out" / "index.html").read_text())
+    assert len(sources) == len(set(sources)) and all((tmp_path / "out" / s).exists() for s in sources)
+
+
+def test_additivity_names_the_corrected_prediction_apart_from_the_sum_of_rows(tmp_path, space_json):
+    """results.csv's predicted_latency_ms is the search's, after its latency correction; the figure
+    called every point "sum of the LUT rows", beside the validation's uncorrected sums."""
+    from depthshrink.reports.plots import SOURCES, additivity_points
+    from depthshrink.reports.runs import load_runs
+    from depthshrink.reports.table import combine_results
+
+    runs = load_runs([make_run(tmp_path, "run", space_json, lut_rows=10_000)])
+    points = additivity_points(runs, combine_results(runs))
+    assert set(points["source"]) == set(SOURCES.values())
+    assert any("corrected" in source for source in SOURCES.values())
+    assert build(tmp_path / "run", "--out", tmp_path / "out") == 0
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "latency correction (fitted on the squares)" in page and "sum of the LUT rows" in page
