@@ -30,12 +30,13 @@ def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> t
     merged rows, the duplicate rows dropped and the validation entries kept."""
     frame, duplicates = merge_luts(paths)
     write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
-    kept: dict[tuple, dict] = {}
+    kept: list[tuple[tuple, object, dict]] = []  # (network and setting, input, entry)
     for path in paths:
         for entry in validation_entries(path):
-            key = (entry.get("model"), entry.get("network"), str(entry.get("input")),
-                   *(str(entry.get(k)) for k in SETTING_COLUMNS))
-            kept.setdefault(key, entry)
+            key = (entry.get("model"), entry.get("network"), *(str(entry.get(k)) for k in SETTING_COLUMNS))
+            given = entry.get("input")  # None: a table from before it was recorded, any input
+            if not any(key == k and (given == i or None in (given, i)) for k, i, _ in kept):
+                kept.append((key, given, entry))
     if kept:
-        write_json_atomic(Path(out).with_suffix(".validation.json"), list(kept.values()))
+        write_json_atomic(Path(out).with_suffix(".validation.json"), [entry for *_, entry in kept])
     return frame, duplicates, len(kept)

@@ -46,7 +46,9 @@ class Calibration:
 def fit_calibration(validation: list[dict], outside_ms: float, source: str = "") -> Calibration:
     """The correction from a table's validation entries of one network and setting (``outside_ms``:
     that table's fixed part + call overhead, which ``predicted_ms`` includes)."""
-    by_name = {entry.get("network"): entry for entry in validation}
+    by_name: dict = {}
+    for entry in validation:  # several tables: the first one's entry, as the first one's rows win
+        by_name.setdefault(entry.get("network"), entry)
     if not all(name in by_name for name in FITTED_ON):
         return Calibration(note="no validation of the original and the merged-blocks network: not corrected "
                                 "(profile with --validate)")

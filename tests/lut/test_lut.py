@@ -104,6 +104,22 @@ def test_merged_files_keep_their_validations_beside_them(tmp_path):
     assert [e["measured_ms"] for e in kept] == [2.0]  # the first file's entry wins, as its rows do
     assert main(["lut", "merge", str(a), str(b), "--out", str(tmp_path / "cli.csv")]) == 0
     assert len(json.loads((tmp_path / "cli.validation.json").read_text())) == 2
+    # a table from before validations recorded the input: its entry matches every input, and comes second
+    old = {k: v for k, v in entry.items() if k != "input"}
+    b.with_suffix(".validation.json").write_text(json.dumps([{**old, "measured_ms": 9.0}]))
+    assert merge_lut_files([a, b], out)[2] == 1
+    assert [e["measured_ms"] for e in read_validation(out, "m", [3, 8, 8], {"device": "cpu-a"})] == [2.0]
+
+
+def test_the_correction_of_several_tables_is_the_first_ones_as_their_rows_are():
+    """``search --lut new.csv old.csv``: every row from new.csv, the correction fitted on old.csv's validation."""
+    from depthshrink.search.calibration import fit_calibration
+
+    new = [{"network": "original", "measured_ms": 2.0, "predicted_ms": 2.0},
+           {"network": "merged_blocks", "measured_ms": 1.0, "predicted_ms": 1.0}]
+    old = [{**e, "measured_ms": 1.1 * e["measured_ms"]} for e in new]
+    assert fit_calibration(new + old, 0.5).scale == pytest.approx(1.0)
+    assert fit_calibration(old + new, 0.5).scale == pytest.approx(1.1)
 
 
 def test_a_setting_chosen_in_other_capitals_finds_the_tables_validation():
