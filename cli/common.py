@@ -6,6 +6,10 @@ import argparse
 
 from ..errors import DepthshrinkError
 
+# the options beside --model (None when not given: their defaults are filled in by model_spec)
+MODEL_OPTIONS = ("width_mult", "resolution", "in_channels", "num_classes", "weights", "strided_merge", "stem_convs",
+                 "head_convs")
+
 
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("model")
@@ -17,13 +21,21 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
     group.add_argument("--num-classes", type=positive_int, help="classifier outputs (zoo default 1000)")
     group.add_argument("--weights", help="state_dict file to load (torch.load with weights_only=True); for train, "
                                          "another class count or RGB weights for one channel are adapted")
-    group.add_argument("--strided-merge", choices=("pointwise", "any"), default="pointwise",
+    group.add_argument("--strided-merge", choices=("pointwise", "any"),
                        help="after a strided conv, allow only 1x1 convs inside a span (pointwise, "
                             "default) or any kernel (grows by stride*(k-1))")
-    group.add_argument("--stem-convs", type=non_negative_int, default=1,
+    group.add_argument("--stem-convs", type=non_negative_int,
                        help="main-path convs at the start kept out of the chain (default 1)")
-    group.add_argument("--head-convs", type=non_negative_int, default=1,
+    group.add_argument("--head-convs", type=non_negative_int,
                        help="main-path convs at the end kept out of the chain (default 1)")
+
+
+def refuse_model_options(args: argparse.Namespace, reason: str, keep: tuple[str, ...] = ()) -> None:
+    """Refuse model options given where no --model is built (they would be ignored); ``keep``: options
+    that are used there too."""
+    given = [f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS if name not in keep and getattr(args, name) is not None]
+    if given:
+        raise DepthshrinkError(f"{', '.join(given)} describe a --model: {reason}")
 
 
 def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,8 +83,9 @@ def model_spec(args: argparse.Namespace):
 
     if args.resolution is None:
         raise DepthshrinkError("--model needs --resolution")
-    return ModelSpec(args.model, args.resolution, args.width_mult, args.in_channels, args.num_classes,
-                     args.weights, args.strided_merge, args.stem_convs, args.head_convs)
+    return ModelSpec(args.model, args.resolution, args.width_mult, args.in_channels, args.num_classes, args.weights,
+                     args.strided_merge or "pointwise", 1 if args.stem_convs is None else args.stem_convs,
+                     1 if args.head_convs is None else args.head_convs)
 
 
 def build_space(args: argparse.Namespace, adapt_weights: bool = False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_corpus_arguments, add_model_arguments, corpus_spec, model_spec, positive_int
+from .common import add_corpus_arguments, add_model_arguments, corpus_spec, model_spec, positive_int, refuse_model_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     options = BackendOptions(None if args.cpu else args.gpu, args.backend, args.precision, args.threads,
                              CacheFlush(args.cache_flush), not args.no_cuda_graph, args.engine_cache, args.workspace_mb,
                              args.device_label)
+    if args.bundle:
+        refuse_model_options(args, "--bundle holds its model already (export another bundle to change it)")
+    elif args.corpus:
+        refuse_model_options(args, "--corpus samples conv configurations, not a model's", keep=("resolution",))
     corpus = corpus_spec(args, exclusive=False)
     job = ProfileJob(args.lut, args.batch_size, model_spec(args) if args.model else None, corpus,
                      args.bundle, args.validate, args.budget_fraction,

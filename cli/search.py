@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DepthshrinkError
-from .common import add_model_arguments, add_setting_arguments, positive_int, setting_filters
+from .common import add_model_arguments, add_setting_arguments, positive_int, refuse_model_options, setting_filters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.space) == bool(args.model):
         raise DepthshrinkError("give either --space or --model (with --resolution)")
     if args.space:
+        refuse_model_options(args, "--space holds its model already (trace another space to change it)")
         space = ChainSpace.from_json(args.space)
     else:
         from .common import build_space

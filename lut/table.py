@@ -144,6 +144,8 @@ def read_lut(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DepthshrinkError(f"LUT file not found: {path}")
+    if not path.is_file():
+        raise DepthshrinkError(f"{path} is a folder, not a LUT file: name a .csv in it")
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         warnings.warn(f"{path}: ignoring a torn last line (an interrupted write)", stacklevel=2)

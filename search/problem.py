@@ -49,6 +49,8 @@ class SearchProblem:
 
 def read_importance(path: str | os.PathLike, space: ChainSpace) -> dict[tuple[int, int], float]:
     """``(start, end) -> importance`` from an importance CSV, checked against ``space``."""
+    if os.path.isdir(path):
+        raise DepthshrinkError(f"{path} is a folder, not an importance file: name the .csv in it")
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:

@@ -150,3 +150,36 @@ def test_a_checkpoint_holding_code_is_refused_in_our_words(tmp_path, capsys):
     assert lines == [f"depthshrink evaluate: error: cannot read checkpoint {path}: it holds a Python object "
                      f"({_Pickled.__module__}._Pickled), which is refused: only tensors are loaded (save a state_dict with "
                      "torch.save(model.state_dict(), path))"]
+
+
+@pytest.mark.parametrize("case", ["search --lut", "search --importance", "predictor evaluate", "lut merge"])
+def test_a_folder_given_for_a_file_is_one_line(good, tmp_path, capsys, case):
+    """``--lut lut/h100_torch_eager`` (the folder, not a table in it) ended in IsADirectoryError."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main([str(a) for a in CASES[case][1](folder, good, out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "is a folder" in lines[0], lines
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["search", "profile-device"])
+def test_model_options_beside_a_space_or_bundle_are_refused_not_ignored(good, tmp_path, capsys, case):
+    """``search --space S --strided-merge any --resolution 224`` searched S as it was, silently."""
+    out = tmp_path / "out"
+    out.mkdir()
+    extra = ["--strided-merge", "any", "--width-mult", "1.4"]
+    if case == "search":
+        arguments = ["search", "--space", good["space"], "--lut", good["lut"], "--importance", good["importance"],
+                     "--latency-budget", "1.2x", "--out", out / "m.json", *extra]
+    else:
+        assert main(["export-bundle", *MODEL, "--batch-size", "1", "--out", str(tmp_path / "bundle")]) == 0
+        arguments = ["profile-device", "--cpu", "--bundle", tmp_path / "bundle", "--batch-size", "1",
+                     "--lut", out / "lut.csv", *extra]
+    capsys.readouterr()
+    assert main([str(a) for a in arguments]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--width-mult, --strided-merge" in lines[0] and "describe a --model" in lines[0], lines
+    assert list(out.iterdir()) == []
