@@ -5,12 +5,22 @@ loader, and every rank's random generators for an exact resume."""
 from __future__ import annotations
 
 import os
+import zlib
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
+
+
+def stream_seed(seed: int, purpose: str, index: int) -> int:
+    """The seed of one random stream of a run: ``purpose`` (``"shuffle"``, ``"rank"``) and its
+    ``index`` (the epoch, the rank), drawn apart from every other seed's streams (``seed + index``
+    gave seed 1 the data order of seed 0's next epoch)."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(purpose.encode()), index]).generate_state(1, np.uint64)[0]
+               >> 1)
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -26,7 +36,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
         return self.size // self.batch_size  # the last partial batch is dropped
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, "shuffle", self.epoch))
+        order = torch.randperm(self.size, generator=generator).tolist()
         share = self.batch_size // self.world
         for step in range(len(self)):
             start = step * self.batch_size + self.rank * share

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from ..contracts.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from ..errors import DepthshrinkError
 from .data import augment
-from .ranks import GlobalBatchSampler, batches, distributed, rng_states, training_device
+from .ranks import GlobalBatchSampler, batches, distributed, rng_states, stream_seed, training_device
 
 
 @dataclass
@@ -109,9 +109,9 @@ def _train(model: nn.Module, data: Dataset, config: TrainConfig, out: Path, teac
     if len(sampler) == 0:
         raise DepthshrinkError(f"{len(data)} examples make no batch of {config.batch_size}")
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed + rank)
+    torch.manual_seed(stream_seed(config.seed, "rank", rank))
     if device.type == "cuda":
-        torch.cuda.manual_seed(config.seed + rank)
+        torch.cuda.manual_seed(stream_seed(config.seed, "rank", rank))
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
                                 weight_decay=config.weight_decay)
     steps = config.epochs * len(sampler)
