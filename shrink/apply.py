@@ -91,10 +91,16 @@ def apply_masks(model: nn.Module, space: ChainSpace, masks: Masks) -> fx.GraphMo
                       "code in both modes (depthshrink.models.ops.register_pass_through keeps such a module "
                       "whole)", stacklevel=2)
     gm, graph = traced.graph_module, traced.graph_module.graph
+    replaced = {}
     for position in masks.removed_activations:
         node = traced.sites[position].activation
+        replaced[node] = node.args[0]
         node.replace_all_uses_with(node.args[0])
         graph.erase_node(node)
+    for add, skip in traced.skips.items():  # a block's input may have been a removed activation (ResNet's)
+        while skip in replaced:
+            skip = replaced[skip]
+        traced.skips[add] = skip
     segments = []
     for start, end in masks.segments:
         shape = space.merged_shape(start, end)

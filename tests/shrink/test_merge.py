@@ -243,3 +243,35 @@ def test_apply_and_merge_a_model_of_another_dtype_keep_its_dtype():
     with torch.no_grad():
         expected, got = shrunk(x), merged(x)
     assert float((got - expected).abs().max() / expected.abs().max()) < 1e-5
+
+
+class _PostAddBlock(nn.Module):  # ResNet's basic block: the activation after the residual add
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels)
+        self.c2, self.b2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return torch.relu(x + self.b2(self.c2(torch.relu(self.b1(self.c1(x))))))
+
+
+class _PostAddNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.pre = nn.Sequential(nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.blocks = nn.Sequential(_PostAddBlock(8), _PostAddBlock(8))
+        self.head = nn.Conv2d(8, 10, 1)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.pre(self.stem(x)))).mean((2, 3))
+
+
+def test_a_span_into_a_block_whose_input_was_a_removed_activation_merges_exactly():
+    """relu(x + f(x)) blocks: removing the activation that feeds a block's skip left the skip pointing
+    at the erased node, and apply_masks failed with a raw fx error on a span the space calls legal."""
+    model = randomize(_PostAddNet(), seed=3)
+    space = _space(model, 12)
+    assert space.span_problem(0, 3) is None and [(b.start, b.end) for b in space.residual_blocks] == [(1, 3), (3, 5)]
+    _check(model, space, masks_for(space, [(0, 3)], remove_all=True), 1e-5)
+    _check(model, space, masks_for(space, [(0, 3), (3, 5)], remove_all=True), 1e-5)
