@@ -10,6 +10,7 @@ barrier (no merge across it) and warns about.
 
 from __future__ import annotations
 
+import copy
 import operator
 from contextlib import contextmanager
 from enum import Enum
@@ -127,6 +128,34 @@ def activation_name(node: fx.Node, root: nn.Module) -> str:
     if node.op == "call_function":
         return ACTIVATION_FUNCTIONS[node.target]
     return ACTIVATION_METHODS[node.target]
+
+
+class _ActivationCall(nn.Module):
+    """An activation function called with a node's own arguments (the input first), out of place."""
+
+    def __init__(self, function, args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.function, self.args, self.kwargs = function, args, kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x, *self.args, **self.kwargs)
+
+
+OUT_OF_PLACE = {F.relu_: F.relu, torch.relu_: torch.relu, "relu_": torch.relu, "relu": torch.relu}
+
+
+def activation_module(node: fx.Node, root: nn.Module) -> nn.Module:
+    """A fresh module computing what activation ``node`` computes, its arguments kept (a LeakyReLU's
+    slope, a hardtanh's bounds), never in place: the input is still needed beside it."""
+    module = module_of(node, root)
+    if module is not None:
+        fresh = copy.deepcopy(module)
+        if hasattr(fresh, "inplace"):
+            fresh.inplace = False
+        return fresh
+    function = OUT_OF_PLACE.get(node.target, node.target)
+    kwargs = {k: v for k, v in node.kwargs.items() if k != "inplace"}
+    return _ActivationCall(function, tuple(node.args[1:]), kwargs)
 
 
 def describe(node: fx.Node, root: nn.Module) -> str:

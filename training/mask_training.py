@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..contracts.candidates import model_label
 from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
-from ..models.ops import ACTIVATION_BY_NAME
+from ..models.ops import activation_module
 from .data import sample
 from .evaluate import accuracy
 
@@ -41,13 +41,13 @@ class MaskConfig:
 
 
 class MaskBank(nn.Module):
-    """The scores of every site, each site's activation (a fresh, not in-place module), and the
+    """The scores of every site, each site's activation (a fresh, not in-place copy of its own), and the
     hard top-k gate with a straight-through gradient."""
 
-    def __init__(self, activations: list[str], keep: int) -> None:
+    def __init__(self, activations: list[nn.Module], keep: int) -> None:
         super().__init__()
         self.keep = keep
-        self.activations = nn.ModuleList(ACTIVATION_BY_NAME[name]() for name in activations)
+        self.activations = nn.ModuleList(activations)
         self.scores = nn.Parameter(torch.ones(len(activations)) + 1e-3 * torch.randn(len(activations)))
 
     def gates(self) -> torch.Tensor:
@@ -71,7 +71,8 @@ def masked_network(base: nn.Module, space: ChainSpace, keep: int) -> fx.GraphMod
         raise DepthshrinkError(f"--keep must be between 0 and {len(sites)} (the removable activations)")
     traced = retrace(copy.deepcopy(base), space)
     gm, graph = traced.graph_module, traced.graph_module.graph
-    gm.add_submodule(BANK, MaskBank([s.activation for s in sites], keep))
+    activations = [activation_module(traced.sites[s.position].activation, gm) for s in sites]
+    gm.add_submodule(BANK, MaskBank(activations, keep))
     for index, site in enumerate(sites):
         node = traced.sites[site.position].activation
         with graph.inserting_after(node):

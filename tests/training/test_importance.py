@@ -197,3 +197,37 @@ def test_masks_method_writes_scores_for_every_segment(base_checkpoint, tmp_path)
     for (a, c), value in score.items():  # a segment scores the sum of its sites: additive by construction
         assert value == pytest.approx(sum(v for p, v in alone.items() if a < p < c), abs=1e-5)
     assert len(frame) == len(candidate_segments(tiny_space()[1]))
+
+
+class _ParameterisedActivations(nn.Module):
+    """Activations with arguments of their own, as modules, functions and an in-place call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, k, 1, k // 2) for c_in, c_out, k in
+                                   ((1, 8, 3), (8, 16, 1), (16, 16, 3), (16, 8, 1), (8, 16, 1)))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c.out_channels) for c in self.convs)
+        self.slope = nn.LeakyReLU(0.5)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = torch.nn.functional.leaky_relu(self.bns[0](self.convs[0](x)), 0.3)  # the stem's
+        x = self.slope(self.bns[1](self.convs[1](x)))
+        x = torch.nn.functional.hardtanh(self.bns[2](self.convs[2](x)), -0.5, 0.5)
+        x = torch.nn.functional.relu(self.bns[3](self.convs[3](x)), inplace=True)
+        x = torch.nn.functional.elu(self.bns[4](self.convs[4](x)), alpha=2.0)
+        return self.head(x.mean((2, 3)))
+
+
+def test_the_masks_keep_each_activations_own_arguments():
+    """The mask bank rebuilt each activation from its name: LeakyReLU(0.5) became LeakyReLU(0.01),
+    so the masked network with every activation kept was not the base network."""
+    torch.manual_seed(0)
+    model = _ParameterisedActivations().eval()
+    space = trace(model, torch.zeros(1, 1, 12, 12), model_info={"name": "x"})
+    removable = [s for s in space.sites if s.activation is not None and s.removable]
+    assert [s.activation for s in removable] == ["leaky_relu", "hardtanh"]  # the LeakyReLU(0.5), the bounds
+    images = torch.randn(4, 1, 12, 12)
+    with torch.no_grad():
+        assert torch.allclose(masked_network(model, space, keep=len(removable)).eval()(images), model(images),
+                              atol=1e-6)
