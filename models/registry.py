@@ -83,6 +83,16 @@ def _accepted(builder: Callable[..., nn.Module], kwargs: dict) -> dict:
     return given
 
 
+def takes(name: str, option: str) -> bool:
+    """Whether the builder of ``name`` (zoo or ``package.module:factory``) takes ``option``."""
+    builder = _load_factory(name) if ":" in name else getattr(ZOO.get(name), "builder", None)
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return True
+    return option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def build_model(name: str, *, width_mult: float | None = None, in_channels: int | None = None,
                 num_classes: int | None = None) -> nn.Module:
     """Build a zoo network by name, or call ``package.module:factory``.

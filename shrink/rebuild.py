@@ -20,12 +20,14 @@ MERGED_FORMAT = "depthshrink.merged/1"
 def build_from_spec(info: dict) -> tuple[nn.Module, ChainSpace]:
     """The base network and its chain space, as ``info`` (a chain space's ``model``) describes them."""
     from ..models import build_model
+    from ..models.registry import takes
     from ..models.trace import trace
 
     if not info or "name" not in info:
         raise DepthshrinkError("the file does not say which model it holds")
-    model = build_model(info["name"], width_mult=info.get("width_mult"), in_channels=info.get("in_channels"),
-                        num_classes=info.get("num_classes")).eval()
+    # the traced input channels and classes, to a builder that takes them (another's were its defaults)
+    traced = {k: info.get(k) for k in ("in_channels", "num_classes") if takes(info["name"], k)}
+    model = build_model(info["name"], width_mult=info.get("width_mult"), **traced).eval()
     example = torch.zeros(1, info["in_channels"], info["height"], info["width"])
     space = trace(model, example, model_info={k: info[k] for k in ("name", "width_mult", "resolution") if k in info},
                   stem_convs=info.get("stem_convs", 1), head_convs=info.get("head_convs", 1),

@@ -79,6 +79,11 @@ class HandNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+def grey_hand_net() -> HandNet:
+    """A factory that takes no options: one input channel, seven classes."""
+    return HandNet(in_channels=1)
+
+
 def maximal_segments(space: ChainSpace) -> list[tuple[int, int]]:
     """Greedy longest legal spans from layer 0: the most that can collapse."""
     segments, start = [], 0

@@ -70,5 +70,10 @@ def test_a_factory_without_a_width_is_rebuilt_from_its_space():
     rebuilt, again = build_from_spec(space.model)
     assert type(rebuilt).__name__ == "HandNet" and len(again.layers) == len(space.layers)
     assert model_label(space.model) == model_label(again.model) == "helpers:HandNet@1x,7cls"
+    # a factory that takes no options at all: it traced to 1 channel and 7 classes, which the rebuild passed
+    # back ("grey_hand_net takes no in_channels, num_classes": trained, never evaluated or finetuned)
+    _, grey = build_space(ModelSpec("helpers:grey_hand_net", resolution=21))
+    rebuilt, again = build_from_spec(grey.model)
+    assert type(rebuilt).__name__ == "HandNet" and again.to_dict() == grey.to_dict()
     _, zoo = build_space(ModelSpec("tiny_mobilenet", resolution=16))  # a zoo network's label is unchanged
     assert model_label(zoo.model).startswith("tiny_mobilenet@1x")
