@@ -54,6 +54,16 @@ def dense_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return dense
 
 
+def grouped_weight(dense: torch.Tensor, groups: int) -> torch.Tensor:
+    """The inverse of :func:`dense_weight`: a block-diagonal dense ``[O, I, k, k]`` weight as the
+    grouped ``[O, I/g, k, k]`` one (the blocks off the diagonal are dropped: zero for a map that a
+    grouped conv computes)."""
+    out_channels, in_channels = dense.shape[:2]
+    out_per_group, in_per_group = out_channels // groups, in_channels // groups
+    return torch.cat([dense[g * out_per_group:(g + 1) * out_per_group, g * in_per_group:(g + 1) * in_per_group]
+                      for g in range(groups)])
+
+
 def identity_map(channels: int, offset: int, dtype: torch.dtype = torch.float64) -> LinearMap:
     """The map ``x ↦ x`` when ``x`` has been padded by ``offset`` on each side."""
     weight = torch.zeros(channels, 1, offset + 1, offset + 1, dtype=dtype)

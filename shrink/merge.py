@@ -127,9 +127,10 @@ def _to_conv(linear: kernels.LinearMap, shape, segment: SegmentPlan) -> nn.Conv2
         raise AssertionError(f"segment [{segment.start}, {segment.end}) composed to kernel "
                              f"{linear.kernel_size}/stride {linear.stride}, expected "
                              f"{shape.kernel_size}/{shape.stride}")
-    weight = linear.weight if shape.groups > 1 else kernels.densified(linear).weight
-    if shape.groups > 1 and not linear.diagonal:
-        raise AssertionError(f"segment [{segment.start}, {segment.end}) should have composed depthwise")
+    if shape.groups > 1 and linear.diagonal:
+        weight = linear.weight  # depthwise, stored compactly
+    else:  # dense, or a grouped conv's (a depthwise one with a channel multiplier) block-diagonal map
+        weight = kernels.grouped_weight(kernels.densified(linear).weight, shape.groups)
     conv = nn.Conv2d(shape.in_channels, shape.out_channels, shape.kernel_size, shape.stride,
                      shape.padding, groups=shape.groups, bias=True)
     with torch.no_grad():

@@ -275,3 +275,25 @@ def test_a_span_into_a_block_whose_input_was_a_removed_activation_merges_exactly
     assert space.span_problem(0, 3) is None and [(b.start, b.end) for b in space.residual_blocks] == [(1, 3), (3, 5)]
     _check(model, space, masks_for(space, [(0, 3)], remove_all=True), 1e-5)
     _check(model, space, masks_for(space, [(0, 3), (3, 5)], remove_all=True), 1e-5)
+
+
+@pytest.mark.parametrize("groups,multiplier", [(4, 1), (16, 2)])
+def test_a_grouped_conv_alone_in_its_segment_merges_exactly(groups, multiplier):
+    """A grouped conv (4 groups), or a depthwise one with a channel multiplier, in a segment of its
+    own: merge composed it to a dense map and then stopped with an AssertionError, even with every
+    activation kept."""
+    def cbr(c_in, c_out, k=3, g=1):
+        return [nn.Conv2d(c_in, c_out, k, 1, k // 2, groups=g, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+    from depthshrink.shrink.kernels import dense_weight, grouped_weight
+    weight = torch.randn(16 * multiplier, 16 // groups, 3, 3, dtype=torch.float64)
+    assert torch.equal(grouped_weight(dense_weight(weight, groups), groups), weight)
+    wide = 16 * multiplier
+    model = randomize(nn.Sequential(*cbr(3, 16), *cbr(16, 16, 1), *cbr(16, wide, 3, groups), *cbr(wide, 16, 1),
+                                    *cbr(16, 32, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)), seed=2)
+    space = _space(model, 16)
+    kept = [s.position for s in space.sites if s.activation]
+    every_layer = depthshrink.Masks(kept, [(p, p + 1) for p in range(space.num_layers)], model=space.model)
+    _, merged = _check(model, space, every_layer, 1e-5)
+    assert any(isinstance(m, nn.Conv2d) and m.groups == groups for m in merged.modules())
+    _check(model, space, masks_for(space, [(0, 3)], remove_all=True), 1e-5)  # through it: one dense conv
