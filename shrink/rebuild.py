@@ -54,15 +54,24 @@ def network_from_checkpoint(state: dict, source: str) -> nn.Module:
     return model.eval()
 
 
-def load_base_network(path: str | os.PathLike) -> tuple[nn.Module, ChainSpace]:
-    """The base network of a ``train`` checkpoint (its EMA weights when it kept them) and its space;
-    a shrunk (finetune) checkpoint is refused."""
+# how a network is cut into a chain (which spans are legal), not what it computes: masks searched on
+# a space traced another way than the base's checkpoint records are applied to the base traced so
+CHAIN_KEYS = ("strided_merge", "stem_convs", "head_convs")
+
+
+def load_base_network(path: str | os.PathLike, chain: dict | None = None) -> tuple[nn.Module, ChainSpace]:
+    """The base network of a ``train`` checkpoint (its EMA weights when it kept them) and its space,
+    traced with ``chain``'s :data:`CHAIN_KEYS` where given (a masks file's); a shrunk (finetune)
+    checkpoint is refused."""
     from ..contracts.checkpoints import load_checkpoint
 
     state = load_checkpoint(path)
     if (state.get("spec") or {}).get("masks"):
         raise DepthshrinkError(f"{path} is already shrunk: give the base network's checkpoint")
-    model, space = build_from_spec((state.get("spec") or {}).get("model"))
+    info = (state.get("spec") or {}).get("model")
+    if info and chain:
+        info = {**info, **{k: chain[k] for k in CHAIN_KEYS if k in chain}}
+    model, space = build_from_spec(info)
     load_into(model, state.get("ema") or state["model"], str(path))
     return model.eval(), space
 

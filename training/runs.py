@@ -53,8 +53,9 @@ def finetune_network(masks_path: str | os.PathLike, weights: str | os.PathLike, 
     from ..shrink.apply import apply_masks
     from ..shrink.rebuild import load_base_network
 
-    teacher, space = load_base_network(weights)
-    masks = load_masks(masks_path).resolve(space)
+    masks = load_masks(masks_path)
+    teacher, space = load_base_network(weights, masks.model)  # traced as the masks' space was
+    masks = masks.resolve(space)
     shrunk = apply_masks(teacher, space, masks)  # a copy: the teacher stays the original
     examples = load_split(data, "train", space.model)
     check_fits(examples, space.model)

@@ -286,3 +286,29 @@ def test_seeds_draw_independent_streams():
     assert order(3, 1) == order(3, 1)  # still a function of (seed, epoch) alone: every rank agrees
     assert stream_seed(0, "rank", 1) != stream_seed(1, "rank", 0)
     assert len({stream_seed(s, "rank", r) for s in range(4) for r in range(4)}) == 16
+
+
+def test_finetune_traces_the_base_as_the_masks_space_was_traced(tmp_path, capsys):
+    """Masks searched on a space traced with --strided-merge any (or other --stem/--head-convs) were
+    refused for every base trained with the defaults: finetune retraced the base its own way."""
+    from depthshrink.cli.main import main
+    from depthshrink.contracts.masks import Masks
+    from depthshrink.shrink.rebuild import build_from_spec
+
+    data = ["--data", "synthetic", "--subset", "256", "--no-progress", "--device", "cpu"]
+    assert main(["train", "--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1",
+                 "--num-classes", "10", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "base"),
+                 *data]) == 0
+    base = load_checkpoint(tmp_path / "base" / "last.pt")
+    _, pointwise = build_from_spec(base["spec"]["model"])
+    _, anywhere = build_from_spec({**base["spec"]["model"], "strided_merge": "any"})
+    span = next(s for s in anywhere.spans if s not in pointwise.spans and s[1] - s[0] > 1)
+    inside = {p for p in range(span[0] + 1, span[1])}
+    kept = [s.position for s in anywhere.sites if s.activation and s.position not in inside]
+    segments = [(p, p + 1) for p in range(span[0])] + [span] + [(p, p + 1) for p in range(span[1], anywhere.num_layers)]
+    Masks(kept, segments, model=anywhere.model).to_json(tmp_path / "masks.json")
+    capsys.readouterr()
+    assert main(["finetune", "--masks", str(tmp_path / "masks.json"), "--weights", str(tmp_path / "base" / "last.pt"),
+                 "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "ft"), *data]) == 0, \
+        capsys.readouterr().err
+    assert main(["merge", "--checkpoint", str(tmp_path / "ft" / "last.pt"), "--out", str(tmp_path / "merged")]) == 0
