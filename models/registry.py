@@ -83,14 +83,29 @@ def _accepted(builder: Callable[..., nn.Module], kwargs: dict) -> dict:
     return given
 
 
-def takes(name: str, option: str) -> bool:
-    """Whether the builder of ``name`` (zoo or ``package.module:factory``) takes ``option``."""
+def _parameters(name: str) -> dict | None:
+    """The parameters of the builder of ``name`` (zoo or ``package.module:factory``), None when unknown."""
     builder = _load_factory(name) if ":" in name else getattr(ZOO.get(name), "builder", None)
     try:
-        params = inspect.signature(builder).parameters
+        return dict(inspect.signature(builder).parameters)
     except (TypeError, ValueError):
-        return True
-    return option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        return None
+
+
+def takes(name: str, option: str) -> bool:
+    """Whether the builder of ``name`` takes ``option``."""
+    params = _parameters(name)
+    return params is None or option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                                     for p in params.values())
+
+
+def default_of(name: str, option: str):
+    """What the builder of ``name`` uses for ``option`` when it is not given (None: no default known)."""
+    entry = ZOO.get(name)
+    if entry is not None and option in entry.defaults:
+        return entry.defaults[option]
+    parameter = (_parameters(name) or {}).get(option)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
 def build_model(name: str, *, width_mult: float | None = None, in_channels: int | None = None,

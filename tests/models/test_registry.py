@@ -77,3 +77,19 @@ def test_a_factory_without_a_width_is_rebuilt_from_its_space():
     assert type(rebuilt).__name__ == "HandNet" and again.to_dict() == grey.to_dict()
     _, zoo = build_space(ModelSpec("tiny_mobilenet", resolution=16))  # a zoo network's label is unchanged
     assert model_label(zoo.model).startswith("tiny_mobilenet@1x")
+
+
+def test_masks_of_a_space_traced_at_the_default_width_fit_a_base_given_width_1():
+    """``space`` without --width-mult records width None, ``train --width-mult 1.0`` records 1.0: the
+    same network, but finetune refused the masks ("width_mult is None in the masks but 1.0")."""
+    from depthshrink.contracts.masks import per_block_masks
+    from depthshrink.models.build import ModelSpec, build_space
+
+    _, default = build_space(ModelSpec("tiny_mobilenet", resolution=16))
+    _, given = build_space(ModelSpec("tiny_mobilenet", resolution=16, width_mult=1.0))
+    assert default.model["width_mult"] == given.model["width_mult"] == 1.0  # was None, and 1.0
+    per_block_masks(default).resolve(given)
+    per_block_masks(given).resolve(default)
+    _, other = build_space(ModelSpec("tiny_mobilenet", resolution=16, width_mult=0.5))
+    with pytest.raises(DepthshrinkError, match="width_mult is 0.5 in the masks but 1.0"):
+        per_block_masks(other).resolve(default)
