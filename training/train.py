@@ -118,7 +118,7 @@ def _train(model: nn.Module, data: Dataset, config: TrainConfig, out: Path, teac
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
     step = _Step(optimizer, schedule, torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None,
                  _ema(model, config.ema_decay))
-    start = _resume(out, model, step, config, spec or {}, rank, device) if resume else _fresh(out)
+    start = _resume(out, model, step, config, spec or {}, rank, device, len(data)) if resume else _fresh(out)
     wrapped = model
     if world > 1:
         if device.type == "cuda":
@@ -133,7 +133,7 @@ def _train(model: nn.Module, data: Dataset, config: TrainConfig, out: Path, teac
         if rank == 0:  # the log line first: a resume drops lines the checkpoint has not reached
             with open(out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps({"epoch": epoch + 1, **record}) + "\n")
-            save_checkpoint(out / "last.pt", _checkpoint(epoch + 1, model, step, config, spec, rng))
+            save_checkpoint(out / "last.pt", _checkpoint(epoch + 1, model, step, config, spec, rng, len(data)))
     if step.ema is not None:  # what the caller evaluates and deploys
         model.load_state_dict(step.ema.module.state_dict())
     if world > 1:  # every rank ends with rank 0's buffers (BN running statistics)
@@ -150,10 +150,11 @@ def _ema(model: nn.Module, decay: float):
 
 
 def _checkpoint(epoch: int, model: nn.Module, step: _Step, config: TrainConfig, spec: dict | None,
-                rng: list[dict]) -> dict:
+                rng: list[dict], examples: int) -> dict:
     state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": _on_cpu(model.state_dict()),
              "optimizer": step.optimizer.state_dict(), "schedule": step.schedule.state_dict(),
-             "config": asdict(config), "rng": rng[0]["cpu"], "rng_per_rank": rng, "spec": spec or {}}
+             "config": asdict(config), "rng": rng[0]["cpu"], "rng_per_rank": rng, "spec": spec or {},
+             "examples": examples}
     if step.ema is not None:
         state.update(ema=_on_cpu(step.ema.module.state_dict()), ema_updates=int(step.ema.n_averaged))
     if step.scaler is not None:
@@ -172,7 +173,7 @@ def _fresh(out: Path) -> int:
 
 
 def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec: dict, rank: int,
-            device: torch.device) -> int:
+            device: torch.device, examples: int) -> int:
     """Load ``out/last.pt``; the epoch to continue from (0 when there is none)."""
     from ..shrink.rebuild import load_into
 
@@ -182,6 +183,9 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
     if state.get("config") != asdict(config) or (state.get("spec") or {}) != spec:
         raise DepthshrinkError(f"{out}/last.pt was written by a run with other settings or another model: "
                                "resume with the same command, or use a new --out")
+    if state.get("examples", examples) != examples:  # its steps per epoch set the learning-rate schedule
+        raise DepthshrinkError(f"{out}/last.pt was trained on {state['examples']} examples, this run has {examples}: "
+                               "resume with the same --data and --subset, or use a new --out")
     load_into(model, state["model"], str(out / "last.pt"))
     step.optimizer.load_state_dict(state["optimizer"])
     step.schedule.load_state_dict(state["schedule"])
@@ -197,9 +201,17 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
         step.scaler.load_state_dict(state["scaler"])
     metrics = out / "metrics.jsonl"
     if metrics.exists():  # lines of epochs after the checkpoint were lost with the killed run
-        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= state["epoch"]]
+        kept = [line for line in metrics.read_text().splitlines() if _epoch_of(line) <= state["epoch"]]
         metrics.write_text("".join(line + "\n" for line in kept))
     return state["epoch"]
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch of a metrics line; a line torn by a kill is past every checkpoint."""
+    try:
+        return json.loads(line)["epoch"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 def _epoch(wrapped, teacher, loader, step: _Step, config, device, progress, label, world) -> dict:

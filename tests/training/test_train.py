@@ -206,6 +206,12 @@ def test_resume_refuses_another_run(tmp_path):
     other = TrainConfig(epochs=3, batch_size=16, lr=0.1)
     with pytest.raises(DepthshrinkError, match="other settings or another model"):
         train(TinyNet(), synthetic(64), other, tmp_path, resume=True, progress=False, device="cpu")
+    # other data: its steps per epoch would have stretched the schedule resumed (lr left at 0.05, not 0)
+    with pytest.raises(DepthshrinkError, match="trained on 64 examples, this run has 32"):
+        train(TinyNet(), synthetic(32), CONFIG, tmp_path, resume=True, progress=False, device="cpu")
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 3, "lo')  # a line torn by a kill
+    train(TinyNet(), synthetic(64), CONFIG, tmp_path, resume=True, progress=False, device="cpu")
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(DepthshrinkError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "empty.pt")
