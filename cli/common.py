@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..errors import DepthshrinkError
 
@@ -101,7 +102,7 @@ def _number(kind: type, low: float, what: str):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if value < low or (low == 0 and kind is float and value == 0):
+        if not math.isfinite(value) or value < low or (low == 0 and kind is float and value == 0):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
     return parse

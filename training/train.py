@@ -46,6 +46,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.ema_decay < 1:
             raise DepthshrinkError(f"the EMA decay must be in [0, 1), not {self.ema_decay}")
+        for name, low, high in (("label_smoothing", 0, 1), ("distill_weight", 0, 1), ("weight_decay", 0, math.inf),
+                                ("momentum", 0, 1)):
+            value = getattr(self, name)
+            if not low <= value <= high:  # refused here, not by torch after the first batch (or never)
+                raise DepthshrinkError(f"the {name.replace('_', ' ')} must be in [{low}, {high}], not {value}")
+        if not 0 < self.lr < math.inf:
+            raise DepthshrinkError(f"the learning rate must be a positive number, not {self.lr}")
 
 
 def distillation_loss(logits, labels, teacher_logits, config: TrainConfig):

@@ -318,3 +318,22 @@ def test_finetune_traces_the_base_as_the_masks_space_was_traced(tmp_path, capsys
                  "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "ft"), *data]) == 0, \
         capsys.readouterr().err
     assert main(["merge", "--checkpoint", str(tmp_path / "ft" / "last.pt"), "--out", str(tmp_path / "merged")]) == 0
+
+
+@pytest.mark.parametrize("option,value", [("--label-smoothing", "1.5"), ("--weight-decay", "-1"), ("--lr", "nan"),
+                                          ("--ema-decay", "1")])
+def test_training_settings_out_of_range_are_one_line(tmp_path, capsys, option, value):
+    """--label-smoothing 1.5 failed in torch after the first batch, --weight-decay -1 in the optimizer:
+    tracebacks; --lr nan trained to nothing."""
+    from depthshrink.cli.main import main
+
+    try:
+        code = main(["train", "--model", "tiny_mobilenet", "--resolution", "28", "--in-channels", "1", "--num-classes",
+                     "10", "--data", "synthetic", "--subset", "64", "--epochs", "1", "--batch-size", "16", "--device",
+                     "cpu", "--no-progress", option, value, "--out", str(tmp_path / "run")])
+    except SystemExit as exc:  # argparse's own refusal of a value it reads (after its usage lines)
+        code = exc.code
+    assert code in (1, 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and option.lstrip("-").split("-")[0] in err[-1].lower()
+    assert not (tmp_path / "run" / "last.pt").exists()
