@@ -33,5 +33,8 @@ def parse_budget(text: str) -> Budget:
     if value <= 0:
         raise DepthshrinkError(f"latency budget must be positive, got {text!r}")
     if unit == "x":
+        if value < 1:  # "0.8x" read as a speed-up asks for a network slower than the original
+            raise DepthshrinkError(f"latency budget {text!r} is a speed-up below 1 (a network slower than the "
+                                   f"original): for {value:.0%} of the original's latency write {1 / value:.3g}x")
         return Budget(speedup=value)
     return Budget(latency_ms=value * _UNITS_MS[unit])

@@ -114,6 +114,8 @@ def test_bad_budgets_list_the_accepted_forms(text):
         parse_budget(text)
     with pytest.raises(DepthshrinkError, match="must be positive"):
         parse_budget("0ms")
+    with pytest.raises(DepthshrinkError, match="for 80% of the original's latency write 1.25x"):
+        parse_budget("0.8x")  # was a speed-up of 0.8: the original network came back
 
 
 @pytest.fixture(scope="module")
