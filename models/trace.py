@@ -14,6 +14,8 @@ what ``merge`` reproduces; pass-through modules stay whole, so they still act in
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 
@@ -140,8 +142,8 @@ def _num_classes(gm: fx.GraphModule) -> dict:
 
 
 def _propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor) -> None:
-    try:
-        with in_mode(gm, training=False), torch.no_grad():
+    try:  # ShapeProp prints the traceback of a node that fails before raising: ours is one line
+        with in_mode(gm, training=False), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(example_input)
     except RuntimeError as exc:
         cause = exc.__cause__ or exc

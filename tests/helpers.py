@@ -84,6 +84,12 @@ def grey_hand_net() -> HandNet:
     return HandNet(in_channels=1)
 
 
+def unpadded_net() -> nn.Module:
+    """A 5x5 stem without padding: no output below 5 pixels of input."""
+    return nn.Sequential(nn.Conv2d(3, 8, 5), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8),
+                         nn.ReLU(), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
 def maximal_segments(space: ChainSpace) -> list[tuple[int, int]]:
     """Greedy longest legal spans from layer 0: the most that can collapse."""
     segments, start = [], 0

@@ -138,6 +138,13 @@ def test_a_factory_that_raises_is_one_line(capsys):
     assert len(lines) == 1 and "json:dumps" in lines[0] and "Traceback" not in lines[0]
 
 
+def test_a_model_that_fails_on_its_input_is_one_line(capsys):
+    """torch's shape propagation printed the failing node's traceback (22 lines) before our line."""
+    assert main(["space", "--model", "helpers:unpadded_net", "--resolution", "4", "--out", "/dev/null"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "fails on an input of shape (1, 3, 4, 4)" in lines[0], lines
+
+
 class _Pickled:  # any Python object: weights_only refuses it
     pass
 
