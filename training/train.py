@@ -175,6 +175,9 @@ def _on_cpu(state: dict) -> dict:
 
 
 def _fresh(out: Path) -> int:
+    if (out / "last.pt").exists():  # another run's checkpoint: kept, not replaced after one epoch
+        raise DepthshrinkError(f"{out} holds a run already (last.pt): continue it with --resume, or give "
+                               "another --out (or delete it)")
     (out / "metrics.jsonl").unlink(missing_ok=True)  # a new run: no stale lines
     return 0
 

@@ -203,6 +203,10 @@ def test_ranks_agree_on_a_network_with_batchnorm(tmp_path):
 
 def test_resume_refuses_another_run(tmp_path):
     train(TinyNet(), synthetic(64), CONFIG, tmp_path, progress=False, device="cpu")
+    before = (tmp_path / "last.pt").read_bytes()  # a second run without --resume replaced it after one epoch
+    with pytest.raises(DepthshrinkError, match="holds a run already"):
+        train(TinyNet(), synthetic(64), CONFIG, tmp_path, progress=False, device="cpu")
+    assert (tmp_path / "last.pt").read_bytes() == before and (tmp_path / "metrics.jsonl").exists()
     other = TrainConfig(epochs=3, batch_size=16, lr=0.1)
     with pytest.raises(DepthshrinkError, match="other settings or another model"):
         train(TinyNet(), synthetic(64), other, tmp_path, resume=True, progress=False, device="cpu")
