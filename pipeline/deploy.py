@@ -56,6 +56,7 @@ def merge_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, meas
         save_merged(scratch, merged, {"model": info, "masks": spec["masks"]})
         for name in ("merged.pt", "merged.json", "merged.onnx"):
             os.replace(Path(scratch) / name, out / name)
+    (out / "merge_report.json").unlink(missing_ok=True)  # an earlier network's, unless measured again below
     params = tuple(sum(p.numel() for p in net.parameters()) for net in (shrunk, merged))
     convs = tuple(sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) for net in (shrunk, merged))
     report = _report(shrunk, merged, info, threads, out) if measure else None

@@ -155,7 +155,10 @@ def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
     assert main(["finetune", "--masks", str(tmp_path / "masks.json"), "--weights", str(tmp_path / "base" / "last.pt"),
                  "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "ft"), *data]) == 0
     assert main(["merge", "--checkpoint", str(tmp_path / "ft" / "last.pt"), "--out", str(tmp_path / "merged")]) == 0
-    assert (tmp_path / "merged" / "merged.onnx").exists()
+    assert (tmp_path / "merged" / "merged.onnx").exists() and (tmp_path / "merged" / "merge_report.json").exists()
+    assert main(["merge", "--checkpoint", str(tmp_path / "ft" / "last.pt"), "--out", str(tmp_path / "merged"),
+                 "--no-measure"]) == 0  # the earlier report stayed beside the new network
+    assert not (tmp_path / "merged" / "merge_report.json").exists()
     finetuned = network_from_checkpoint(load_checkpoint(tmp_path / "ft" / "last.pt"), "ft")
     merged = load_merged(tmp_path / "merged")
     test = synthetic(2000, (1, 28, 28), seed=1)
