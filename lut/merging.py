@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..contracts.files import write_atomic, write_json_atomic
 from ..contracts.setting import SETTING_COLUMNS
-from .table import merge_luts
+from .table import COLUMNS, read_lut, row_key
 
 
 def validation_entries(lut_path: str | os.PathLike) -> list[dict]:
@@ -22,6 +22,15 @@ def validation_entries(lut_path: str | os.PathLike) -> list[dict]:
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return []  # an unreadable validation only means no correction (said in the masks file)
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def merge_luts(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
+    """Union of several LUT files; for a key present more than once, the first row wins."""
+    frames = [read_lut(p) for p in paths]
+    union = pd.concat(frames, ignore_index=True)
+    keys = [row_key(r) for r in union.to_dict("records")]
+    duplicated = pd.Series(keys).duplicated().to_numpy()
+    return union.loc[~duplicated, COLUMNS + [c for c in union.columns if c not in COLUMNS]], int(duplicated.sum())
 
 
 def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> tuple[pd.DataFrame, int, int]:

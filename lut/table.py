@@ -173,15 +173,6 @@ def read_lut(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
-def merge_luts(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
-    """Union of several LUT files; for a key present more than once, the first row wins."""
-    frames = [read_lut(p) for p in paths]
-    union = pd.concat(frames, ignore_index=True)
-    keys = [row_key(r) for r in union.to_dict("records")]
-    duplicated = pd.Series(keys).duplicated().to_numpy()
-    return union.loc[~duplicated, COLUMNS + [c for c in union.columns if c not in COLUMNS]], int(duplicated.sum())
-
-
 class NoRowsOfSetting(DepthshrinkError):
     """A table has no rows of the setting asked for (a new device, say)."""
 

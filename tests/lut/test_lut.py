@@ -10,8 +10,9 @@ import pytest
 from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.contracts.space import ConvShape
+from depthshrink.lut.merging import merge_luts
 from depthshrink.lut.settings import measuring_differences
-from depthshrink.lut.table import COLUMNS, LatencyTable, LutWriter, merge_luts, read_lut, row_key
+from depthshrink.lut.table import COLUMNS, LatencyTable, LutWriter, read_lut, row_key
 
 ROOT = Path(__file__).parents[2]
 
