@@ -206,21 +206,20 @@ class LatencyTable:
         """Keep one setting; a filter left ``None`` must have a single value in the table."""
         frame = self.frame
         setting = {}
-        for column in SETTING_COLUMNS:
+        for column in SETTING_COLUMNS:  # every filter given first: --backend alone may pick one device
             value = wanted.get(column)
-            present = sorted({cell_text(v) for v in frame[column].dropna()})
             if value is not None:
+                present = sorted({cell_text(v) for v in frame[column].dropna()})
                 wanted_text = _normalise(cell_text(value))
                 frame = frame[frame[column].map(lambda v, w=wanted_text: not pd.isna(v) and _normalise(cell_text(v)) == w)]
                 if frame.empty:
                     raise NoRowsOfSetting(f"the LUT has no rows for {column}={value} "
                                            f"(it has: {', '.join(present) or 'none'})")
-            elif len(present) > 1:
-                raise DepthshrinkError(f"the LUT mixes {column} values {', '.join(present)}: "
+        for column in SETTING_COLUMNS:
+            kept = sorted({cell_text(v) for v in frame[column].dropna()})  # as the table spells it (its validation's)
+            if len(kept) > 1:
+                raise DepthshrinkError(f"the LUT mixes {column} values {', '.join(kept)}: "
                                        f"choose one with --{column.replace('_', '-')}")
-            # the table's own spelling of what matched (``--device CPU-X`` finds cpu-x's rows, and its
-            # validation is looked up by the setting as the table writes it)
-            kept = sorted({cell_text(v) for v in frame[column].dropna()}) if value is not None else present
             chosen = kept[0] if kept else None
             setting[column] = int(chosen) if column in ("batch_size", "threads") and chosen is not None else chosen
         methods = sorted({str(v) for v in frame["timing_method"].dropna()} - {""})

@@ -256,3 +256,15 @@ def test_two_tables_are_compared_row_by_row_whatever_their_dtypes():
     rest = lacking(table, slower)
     assert sorted(rest.index) == sorted(conv[::2])
     assert not set(config_keys(rest)) & set(config_keys(slower[slower["op"] == "conv"]))
+
+
+def test_a_filter_on_a_later_column_picks_rows_a_first_column_mixes():
+    """In a table of a CPU's and an H100's rows, ``--backend torch`` alone was refused: the device
+    column, checked first, mixed two values, though the backend named one device's rows only."""
+    cpu = ROOT / "lut" / "mobilenet_v2_224_b1_onnxruntime_cpu.csv"
+    gpu = ROOT / "lut" / "h100_torch_eager" / "mobilenet_v2_224_b1_torch_h100_tf32.csv"
+    table = LatencyTable.read(cpu, gpu)
+    torch_rows = table.select(backend="torch")
+    assert torch_rows.setting["device"] == "nvidia-h100-80gb-hbm3" and torch_rows.setting["backend"] == "torch"
+    with pytest.raises(DepthshrinkError, match="mixes device values"):
+        table.select()
