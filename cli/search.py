@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.parent.is_dir() or path.is_dir():
             raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else
                                                                f"folder {path.parent} does not exist"))
+    if args.frontier and args.method == "depthshrinker":
+        raise DepthshrinkError("--frontier: DepthShrinker's top-k has no frontier (the DP has)")
     if bool(args.space) == bool(args.model):
         raise DepthshrinkError("give either --space or --model (with --resolution)")
     if args.space:
@@ -83,6 +85,8 @@ def _one(device, args: argparse.Namespace, out: Path, frontier: Path) -> int:
     masks.to_json(out)
     if result.frontier:
         write_frontier(result, device.problem, frontier)
+    else:  # DepthShrinker's top-k has none: an earlier search's beside these masks would describe another
+        frontier.unlink(missing_ok=True)
     _print_summary(result, masks, device, out, frontier if result.frontier else None)
     if verified is not None and not verified.met:
         raise _not_met(verified)

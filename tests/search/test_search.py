@@ -154,6 +154,7 @@ def test_search_writes_masks_that_apply(shipped, capsys):
     assert sum(isinstance(m, torch.nn.Conv2d) for m in merged.modules()) == len(masks["segments"]) + 2
     assert _search(folder, lut, "1.3x", "--method", "depthshrinker") == 0
     baseline = json.loads((folder / "masks.json").read_text())
+    assert not (folder / "masks.frontier.csv").exists()  # the DP's, of other masks, was left beside these
     assert baseline["method"] == "depthshrinker" and baseline["predicted_latency_ms"] <= baseline["latency_budget_ms"]
     assert masks["objective"] >= baseline["objective"]  # the exact search is never worse at equal budget
 
@@ -166,6 +167,8 @@ def test_search_refusals(shipped, capsys, tmp_path):
     assert "the original network is returned" in capsys.readouterr().out
     assert _search(folder, lut, "3ms", "--frontier", str(folder / "masks.json")) == 1  # it wrote the CSV over the masks
     assert "--out and --frontier both name" in capsys.readouterr().err
+    assert _search(folder, lut, "3ms", "--method", "depthshrinker", "--frontier", str(folder / "f.csv")) == 1
+    assert "top-k has no frontier" in capsys.readouterr().err
     bad = tmp_path / "imp.csv"
     pd.DataFrame([(2, 5, -1.0)], columns=["start", "end", "importance"]).to_csv(bad, index=False)
     assert main(["search", "--space", str(folder / "space.json"), "--lut", lut, "--importance", str(bad),
