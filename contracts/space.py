@@ -224,4 +224,8 @@ class ChainSpace:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> ChainSpace:
-        return cls.from_dict(read_json(path, "chain space"))
+        try:
+            return cls.from_dict(read_json(path, "chain space"))
+        except (KeyError, TypeError, AttributeError) as exc:  # a hand-edited file lacking a field
+            raise DepthshrinkError(f"{path} is not a complete chain space ({type(exc).__name__}: {exc}): "
+                                   "trace it again with 'depthshrink space'") from None

@@ -190,3 +190,16 @@ def test_model_options_beside_a_space_or_bundle_are_refused_not_ignored(good, tm
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--width-mult, --strided-merge" in lines[0] and "describe a --model" in lines[0], lines
     assert list(out.iterdir()) == []
+
+
+def test_a_space_lacking_a_field_is_one_line(good, tmp_path, capsys):
+    """A hand-edited space.json whose site lacks "removable" ended in a KeyError traceback."""
+    import json
+
+    data = json.loads(good["space"].read_text())
+    del data["sites"][0]["removable"]
+    (tmp_path / "space.json").write_text(json.dumps(data))
+    assert main(["search", "--space", str(tmp_path / "space.json"), "--lut", str(good["lut"]), "--importance",
+                 str(good["importance"]), "--latency-budget", "1.2x", "--out", str(tmp_path / "m.json")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "is not a complete chain space (KeyError: 'removable')" in lines[0], lines
