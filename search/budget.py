@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..errors import DepthshrinkError
 
 ACCEPTED = "5ms, 5 ms, 4500us, 0.005s (absolute) or 1.6x (speed-up over the original network)"
-_UNITS_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+_UNITS_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "μs": 1e-3, "s": 1e3}  # micro sign and Greek mu
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,10 @@ class Budget:
 
 
 def parse_budget(text: str) -> Budget:
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s|x)\s*", str(text))
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|μs|s|x|×)\s*", str(text).lower())
     if not match:
         raise DepthshrinkError(f"cannot read latency budget {text!r}: write it as {ACCEPTED}")
-    value, unit = float(match.group(1)), match.group(2)
+    value, unit = float(match.group(1)), match.group(2).replace("×", "x")
     if value <= 0:
         raise DepthshrinkError(f"latency budget must be positive, got {text!r}")
     if unit == "x":

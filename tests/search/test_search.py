@@ -103,6 +103,8 @@ def test_frontier_is_monotone():
 @pytest.mark.parametrize("text,expected", [
     ("5ms", Budget(latency_ms=5.0)), ("5 ms", Budget(latency_ms=5.0)), ("4500us", Budget(latency_ms=4.5)),
     ("0.005s", Budget(latency_ms=5.0)), ("1.6x", Budget(speedup=1.6)),
+    ("1.6X", Budget(speedup=1.6)), ("1.6×", Budget(speedup=1.6)), ("450μs", Budget(latency_ms=0.45)),
+    ("5 MS", Budget(latency_ms=5.0)),
 ])
 def test_budget_forms(text, expected):
     assert parse_budget(text) == expected
