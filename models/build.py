@@ -63,7 +63,10 @@ def load_weights(model: nn.Module, path: str, adapt: bool = False) -> None:
     from ..contracts.checkpoints import load_torch_file
 
     state = load_torch_file(path, "weights")
-    for key in ("state_dict", "model"):
+    if isinstance(state, dict) and isinstance(state.get("spec"), dict) and state["spec"].get("masks"):
+        raise DepthshrinkError(f"{path} is a finetune checkpoint (a shrunk network): give the base network's "
+                               "weights, or its train checkpoint")
+    for key in ("ema", "state_dict", "model"):  # a train checkpoint's averaged weights, as it deploys them
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if adapt and isinstance(state, dict):

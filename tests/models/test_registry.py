@@ -93,3 +93,18 @@ def test_masks_of_a_space_traced_at_the_default_width_fit_a_base_given_width_1()
     _, other = build_space(ModelSpec("tiny_mobilenet", resolution=16, width_mult=0.5))
     with pytest.raises(DepthshrinkError, match="width_mult is 0.5 in the masks but 1.0"):
         per_block_masks(other).resolve(default)
+
+
+def test_weights_from_a_train_checkpoint_are_its_averaged_ones_and_a_shrunk_one_is_refused(tmp_path):
+    """``--weights`` of a checkpoint trained with --ema-decay loaded the raw weights (everything else
+    uses the average); a finetune checkpoint (same keys, padding moved) loaded without a word."""
+    from depthshrink.models.build import load_weights
+
+    model = build_model("tiny_mobilenet")
+    raw, averaged = model.state_dict(), {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"model": raw, "ema": averaged, "spec": {"model": {"name": "tiny_mobilenet"}}}, tmp_path / "base.pt")
+    load_weights(model, str(tmp_path / "base.pt"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in averaged.items())
+    torch.save({"model": raw, "spec": {"model": {}, "masks": {"segments": []}}}, tmp_path / "ft.pt")
+    with pytest.raises(DepthshrinkError, match="is a finetune checkpoint"):
+        load_weights(model, str(tmp_path / "ft.pt"))
