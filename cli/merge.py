@@ -11,8 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a finetune checkpoint")
     parser.add_argument("--out", required=True, help="folder for merged.pt, merged.json and merged.onnx")
     parser.add_argument("--threads", type=positive_int, default=1,
-                        help="ONNX Runtime threads for the before/after latency (default 1)")
-    parser.add_argument("--no-measure", action="store_true", help="skip the before/after latency measurement")
+                        help="ONNX Runtime threads for the original/shrunk/merged latency (default 1)")
+    parser.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         report = merged.report
         print(f"{'':8}{'parameters':>12}{'MFLOPs':>10}"
               f"{'latency ms (p10-p90), ONNX Runtime ' + str(report['threads']) + ' thread(s)':>48}")
-        for name in ("before", "after"):
+        for name in ("original", "shrunk", "merged"):
             row = report[name]
             print(f"{name:8}{row['parameters']:>12,}{row['flops'] / 1e6:>10.2f}{row['latency_ms']:>14.4f} "
                   f"({row['latency_p10_ms']:.4f}-{row['latency_p90_ms']:.4f})")

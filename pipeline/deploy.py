@@ -23,17 +23,18 @@ class Merged:
     convs: tuple[int, int]          # before, after
     parameters: tuple[int, int]
     onnx_error: float               # max |ORT - PyTorch| / max |PyTorch|
-    report: dict | None = None      # merge_report.json: parameters, FLOPs, latency before and after
+    report: dict | None = None      # merge_report.json: parameters, FLOPs, latency of original, shrunk, merged
 
 
 def merge_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, measure: bool = True,
                      threads: int = 1) -> Merged:
     """Merge a finetune checkpoint into ``out`` (see the module docstring); with ``measure``, the
-    parameters, FLOPs and ONNX Runtime latency before and after go to ``merge_report.json``."""
+    parameters, FLOPs and ONNX Runtime latency of the original, shrunk and merged network go to
+    ``merge_report.json``."""
     from ..contracts.checkpoints import load_checkpoint
     from ..export.onnx import export_onnx, onnx_relative_error
     from ..shrink.merge import merge
-    from ..shrink.rebuild import network_from_checkpoint, save_merged
+    from ..shrink.rebuild import build_from_spec, network_from_checkpoint, save_merged
 
     state = load_checkpoint(checkpoint)
     spec = state.get("spec") or {}
@@ -59,17 +60,19 @@ def merge_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, meas
     (out / "merge_report.json").unlink(missing_ok=True)  # an earlier network's, unless measured again below
     params = tuple(sum(p.numel() for p in net.parameters()) for net in (shrunk, merged))
     convs = tuple(sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) for net in (shrunk, merged))
-    report = _report(shrunk, merged, info, threads, out) if measure else None
+    report = _report(build_from_spec(info)[0], shrunk, merged, info, threads, out) if measure else None
     return Merged(out, convs, params, onnx_error, report)
 
 
-def _report(shrunk, merged, info: dict, threads: int, out: Path) -> dict:
-    """Parameters, FLOPs and ONNX Runtime latency (batch 1) before and after merging."""
+def _report(original, shrunk, merged, info: dict, threads: int, out: Path) -> dict:
+    """Parameters, FLOPs and ONNX Runtime latency (batch 1) of the original network (every activation),
+    the shrunk one as finetuned (activations removed, not merged: its padding moved to each segment's
+    first conv makes its maps larger than the original's) and the merged one, timed in the same passes."""
     from ..export.networks import flops, onnx_timings, parameters
     from ..profiler.timing import TimingProtocol
 
     shape = (1, info["in_channels"], info["height"], info["width"])
-    nets = {"before": shrunk, "after": merged}
+    nets = {"original": original, "shrunk": shrunk, "merged": merged}
     timings = onnx_timings([(net, shape) for net in nets.values()], threads, TimingProtocol(200, 10, 600, passes=3))
     rows = {}
     for (name, net), timing in zip(nets.items(), timings):

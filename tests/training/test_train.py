@@ -155,7 +155,10 @@ def test_train_finetune_merge_evaluate_chain(tmp_path, capsys):
     assert main(["finetune", "--masks", str(tmp_path / "masks.json"), "--weights", str(tmp_path / "base" / "last.pt"),
                  "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "ft"), *data]) == 0
     assert main(["merge", "--checkpoint", str(tmp_path / "ft" / "last.pt"), "--out", str(tmp_path / "merged")]) == 0
-    assert (tmp_path / "merged" / "merged.onnx").exists() and (tmp_path / "merged" / "merge_report.json").exists()
+    assert (tmp_path / "merged" / "merged.onnx").exists()
+    report = json.loads((tmp_path / "merged" / "merge_report.json").read_text())  # "before" was the shrunk one
+    assert report["original"]["parameters"] == sum(p.numel() for p in build_from_spec(base["spec"]["model"])[0].parameters())
+    assert report["merged"]["flops"] < report["original"]["flops"] and report["shrunk"]["latency_ms"] > 0
     assert main(["merge", "--checkpoint", str(tmp_path / "ft" / "last.pt"), "--out", str(tmp_path / "merged"),
                  "--no-measure"]) == 0  # the earlier report stayed beside the new network
     assert not (tmp_path / "merged" / "merge_report.json").exists()
