@@ -110,6 +110,21 @@ class PipelineConfig:
     measure: MeasureSection = field(default_factory=MeasureSection)
     seed: int = 0
 
+    def train_schedule(self, seed: int):
+        """The schedule of every network trained from the start: the base and the width baselines."""
+        from ..training.train import TrainConfig
+
+        t = self.train
+        return TrainConfig(t.epochs, t.batch_size, t.lr, weight_decay=t.weight_decay, seed=seed, augment=t.augment)
+
+    def finetune_schedule(self, seed: int):
+        """The schedule of every finetuned network: the shrunk ones and the pruned baseline."""
+        from ..training.train import TrainConfig
+
+        f = self.finetune
+        return TrainConfig(f.epochs, f.batch_size, f.lr, weight_decay=f.weight_decay, distill_weight=f.distill,
+                           seed=seed, augment=f.augment)
+
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> PipelineConfig:
         config = cls()
@@ -175,6 +190,11 @@ def _check_values(config: PipelineConfig, source: str) -> None:
     for section, seeds in (("finetune", config.finetune.seeds), ("baselines", config.baselines.width_seeds)):
         if not seeds:
             raise DepthshrinkError(f"{source} [{section}] needs at least one seed")
+    for section, schedule in (("train", config.train_schedule), ("finetune", config.finetune_schedule)):
+        try:
+            schedule(config.seed)
+        except DepthshrinkError as exc:
+            raise DepthshrinkError(f"{source} [{section}]: {exc}") from None
 
 
 def _check_keys(data: dict, valid: list[str], source: str) -> None:

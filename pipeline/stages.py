@@ -68,15 +68,10 @@ class Pipeline:
         return self.run / "base" / "last.pt"
 
     def finetune_config(self, seed: int) -> TrainConfig:
-        """The schedule of every finetuned network: the shrunk ones and the pruned baseline."""
-        f = self.config.finetune
-        return TrainConfig(f.epochs, f.batch_size, f.lr, weight_decay=f.weight_decay, distill_weight=f.distill,
-                           seed=seed, augment=f.augment)
+        return self.config.finetune_schedule(seed)
 
     def train_config(self, seed: int) -> TrainConfig:
-        """The schedule of every network trained from the start: the base and the width baselines."""
-        t = self.config.train
-        return TrainConfig(t.epochs, t.batch_size, t.lr, weight_decay=t.weight_decay, seed=seed, augment=t.augment)
+        return self.config.train_schedule(seed)
 
     # -- stages ---------------------------------------------------------------------------------
     def run_all(self) -> Path:

@@ -37,6 +37,8 @@ def test_config_round_trips_through_toml():
     ({"baselines": {"pruning_ratios": [1.5]}}, r"pruning_ratios must lie between 0 and 1"),
     ({"baselines": {"width_mults": [0]}}, r"width_mults must be positive"),
     ({"finetune": {"seeds": []}}, r"\[finetune\] needs at least one seed"),
+    ({"finetune": {"distill": 1.5}}, r"\[finetune\]: the distill weight must be in \[0, 1\]"),
+    ({"train": {"weight_decay": -1.0}}, r"\[train\]: the weight decay must be in"),
 ])
 def test_bad_settings_are_named(data, message):
     with pytest.raises(DepthshrinkError, match=message):
