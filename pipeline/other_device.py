@@ -71,6 +71,16 @@ def pack(run: str | Path, dest: str | Path) -> list[Path]:
     return files
 
 
+def device_of(device: str) -> tuple[str, str]:
+    """(the results' device label, the torch device) for ``cpu`` or a GPU as ``--gpu`` takes it."""
+    if device == "cpu":
+        return "cpu-torch", "cpu"
+    from ..profiler.devices import resolve_gpu
+
+    target = resolve_gpu(device)
+    return target.label, f"cuda:{target.index}"
+
+
 def time_on_device(run: str | Path, out: str | Path, device: str = "cpu", precision: str = "fp32",
                    threads: int | None = None, min_time_ms: float = 1000.0, passes: int = 3,
                    throughput_batch_size: int | None = None) -> pd.DataFrame:
@@ -86,14 +96,11 @@ def time_on_device(run: str | Path, out: str | Path, device: str = "cpu", precis
 
     run, out = Path(run), Path(out)
     config, results = _finished(run)
-    if out.resolve() == run.resolve():
-        raise DepthshrinkError("give the other device's timings another folder than the run (--out)")
+    if out.resolve() == run.resolve() or (out / "networks").is_dir() or (out / "search").is_dir():
+        raise DepthshrinkError(f"give the other device's timings another folder than a run ({out} holds one: its "
+                               "results.csv, config.toml and device.json would be written over)")
     by_name = {n.name: n for n in network_list(config)}
-    label, backend_device = "cpu-torch", "cpu"
-    if device != "cpu":
-        from ..profiler.devices import resolve_gpu
-        target = resolve_gpu(device)
-        label, backend_device = target.slug, f"cuda:{target.index}"
+    label, backend_device = device_of(device)
     backend = TorchBackend(backend_device, threads, precision, cuda_graph=device != "cpu")
 
     def on_backend(runs: list, protocol: TimingProtocol) -> list:

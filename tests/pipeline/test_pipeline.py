@@ -195,8 +195,10 @@ def test_a_tiny_run_end_to_end_then_resumed(tmp_path, capsys):
     assert other["predicted_latency_ms"].isna().all()  # the run's predictions are of its own device
     assert main(["report", str(run), str(tmp_path / "torch-cpu"), "--out", str(tmp_path / "both")]) == 0
     assert "2 measurement settings" in (tmp_path / "both" / "index.html").read_text()
-    with pytest.raises(DepthshrinkError, match="another folder than the run"):
+    with pytest.raises(DepthshrinkError, match="another folder than a run"):
         time_on_device(packed, packed)
+    with pytest.raises(DepthshrinkError, match="another folder than a run"):  # the finished run, written over
+        time_on_device(packed, run)
     pd.read_csv(run / "results.csv").assign(network="dp-9x").to_csv(packed / "results.csv", index=False)
     with pytest.raises(DepthshrinkError, match="names networks its config.toml does not: dp-9x"):
         time_on_device(packed, tmp_path / "nothing")
@@ -257,3 +259,14 @@ def test_a_run_on_another_devices_lut_names_the_machine_it_measures_on(tmp_path)
     assert not lut_predicts_this_machine(device)
     assert lut_predicts_this_machine({**device, "lut_device": cpu_label(), "lut_backend": "onnxruntime"})
     assert lut_predicts_this_machine({"device": cpu_label(), "backend": "onnxruntime"})  # a run from before
+
+
+def test_a_gpu_is_named_by_its_label_for_the_other_devices_timings(monkeypatch):
+    """time_on_device read ``target.slug``, which GpuTarget lacks: every GPU run crashed before timing."""
+    import depthshrink.profiler.devices as devices
+    from depthshrink.pipeline.other_device import device_of
+
+    monkeypatch.setattr(devices, "_visible_gpus", lambda: [("NVIDIA H100 80GB HBM3", (9, 0))])
+    label, torch_device = device_of("0")
+    assert torch_device == "cuda:0" and label == devices.resolve_gpu("0").label and "h100" in label
+    assert device_of("cpu") == ("cpu-torch", "cpu")
