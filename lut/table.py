@@ -223,11 +223,12 @@ class LatencyTable:
             chosen = kept[0] if kept else None
             setting[column] = int(chosen) if column in ("batch_size", "threads") and chosen is not None else chosen
         methods = sorted({str(v) for v in frame["timing_method"].dropna()} - {""})
-        if len(methods) > 1:
-            raise DepthshrinkError(f"the LUT's rows of this setting were timed in several ways ({', '.join(methods)}): "
-                                   "a table must be timed one way; profile the others into another LUT")
-        if methods:
-            setting["timing_method"] = methods[0]  # how its networks are timed again (search --verify)
+        flushes = sorted({cell_text(v) for v in own_conv(frame)["cache_flush"].dropna()} - {""})
+        for what, values in (("timed in several ways", methods), ("timed with and without a cache flush", flushes)):
+            if len(values) > 1:  # two tables merged, say
+                raise DepthshrinkError(f"the LUT's rows of this setting were {what} ({', '.join(values)}): a table "
+                                       "must be timed one way; profile the others into another LUT")
+        setting.update({"timing_method": methods[0]} if methods else {})  # how search --verify times networks
         return LatencyTable(frame, setting)
 
     def conv_latency_ms(self, shape: ConvShape, activation: str | None, residual_add: bool) -> float | None:

@@ -268,3 +268,16 @@ def test_a_filter_on_a_later_column_picks_rows_a_first_column_mixes():
     assert torch_rows.setting["device"] == "nvidia-h100-80gb-hbm3" and torch_rows.setting["backend"] == "torch"
     with pytest.raises(DepthshrinkError, match="mixes device values"):
         table.select()
+
+
+def test_rows_timed_with_and_without_a_cache_flush_are_not_one_table(tmp_path):
+    """``lut merge`` of a flushed and an unflushed table of one setting gave the search a mix (µs-scale
+    rows move ~2x with the flush): refused, as two timing methods are."""
+    from depthshrink.lut.merging import merge_lut_files
+
+    a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "all.csv"
+    LutWriter(a).append(_row(device="cpu-a", cache_flush=1))
+    LutWriter(b).append({**_row(device="cpu-a", cache_flush=0), "in_channels": 16})
+    merge_lut_files([a, b], out)
+    with pytest.raises(DepthshrinkError, match=r"timed with and without a cache flush \(0, 1\)"):
+        LatencyTable.read(out).select()

@@ -77,15 +77,17 @@ def test_a_corpus_timed_with_the_other_cache_flush_is_refused(tmp_path, capsys):
     frame = pd.read_csv(LUT)
     corpus = frame[frame["op"] == "conv"].assign(model="corpus", height=frame["height"] * 2)
     paths = {}
-    both = [i % 2 for i in range(len(frame))]  # a table extended with the other setting: nothing refused
+    both = [i % 2 for i in range(len(frame))]  # a table's own rows timed both ways: refused (test_lut.py)
     for name, table_flush, corpus_flush in (("same", 0, 0), ("other", 0, 1), ("unrecorded", 0, None),
                                             ("mixed table", both, 1)):
         paths[name] = (tmp_path / f"{name}_table.csv", tmp_path / f"{name}_corpus.csv")
         frame.assign(cache_flush=table_flush).to_csv(paths[name][0], index=False)
         corpus.assign(cache_flush=corpus_flush).to_csv(paths[name][1], index=False)
-    for name in ("same", "unrecorded", "mixed table"):
+    for name in ("same", "unrecorded"):
         table = LatencyTable.read(*paths[name]).select()
         assert LatencyPredictor(table.frame, model="linear_log").model == "linear_log"
+    with pytest.raises(DepthshrinkError, match="timed with and without a cache flush"):
+        LatencyTable.read(*paths["mixed table"]).select()
     assert main(["predictor", "evaluate", "--lut", *map(str, paths["other"])]) == 1
     assert ("timed with cache flush off, corpus rows with on: measure the corpus with --cache-flush off"
             in capsys.readouterr().err)
