@@ -46,6 +46,9 @@ def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> t
             given = entry.get("input")  # None: a table from before it was recorded, any input
             if not any(key == k and (given == i or None in (given, i)) for k, i, _ in kept):
                 kept.append((key, given, entry))
+    validation = Path(out).with_suffix(".validation.json")
     if kept:
-        write_json_atomic(Path(out).with_suffix(".validation.json"), [entry for *_, entry in kept])
+        write_json_atomic(validation, [entry for *_, entry in kept])
+    else:  # an earlier merge's would calibrate these rows with other tables' networks
+        validation.unlink(missing_ok=True)
     return frame, duplicates, len(kept)

@@ -110,6 +110,9 @@ def test_merged_files_keep_their_validations_beside_them(tmp_path):
     b.with_suffix(".validation.json").write_text(json.dumps([{**old, "measured_ms": 9.0}]))
     assert merge_lut_files([a, b], out)[2] == 1
     assert [e["measured_ms"] for e in read_validation(out, "m", [3, 8, 8], {"device": "cpu-a"})] == [2.0]
+    c = tmp_path / "c.csv"  # a table profiled without --validate, merged into the same file: no stale validation
+    LutWriter(c).append(_row(device="cpu-a"))
+    assert merge_lut_files([c], out)[2] == 0 and not out.with_suffix(".validation.json").exists()
 
 
 def test_the_correction_of_several_tables_is_the_first_ones_as_their_rows_are():
