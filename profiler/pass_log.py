@@ -32,9 +32,10 @@ def log_path(lut_path: str | Path) -> Path:
     return lut_path.with_name(stem + ".passes.csv")
 
 
-def _protocol_text(protocol: TimingProtocol) -> str:
+def _protocol_text(protocol: TimingProtocol, timing_method: str | None = None) -> str:
+    """How a pass was timed: the protocol, and the backend's way (a CUDA graph or plain calls)."""
     return f"warmup {protocol.warmup_ms:g} ms, runs {protocol.min_runs}-{protocol.max_runs}, " \
-           f"time {protocol.min_time_ms:g} ms, passes {protocol.passes}"
+           f"time {protocol.min_time_ms:g} ms, passes {protocol.passes}" + (f", {timing_method}" if timing_method else "")
 
 
 def _timing(line: dict) -> Timing | None:
@@ -49,9 +50,10 @@ class PassLog:
     """Pass timings of one setting by row key (the LUT row's identity as one text, which begins
     with ``setting``) and cache-flush setting (``None``: a backend without one)."""
 
-    def __init__(self, lut_path: str | Path, protocol: TimingProtocol, setting: str) -> None:
+    def __init__(self, lut_path: str | Path, protocol: TimingProtocol, setting: str,
+                 timing_method: str | None = None) -> None:
         self.path, self.setting = log_path(lut_path), setting
-        self.protocol, self.host = _protocol_text(protocol), platform.node()
+        self.protocol, self.host = _protocol_text(protocol, timing_method), platform.node()
         self.earlier: dict[tuple[str, CacheFlush | None], list[Timing]] = {}
         self.cache_flush: CacheFlush | None = None  # the flush of this setting's latest line, if any had one
         self.call_overhead_ms: float | None = None  # what its passes had subtracted (the latest line's)

@@ -101,7 +101,7 @@ def setting_of(backend: Backend, settings: Settings) -> dict:
 def pass_log_of(lut_path: str | Path, backend: Backend, settings: Settings) -> PassLog:
     """The pass log of this setting (its row keys begin with the setting's columns)."""
     setting = "|".join(row_key(setting_of(backend, settings))[:len(SETTING_COLUMNS)])
-    return PassLog(lut_path, settings.protocol, setting)
+    return PassLog(lut_path, settings.protocol, setting, backend.metadata().get("timing_method"))
 
 
 def row_of(entry: Entry, bundle: Bundle, backend: Backend, settings: Settings) -> dict:

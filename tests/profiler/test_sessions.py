@@ -101,7 +101,7 @@ def test_sigkill_mid_pass_then_rerun_completes_the_table_and_removes_the_pass_lo
 
 def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
     """Passes a killed session logged are kept (with its cache-flush setting, an auto session
-    takes it over); other protocols', hosts', settings' and flush settings' lines are not used,
+    takes it over); other protocols', timing methods', hosts', settings' and flush settings' lines are not used,
     and other settings' lines stay in the log. Only the missing passes run."""
     from depthshrink.profiler import onnxruntime as ort_backend
     from depthshrink.profiler.pass_log import FIELDS, PassLog
@@ -123,6 +123,8 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
             log.record(keys[entry.key], CacheFlush.OFF, fast, 0.0123)  # the killed session's call overhead
     PassLog(lut, TimingProtocol(passes=3), log.setting).record(keys[second.key], CacheFlush.OFF,
                                                                Timing(1e-6, 1e-6, 1e-6, 2, 1), 0.5)
+    PassLog(lut, protocol, log.setting, "cuda-graph").record(keys[second.key], CacheFlush.OFF,  # timed another way
+                                                             Timing(1e-6, 1e-6, 1e-6, 2, 1), 0.5)
     other = keys[second.key].replace("cpu-test", "cpu-other")
     PassLog(lut, protocol, "cpu-other|onnxruntime|fp32|1|1").record(other, CacheFlush.ON, fast, 0.5)  # another setting
     with open(log.path, "a") as handle:  # another host
