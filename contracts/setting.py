@@ -12,3 +12,11 @@ def setting_label(setting: dict) -> str:
     parts += [f"b{setting['batch_size']}"] if setting.get("batch_size") else []
     parts += [f"t{setting['threads']}"] if setting.get("threads") else []
     return " ".join(parts)
+
+
+def on_cpu(setting: dict) -> bool:
+    """Whether a table's setting was timed on a CPU: ONNX Runtime runs there, and a host clock times
+    CPU work only; a table without ``timing_method`` (an older one) by its device label."""
+    if setting.get("backend") == "onnxruntime" or setting.get("timing_method") == "host-clock":
+        return True
+    return not setting.get("timing_method") and str(setting.get("device") or "").startswith("cpu")

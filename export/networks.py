@@ -130,10 +130,11 @@ def time_network(model: nn.Module, input_shape: tuple[int, ...], setting: dict, 
             backend = OnnxRuntimeBackend(int(setting.get("threads") or 1), cache_flush=CacheFlush.OFF)
             return backend.time(Workload("network", {"input": list(input_shape)}, path), protocol)
     if backend_name == "torch":
+        from ..contracts.setting import on_cpu
         from ..profiler.devices import resolve_gpu
         from ..profiler.pytorch import TorchBackend
 
-        cpu = str(setting.get("device", "")).startswith("cpu")
+        cpu = on_cpu(setting)
         method = setting.get("timing_method") or ("host-clock" if cpu else "cuda-graph")
         if method not in TORCH_TIMING_METHODS:  # e.g. the shipped H100 tables' one eager call per event pair
             raise DepthshrinkError(f"a table timed '{method}' cannot be verified: this version times whole networks "

@@ -45,12 +45,13 @@ class VerifiedSearch:
 
 def check_same_machine(setting: dict) -> None:
     """Refuse to verify a table of another device on this one."""
+    from ..contracts.setting import on_cpu
     from ..profiler.devices import cpu_label, resolve_gpu
 
     device = str(setting.get("device") or "")
-    if device.startswith("cpu"):
+    if on_cpu(setting):  # a label of the user's own (--device-label) names no CPU model to compare
         here = cpu_label()
-        if device != here:
+        if device.startswith("cpu-") and device != here:
             raise DepthshrinkError(f"--verify times the network on this machine ({here}), but the table is of "
                                    f"{device}: verify where the table was measured")
     else:

@@ -128,3 +128,19 @@ def test_search_verify_on_this_cpu_records_every_round(tmp_path, capsys, monkeyp
     assert rounds and all(r["measured_latency_ms"] > 0 for r in rounds)
     assert masks["budget_met_when_measured"] == (masks["measured_latency_ms"] <= masks["latency_budget_ms"])
     assert masks["budget_met_when_measured"] == (code == 0)
+
+
+def test_verify_knows_a_cpu_table_by_its_backend_not_its_label():
+    """A CPU table profiled with ``--device-label mybox`` was taken for a GPU's ("--gpu mybox: no CUDA
+    GPU is visible"), even on the machine that measured it."""
+    from depthshrink import DepthshrinkError
+    from depthshrink.pipeline.verify import check_same_machine
+    from depthshrink.profiler.devices import cpu_label
+
+    check_same_machine({"device": "mybox", "backend": "onnxruntime"})
+    check_same_machine({"device": "mybox", "backend": "torch", "timing_method": "host-clock"})
+    check_same_machine({"device": cpu_label(), "backend": "onnxruntime"})
+    with pytest.raises(DepthshrinkError, match="the table is of cpu-another-model"):
+        check_same_machine({"device": "cpu-another-model", "backend": "onnxruntime"})
+    with pytest.raises(DepthshrinkError, match="the table is of mybox"):  # a GPU's: none here
+        check_same_machine({"device": "mybox", "backend": "torch", "timing_method": "cuda-graph"})
