@@ -56,6 +56,7 @@ def corpus_spec(args: argparse.Namespace, exclusive: bool = True):
         if args.corpus_seed:
             raise DepthshrinkError("--corpus-seed needs --corpus")
         return None
+    refuse_model_options(args, "--corpus samples conv configurations, not a model's", keep=("resolution",))
     if args.resolution is None:
         raise DepthshrinkError("--corpus needs --resolution")
     from ..export.corpus import CorpusSpec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import DepthshrinkError
 from .common import add_corpus_arguments, add_model_arguments, build_space, corpus_spec, positive_int
 
 
@@ -20,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from ..export.bundles import export_bundle, export_corpus
 
     spec = corpus_spec(args)
+    if spec is not None and args.no_networks:
+        raise DepthshrinkError("--no-networks: a corpus holds no whole networks")
     if spec is not None:
         bundle = export_corpus(spec, args.batch_size, args.out)
         print(f"corpus of {len(bundle.entries)} conv configurations for {spec.resolution} px networks, "

@@ -67,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
                              args.device_label)
     if args.bundle:
         refuse_model_options(args, "--bundle holds its model already (export another bundle to change it)")
-    elif args.corpus:
-        refuse_model_options(args, "--corpus samples conv configurations, not a model's", keep=("resolution",))
     corpus = corpus_spec(args, exclusive=False)
     job = ProfileJob(args.lut, args.batch_size, model_spec(args) if args.model else None, corpus,
                      args.bundle, args.validate, args.budget_fraction,
