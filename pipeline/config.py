@@ -190,6 +190,15 @@ def _check_values(config: PipelineConfig, source: str) -> None:
     for section, seeds in (("finetune", config.finetune.seeds), ("baselines", config.baselines.width_seeds)):
         if not seeds:
             raise DepthshrinkError(f"{source} [{section}] needs at least one seed")
+    p, m = config.profile, config.measure
+    for what, ok in (("[profile] threads must be at least 1", p.threads >= 1),
+                     ("[profile] budget_fraction must be in (0, 1]", 0 < p.budget_fraction <= 1),
+                     ("[profile] min_time_ms must be positive", p.min_time_ms > 0),
+                     ("[measure] threads must be at least 1", m.threads >= 1),
+                     ("[measure] min_time_ms must be positive", m.min_time_ms > 0),
+                     ("[measure] throughput_batch_size must be at least 1", m.throughput_batch_size >= 1)):
+        if not ok:  # threads = 0 is ONNX Runtime's "all cores", recorded as 0
+            raise DepthshrinkError(f"{source} {what}")
     for section, schedule in (("train", config.train_schedule), ("finetune", config.finetune_schedule)):
         try:
             schedule(config.seed)

@@ -39,6 +39,9 @@ def test_config_round_trips_through_toml():
     ({"finetune": {"seeds": []}}, r"\[finetune\] needs at least one seed"),
     ({"finetune": {"distill": 1.5}}, r"\[finetune\]: the distill weight must be in \[0, 1\]"),
     ({"train": {"weight_decay": -1.0}}, r"\[train\]: the weight decay must be in"),
+    ({"profile": {"threads": 0}}, r"\[profile\] threads must be at least 1"),
+    ({"profile": {"budget_fraction": 0.0}}, r"\[profile\] budget_fraction must be in \(0, 1\]"),
+    ({"measure": {"throughput_batch_size": 0}}, r"\[measure\] throughput_batch_size must be at least 1"),
 ])
 def test_bad_settings_are_named(data, message):
     with pytest.raises(DepthshrinkError, match=message):
