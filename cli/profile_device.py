@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import DepthshrinkError
 from .common import add_corpus_arguments, add_model_arguments, corpus_spec, model_spec, positive_int, refuse_model_options
 
 
@@ -29,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-fraction", type=float,
                         help="measure at most this share of the conv configurations (at least 20), choosing adaptively "
                              "(the predictor fills in the rest)")
-    parser.add_argument("--target-accuracy", type=float, default=0.95,
-                        help="with --budget-fraction: stop once this share of held-out rows is within 10%%")
+    parser.add_argument("--target-accuracy", type=float,
+                        help="with --budget-fraction: stop once this share of held-out rows is within 10%% "
+                             "(default 0.95)")
     timing = parser.add_argument_group("timing protocol")
-    timing.add_argument("--threads", type=positive_int, default=1, help="CPU threads (recorded; default 1)")
+    timing.add_argument("--threads", type=positive_int, help="CPU threads (recorded; default 1)")
     timing.add_argument("--warmup-ms", type=float, default=200.0)
     timing.add_argument("--min-runs", type=positive_int, default=10)
     timing.add_argument("--min-time-ms", type=float, default=1000.0,
@@ -49,11 +51,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "re-measure it once)")
     gpu = parser.add_argument_group("TensorRT")
     gpu.add_argument("--engine-cache", help="folder for built engines (default ~/.cache/depthshrink/engines)")
-    gpu.add_argument("--workspace-mb", type=positive_int, default=1024)
+    gpu.add_argument("--workspace-mb", type=positive_int, help="builder workspace (default 1024)")
     parser.add_argument("--no-cuda-graph", action="store_true",
                         help="GPU: time eager calls (torch) or plain enqueues (tensorrt) instead of replaying "
                              "a CUDA graph (both amortise the launch over a window of calls)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _refuse_ignored(args: argparse.Namespace) -> None:
+    """Options that would be accepted and do nothing (or nonsense) here are one line instead."""
+    ignored = ([f"{flag} is for GPUs" for flag, given in (("--engine-cache", args.engine_cache is not None),
+                                                          ("--workspace-mb", args.workspace_mb is not None),
+                                                          ("--no-cuda-graph", args.no_cuda_graph)) if given and args.cpu]
+               + (["--threads is for the CPU"] if args.gpu is not None and args.threads is not None else [])
+               + (["--target-accuracy needs --budget-fraction"]
+                  if args.target_accuracy is not None and args.budget_fraction is None else []))
+    if ignored:
+        raise DepthshrinkError("; ".join(ignored))
+    for flag, value, ok in (("--warmup-ms", args.warmup_ms, args.warmup_ms >= 0),
+                            ("--min-time-ms", args.min_time_ms, args.min_time_ms > 0),
+                            ("--noisy-spread", args.noisy_spread, args.noisy_spread > 0),
+                            ("--target-accuracy", args.target_accuracy,
+                             args.target_accuracy is None or 0 < args.target_accuracy <= 1)):
+        if not ok:
+            raise DepthshrinkError(f"{flag} {value} is out of range")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,15 +83,16 @@ def run(args: argparse.Namespace) -> int:
     from ..profiler.factory import BackendOptions
     from ..profiler.timing import TimingProtocol
 
-    options = BackendOptions(None if args.cpu else args.gpu, args.backend, args.precision, args.threads,
-                             CacheFlush(args.cache_flush), not args.no_cuda_graph, args.engine_cache, args.workspace_mb,
-                             args.device_label)
+    _refuse_ignored(args)
+    options = BackendOptions(None if args.cpu else args.gpu, args.backend, args.precision, args.threads or 1,
+                             CacheFlush(args.cache_flush), not args.no_cuda_graph, args.engine_cache,
+                             args.workspace_mb or 1024, args.device_label)
     if args.bundle:
         refuse_model_options(args, "--bundle holds its model already (export another bundle to change it)")
     corpus = corpus_spec(args, exclusive=False)
     job = ProfileJob(args.lut, args.batch_size, model_spec(args) if args.model else None, corpus,
                      args.bundle, args.validate, args.budget_fraction,
-                     args.target_accuracy, TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms,
+                     args.target_accuracy or 0.95, TimingProtocol(args.warmup_ms, args.min_runs, args.min_time_ms,
                                                           passes=args.passes), args.noisy_spread, not args.no_progress)
     profiled = profile_device(job, options)
     print("\n".join(describe(profiled)))

@@ -207,3 +207,19 @@ def test_a_space_lacking_a_field_is_one_line(good, tmp_path, capsys):
                  str(good["importance"]), "--latency-budget", "1.2x", "--out", str(tmp_path / "m.json")]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "is not a complete chain space (KeyError: 'removable')" in lines[0], lines
+
+
+@pytest.mark.parametrize("extra,said", [
+    (["--cpu", "--no-cuda-graph"], "--no-cuda-graph is for GPUs"),
+    (["--cpu", "--workspace-mb", "512", "--engine-cache", "x"], "--engine-cache is for GPUs; --workspace-mb is for GPUs"),
+    (["--cpu", "--target-accuracy", "0.9"], "--target-accuracy needs --budget-fraction"),
+    (["--cpu", "--noisy-spread", "-1"], "--noisy-spread -1.0 is out of range"),
+    (["--cpu", "--warmup-ms", "-5"], "--warmup-ms -5.0 is out of range"),
+    (["--gpu", "0", "--threads", "4"], "--threads is for the CPU"),
+])
+def test_profile_device_options_that_would_be_ignored_are_one_line(tmp_path, capsys, extra, said):
+    """Each was accepted and did nothing (a negative --noisy-spread flagged every row noisy and timed it twice)."""
+    assert main(["profile-device", *MODEL, "--batch-size", "1", "--lut", str(tmp_path / "lut.csv"), *extra]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], lines
+    assert not (tmp_path / "lut.csv").exists()
