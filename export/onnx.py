@@ -8,6 +8,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..contracts.files import write_atomic
 from ..errors import DepthshrinkError
 
 
@@ -26,8 +27,10 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | tuple[torch.Ten
             # the TorchScript exporter is chosen on purpose: the dynamo one needs onnxscript
             warnings.simplefilter("ignore", DeprecationWarning)
             batch = {name: {0: "batch"} for name in [*names, "output"]} if any_batch else None
-            torch.onnx.export(model, inputs, str(path), input_names=names, output_names=["output"],
-                              dynamic_axes=batch, opset_version=opset, dynamo=False)
+            # whole or not at all: a killed export left a torn file, which a re-export kept
+            write_atomic(path, lambda tmp: torch.onnx.export(model, inputs, str(tmp), input_names=names,
+                                                             output_names=["output"], dynamic_axes=batch,
+                                                             opset_version=opset, dynamo=False))
     except OSError as exc:
         raise DepthshrinkError(f"cannot write {path}: {exc}") from None
 

@@ -1,28 +1,25 @@
-"""The merged model exported to ONNX computes in ONNX Runtime what it computes in PyTorch."""
+"""ONNX export: a file whole or not at all."""
 
 import pytest
 import torch
-from helpers import HandNet, block_segments, masks_for, maximal_segments, randomize
+from torch import nn
 
-import depthshrink
-from depthshrink.export.onnx import export_onnx, onnx_relative_error
-from depthshrink.models import build_model
+from depthshrink.export.onnx import export_onnx
 
 
-@pytest.mark.parametrize("name,resolution,segments", [
-    ("mobilenet_v2_small", 28, block_segments),
-    ("mobilenet_v2", 45, maximal_segments),
-    ("hand", 21, maximal_segments),
-])
-def test_merged_onnx_matches_pytorch(tmp_path, name, resolution, segments):
-    model = randomize(HandNet() if name == "hand" else build_model(name, width_mult=0.5), seed=4)
-    space = depthshrink.trace(model, torch.zeros(1, 3, resolution, resolution))
-    merged = depthshrink.merge(depthshrink.apply_masks(model, space, masks_for(space, segments(space), True)).eval())
-    x = torch.randn(3, 3, resolution, resolution)
-    export_onnx(merged, x, tmp_path / "merged.onnx")
-    assert onnx_relative_error(merged, tmp_path / "merged.onnx", x) <= 1e-4
-    import onnx
+def test_an_export_that_fails_half_way_leaves_no_file(tmp_path, monkeypatch):
+    """A killed export left a torn .onnx in place, which a later bundle export kept as done."""
+    path = tmp_path / "model.onnx"
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    export_onnx(model, torch.zeros(1, 3, 8, 8), path)
+    whole = path.read_bytes()
 
-    graph = onnx.load(tmp_path / "merged.onnx").graph
-    ops = [node.op_type for node in graph.node]
-    assert ops.count("Conv") == len(segments(space)) + 2 and "BatchNormalization" not in ops
+    def torn(model, inputs, target, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(whole[:10])
+        raise KeyboardInterrupt  # as a Ctrl-C half way
+
+    monkeypatch.setattr(torch.onnx, "export", torn)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(model, torch.zeros(1, 3, 8, 8), tmp_path / "other.onnx")
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == whole
