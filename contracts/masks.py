@@ -81,8 +81,11 @@ class Masks:
 
 
 def _check_model(masks_model: dict, space_model: dict) -> None:
+    def value(model: dict, key: str):  # no width given is the builder's default, 1x (as model_label reads it)
+        return 1.0 if key == "width_mult" and model[key] is None else model[key]
+
     for key in MODEL_KEYS:
-        if key in masks_model and key in space_model and masks_model[key] != space_model[key]:
+        if key in masks_model and key in space_model and value(masks_model, key) != value(space_model, key):
             raise DepthshrinkError(f"masks are for another model: {key} is {masks_model[key]!r} in the "
                                    f"masks but {space_model[key]!r} in the space")
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
-from .registry import build_model, default_of, min_resolution
+from .registry import build_model, min_resolution
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,9 @@ def build_space(spec: ModelSpec, adapt_weights: bool = False) -> tuple[nn.Module
         load_weights(model, spec.weights, adapt_weights)
     model.eval()
     in_channels = spec.in_channels or _first_conv_in_channels(model)
-    # the width the network has: as given, else the builder's default (1.0 whether named or not, so a
-    # space and a base trained with --width-mult 1.0 agree); None for a factory that takes no width
-    width = spec.width_mult if spec.width_mult is not None else default_of(spec.name, "width_mult")
-    info = {"name": spec.name, "width_mult": width, "resolution": spec.resolution}
+    # the width as given: None (the builder's default) rebuilds a factory that takes no width, and the
+    # masks and labels read None as 1x (contracts.masks, contracts.candidates)
+    info = {"name": spec.name, "width_mult": spec.width_mult, "resolution": spec.resolution}
     example = torch.zeros(1, in_channels, spec.resolution, spec.resolution)
     space = trace(model, example, model_info=info, stem_convs=spec.stem_convs, head_convs=spec.head_convs,
                   strided_merge=spec.strided_merge)

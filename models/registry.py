@@ -99,15 +99,6 @@ def takes(name: str, option: str) -> bool:
                                                      for p in params.values())
 
 
-def default_of(name: str, option: str):
-    """What the builder of ``name`` uses for ``option`` when it is not given (None: no default known)."""
-    entry = ZOO.get(name)
-    if entry is not None and option in entry.defaults:
-        return entry.defaults[option]
-    parameter = (_parameters(name) or {}).get(option)
-    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
-
-
 def build_model(name: str, *, width_mult: float | None = None, in_channels: int | None = None,
                 num_classes: int | None = None) -> nn.Module:
     """Build a zoo network by name, or call ``package.module:factory``.
