@@ -54,12 +54,14 @@ class PassLog:
                  timing_method: str | None = None) -> None:
         self.path, self.setting = log_path(lut_path), setting
         self.protocol, self.host = _protocol_text(protocol, timing_method), platform.node()
+        # a log from before the method was recorded: its lines are ours where a backend times one way only
+        self.protocols = {self.protocol} | ({_protocol_text(protocol)} if timing_method == "host-clock" else set())
         self.earlier: dict[tuple[str, CacheFlush | None], list[Timing]] = {}
         self.cache_flush: CacheFlush | None = None  # the flush of this setting's latest line, if any had one
         self.call_overhead_ms: float | None = None  # what its passes had subtracted (the latest line's)
         for line in self._lines():
             timing = _timing(line)
-            if (not self._ours(line) or line.get("protocol") != self.protocol or line.get("host") != self.host
+            if (not self._ours(line) or line.get("protocol") not in self.protocols or line.get("host") != self.host
                     or timing is None):
                 continue
             flush = CacheFlush.from_recorded(line.get("cache_flush") or "")

@@ -374,3 +374,16 @@ def test_a_table_timed_with_the_other_cache_flush_is_not_extended(tmp_path):
     assert lut.read_text() == before
     resumed = profile(bundle, OnnxRuntimeBackend(1, cache_flush=CacheFlush.OFF), lut, settings)
     assert len(resumed.measured) == 3 and (read_lut(lut)["cache_flush"] == 0).all()
+
+
+def test_a_pass_log_from_before_the_timing_method_was_recorded_is_taken_over_where_it_is_unambiguous(tmp_path):
+    """A session killed before the method was recorded: a host-clock backend (one way of timing) takes its
+    passes over; a GPU backend, which times two ways, cannot know which and times again."""
+    from depthshrink.profiler.pass_log import PassLog
+    from depthshrink.profiler.timing import Timing
+
+    lut, protocol = tmp_path / "lut.csv", TimingProtocol(passes=3)
+    PassLog(lut, protocol, "cpu-x|onnxruntime").record("cpu-x|onnxruntime|k", CacheFlush.OFF,
+                                                       Timing(0.1, 0.1, 0.1, 5, 1.0), 0.01)
+    assert len(PassLog(lut, protocol, "cpu-x|onnxruntime", "host-clock").taken("cpu-x|onnxruntime|k", CacheFlush.OFF)) == 1
+    assert PassLog(lut, protocol, "cpu-x|onnxruntime", "cuda-graph").taken("cpu-x|onnxruntime|k", CacheFlush.OFF) == []
