@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -142,9 +143,11 @@ def _num_classes(gm: fx.GraphModule) -> dict:
 
 
 def _propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor) -> None:
-    try:  # ShapeProp prints the traceback of a node that fails before raising: ours is one line
-        with in_mode(gm, training=False), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+    printed = io.StringIO()  # ShapeProp prints a failing node's traceback before raising: ours is one line
+    try:
+        with in_mode(gm, training=False), torch.no_grad(), contextlib.redirect_stderr(printed):
             ShapeProp(gm).propagate(example_input)
+        sys.stderr.write(printed.getvalue())  # what the model itself printed (its warnings), when it ran
     except RuntimeError as exc:
         cause = exc.__cause__ or exc
         raise DepthshrinkError(f"the model fails on an input of shape {tuple(example_input.shape)}: "

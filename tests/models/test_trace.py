@@ -290,3 +290,28 @@ def test_a_squeeze_and_excitation_gate_is_a_barrier_without_a_warning_to_declare
     gates = [s for s in space.sites if s.barrier and "squeeze-and-excitation gate" in s.barrier]
     assert [s.position for s in gates] == [27, 32, 37] and "gate 'features.9.block.2'" in gates[0].barrier
     assert sum(s.barrier is not None for s in space.sites) == 12  # each gate's input has 2 users: barriers too
+
+
+class _Warns(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 1),
+                                  nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Conv2d(8, 4, 1))
+
+    def forward(self, x):
+        return self.body(x).mean((2, 3))
+
+
+def test_what_a_model_prints_while_traced_is_still_shown(capsys, monkeypatch):
+    """The one-line refusal of a model failing on its input hid everything printed during shape
+    propagation, the model's own warnings too, when it ran."""
+    original = nn.Conv2d.forward
+
+    def noisy(self, x):
+        print("a message from the model", file=__import__("sys").stderr)
+        return original(self, x)
+
+    monkeypatch.setattr(nn.Conv2d, "forward", noisy)
+    depthshrink.trace(_Warns().eval(), torch.zeros(1, 3, 8, 8))
+    assert "a message from the model" in capsys.readouterr().err
