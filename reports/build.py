@@ -177,7 +177,11 @@ def _parity_figures(report: Report) -> None:
             report.notes["parity"].append(f"{run.name}: same lut.csv as run {seen[digest]}; see its parity plot")
             continue
         seen[digest] = run.name
-        settings = settings_of(LatencyTable.read(run.lut_path).frame) or [{}]
+        try:
+            settings = settings_of(LatencyTable.read(run.lut_path).frame) or [{}]
+        except DepthshrinkError as exc:  # an optional stage file: noted, the rest of the report stands
+            report.notes["parity"].append(f"{run.name}: no parity plot: {exc}")
+            continue
         for setting in settings:  # a LUT of several devices (or batches): one plot each
             _parity_figure(report, run, setting, len(settings) > 1)
 

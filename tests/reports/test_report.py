@@ -372,3 +372,15 @@ def test_additivity_names_the_corrected_prediction_apart_from_the_sum_of_rows(tm
     assert build(tmp_path / "run", "--out", tmp_path / "out") == 0
     page = (tmp_path / "out" / "index.html").read_text()
     assert "latency correction (fitted on the squares)" in page and "sum of the LUT rows" in page
+
+
+def test_a_malformed_lut_costs_its_parity_plot_not_the_report(tmp_path, space_json):
+    """One bad row of a run's lut.csv (an optional stage file) failed the whole report."""
+    run = make_run(tmp_path, "run", space_json, lut_rows=20)
+    lines = (run / "lut.csv").read_text().splitlines(keepends=True)
+    row = lines[1].split(",")
+    row[lines[0].split(",").index("latency_ms")] = "-1"
+    (run / "lut.csv").write_text(lines[0] + ",".join(row) + "".join(lines[2:]))
+    assert build(run, "--out", tmp_path / "out") == 0
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "run: no parity plot:" in page and "latency_ms must be a positive number" in page
