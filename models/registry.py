@@ -68,35 +68,27 @@ def _load_factory(reference: str) -> Callable[..., nn.Module]:
     return factory
 
 
-def _accepted(builder: Callable[..., nn.Module], kwargs: dict) -> dict:
-    """Keep the given keyword arguments, refusing those the builder cannot take."""
-    given = {k: v for k, v in kwargs.items() if v is not None}
+def _takes(builder: Callable[..., nn.Module], option: str) -> bool:
+    """Whether ``builder`` takes keyword ``option`` (a signature it hides: assume so)."""
     try:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):
-        return given
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return given
-    unknown = sorted(set(given) - set(params))
+        return True
+    return option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _accepted(builder: Callable[..., nn.Module], kwargs: dict) -> dict:
+    """Keep the given keyword arguments, refusing those the builder cannot take."""
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    unknown = sorted(k for k in given if not _takes(builder, k))
     if unknown:
         raise DepthshrinkError(f"{getattr(builder, '__name__', builder)} takes no {', '.join(unknown)}")
     return given
 
 
-def _parameters(name: str) -> dict | None:
-    """The parameters of the builder of ``name`` (zoo or ``package.module:factory``), None when unknown."""
-    builder = _load_factory(name) if ":" in name else getattr(ZOO.get(name), "builder", None)
-    try:
-        return dict(inspect.signature(builder).parameters)
-    except (TypeError, ValueError):
-        return None
-
-
 def takes(name: str, option: str) -> bool:
-    """Whether the builder of ``name`` takes ``option``."""
-    params = _parameters(name)
-    return params is None or option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
-                                                     for p in params.values())
+    """Whether the builder of ``name`` (zoo or ``package.module:factory``) takes ``option``."""
+    return _takes(_load_factory(name) if ":" in name else getattr(ZOO.get(name), "builder", None), option)
 
 
 def build_model(name: str, *, width_mult: float | None = None, in_channels: int | None = None,

@@ -136,7 +136,7 @@ def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], ro
                                for p in problems], pairs)
         steps = [None] * len(problems)
         options, splits = ({pair: c for pair, (c, _) in fronts.items()}, {pair: s for pair, (_, s) in fronts.items()})
-        segment_ms = {pair: np.array([[_chain(p.span_ms, split) for p in problems] for split in splits[pair]])
+        segment_ms = {pair: np.array([[chain_ms(p.span_ms, split) for p in problems] for split in splits[pair]])
                       for pair in splits}
         limits = [math.floor((b - o) / PICOSECOND_MS + 1e-3) for b, o in zip(budget_ms, outside)]
     dp = ParetoDP(bounds, options, first.importance)
@@ -157,7 +157,7 @@ def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], ro
         note = ("every budget is at or above its device's original network's predicted latency: "
                 "the original network is returned, every activation kept")
         singles = [[(q, q + 1) for q in range(a, b)] for a, b in zip(bounds, bounds[1:])]  # as solve_dp
-        latency = _latency(outside, [np.array([_chain(p.span_ms, s) for p in problems]) for s in singles])
+        latency = _latency(outside, [np.array([chain_ms(p.span_ms, s) for p in problems]) for s in singles])
         return _result(*common, SurfacePoint(tuple(sites), tuple(itertools.chain(*singles)), latency, 0.0), None, note)
     state = dp.best_within(np.array(limits, dtype=float))
     if state is None:
@@ -179,8 +179,9 @@ def _result(problems, labels, budget_ms, fastest, steps, alone, surface, chosen:
                        chosen.objective, devices, surface, index, rounding, note)
 
 
-def _chain(span_ms: dict[SpanKey, float], spans: Sequence[SpanKey]) -> float:
-    total = 0.0  # added in chain order
+def chain_ms(span_ms: dict[SpanKey, float], spans: Sequence[SpanKey]) -> float:
+    """The latency of ``spans``, added in chain order (the order every search adds them in)."""
+    total = 0.0
     for span in spans:
         total += span_ms[span]
     return total

@@ -9,7 +9,7 @@ from ..contracts.setting import SETTING_COLUMNS
 from ..errors import OutOfReach
 from .budget import Budget
 from .dp import Segment, Solution, fastest_splits
-from .multi import solve_multi
+from .multi import chain_ms, solve_multi
 from .problem import SearchProblem
 
 
@@ -59,10 +59,7 @@ def _solution(problem: SearchProblem, kept: tuple[int, ...], spans: tuple[tuple[
     bounds, segments = [0, *kept, problem.space.num_layers], []
     for a, b in zip(bounds, bounds[1:]):
         inside = tuple(s for s in spans if a <= s[0] < b)
-        latency = 0.0
-        for span in inside:
-            latency += problem.span_ms[span]
-        segments.append(Segment(a, b, inside, latency, problem.importance.get((a, b), 0.0)))
+        segments.append(Segment(a, b, inside, chain_ms(problem.span_ms, inside), problem.importance.get((a, b), 0.0)))
     return Solution(tuple(segments), sum(s.latency_ms for s in segments), sum(s.importance for s in segments))
 
 
