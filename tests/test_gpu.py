@@ -61,7 +61,7 @@ from depthshrink.training.data import synthetic
 from depthshrink.training.train import TrainConfig, train
 import torch.distributed as dist
 model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1, amp=False), {out!r},
-              progress=False, device="cuda")
+              progress=False, device="cuda", resume=True)  # a retried launch continues (helpers.torchrun)
 assert dist.get_backend() == "nccl"
 torch.save(model.state_dict(), {out!r} + "/rank0.pt")
 dist.destroy_process_group()

@@ -27,8 +27,9 @@ from helpers import TinyNet
 from depthshrink.training.data import synthetic
 from depthshrink.training.train import TrainConfig, train
 import torch.distributed as dist
+# resume: a launch that helpers.torchrun retries (a socket error at exit) continues what the first one wrote
 model = train(TinyNet(), synthetic(96, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), {out!r}, progress=False,
-              device="cpu")
+              device="cpu", resume=True)
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()  # exiting with it alive can abort in gloo's threads
 """
@@ -192,7 +193,8 @@ from depthshrink.training.train import TrainConfig, train
 import torch.distributed as dist
 torch.manual_seed(0)
 model = build_model("tiny_mobilenet", in_channels=1)
-train(model, synthetic(64, seed=3), TrainConfig(epochs=1, batch_size=16, lr=0.1), {out!r}, progress=False, device="cpu")
+train(model, synthetic(64, seed=3), TrainConfig(epochs=1, batch_size=16, lr=0.1), {out!r}, progress=False, device="cpu",
+      resume=True)  # as DDP_SCRIPT
 torch.save(model.state_dict(), {out!r} + f"/rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()  # exiting with it alive can abort in gloo's threads
 """
