@@ -32,6 +32,14 @@ LINEAR_FEATURES = ["log_flops", "log_params", "log_in_bytes", "log_out_bytes", "
 SMOOTH_FEATURES = ["log_flops", "log_in_bytes", "log_out_bytes", "log_weight_bytes", "log_cin_per_group",
                    "log_kernel_area", "log_out_pixels", "pointwise", "depthwise", "stride", "activation",
                    "residual_add", "log_pad_ratio8", "log_pad_ratio16"]
+# and, in log, the output channels and the map's height apart: MLAS's NCHWc convs loop over filter
+# sets of output-channel blocks and call their kernel once per output row, so both set costs that the
+# work and byte counts do not carry (with them, held-out ±10% rose on each of six CPU tables,
+# docs/predictor.md). Only the GP's inputs (the forests and the sampler see conv_features as it is),
+# and only from SHAPE_INPUT_ROWS rows: two more length scales fitted on the 24-30 rows of a transfer
+# made the CPU 224 px table's held-out accuracy worse (77.3% -> 70.0%), on an adaptive table's ~50 better
+LOG_SHAPE_COLUMNS = ["out_channels", "height"]
+SHAPE_INPUT_ROWS = 40
 
 
 def linear_log():
@@ -87,6 +95,7 @@ class GaussianResidual:
     def fit(self, x: pd.DataFrame, residual: np.ndarray) -> GaussianResidual:
         gaussian_process = lazy_import("sklearn.gaussian_process")
         kernels = lazy_import("sklearn.gaussian_process.kernels")
+        self.shape_inputs_ = len(x) >= SHAPE_INPUT_ROWS
         inputs = self._inputs(x)
         self.scaler_ = lazy_import("sklearn.preprocessing").StandardScaler().fit(inputs)
         # noise at most a tenth of the residual's variance: repeat measurements agree to ~3%, the
@@ -116,7 +125,8 @@ class GaussianResidual:
 
     def _inputs(self, x: pd.DataFrame) -> pd.DataFrame:
         """The GP's inputs (a subclass for another device kind gives its own)."""
-        return x[SMOOTH_FEATURES]
+        shape = LOG_SHAPE_COLUMNS if self.shape_inputs_ else []
+        return x[SMOOTH_FEATURES].assign(**{f"log_{c}": np.log(x[c].astype(float)) for c in shape})
 
 
 def _maximise_likelihood(objective, theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
