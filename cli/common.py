@@ -97,13 +97,13 @@ def build_space(args: argparse.Namespace, adapt_weights: bool = False):
     return build(model_spec(args), adapt_weights)
 
 
-def _number(kind: type, low: float, what: str):
+def _number(kind: type, low: float, what: str, high: float = math.inf):
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (low == 0 and kind is float and value == 0):
+        if not math.isfinite(value) or not low <= value <= high or (low == 0 and kind is float and value == 0):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
     return parse
@@ -112,3 +112,10 @@ def _number(kind: type, low: float, what: str):
 positive_int = _number(int, 1, "a positive integer")
 non_negative_int = _number(int, 0, "a non-negative integer")
 positive_float = _number(float, 0, "a positive number")
+
+
+def seed(text: str) -> int:
+    """A run's seed, refused here when torch or numpy would refuse it after the data has loaded."""
+    from ..training.ranks import MAX_SEED  # the training commands import torch anyway
+
+    return _number(int, 0, f"an integer from 0 to {MAX_SEED}", MAX_SEED)(text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import DepthshrinkError
-from .common import positive_float, positive_int
+from .common import positive_float, positive_int, seed
 from .train import add_data_arguments, data_spec, run_options
 
 
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the checkpoint deploys")
     parser.add_argument("--augment", action="store_true",
                         help="random 2-pixel shifts and left-right flips of the training images")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--eval-images", type=positive_int,

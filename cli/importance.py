@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_negative_int, positive_float, positive_int
+from ..errors import DepthshrinkError
+from .common import non_negative_int, positive_float, positive_int, seed
 from .train import add_data_arguments, data_spec
+
+
+# the options each method does not use: given, they are refused (not silently ignored)
+IGNORED = {"zero-shot": ("probe_steps", "probe_batch_size", "probe_lr", "distill", "epochs", "keep"),
+           "probe": ("epochs", "keep"),
+           "masks": ("max_removed", "probe_steps", "probe_batch_size", "probe_lr")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,15 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-out-images", type=positive_int,
                         help="score on N held-out images only (a fixed random draw; default: all)")
     probe = parser.add_argument_group("probe")
-    probe.add_argument("--probe-steps", type=positive_int, default=50)
-    probe.add_argument("--probe-batch-size", type=positive_int, default=64)
-    probe.add_argument("--probe-lr", type=positive_float, default=0.01)
-    probe.add_argument("--distill", type=float, default=0.7, help="soft-target weight while probing")
+    probe.add_argument("--probe-steps", type=positive_int, help="default 50")
+    probe.add_argument("--probe-batch-size", type=positive_int, help="default 64")
+    probe.add_argument("--probe-lr", type=positive_float, help="default 0.01")
+    probe.add_argument("--distill", type=float, help="soft-target weight while probing or training masks (default 0.7)")
     masks = parser.add_argument_group("masks")
-    masks.add_argument("--epochs", type=positive_int, default=1, help="masks: epochs of joint training")
+    masks.add_argument("--epochs", type=positive_int, help="masks: epochs of joint training (default 1)")
     masks.add_argument("--keep", type=non_negative_int,
                        help="masks: activations the hard top-k keeps (default: half of the removable)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", required=True, help="importance CSV to write")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -43,8 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..training.scoring import ImportanceOptions, score_importance
 
-    options = ImportanceOptions(args.method, args.max_removed, args.bn_images, args.held_out_images, args.probe_steps,
-                                args.probe_batch_size, args.probe_lr, args.distill, args.epochs, args.keep, args.seed)
+    ignored = [f"--{name.replace('_', '-')}" for name in IGNORED[args.method] if getattr(args, name) is not None]
+    if ignored:
+        raise DepthshrinkError(f"{', '.join(ignored)}: not used by --method {args.method}")
+    given = {name: getattr(args, name) for name in ("max_removed", "bn_images", "held_out_images", "probe_steps",
+                                                    "probe_batch_size", "probe_lr", "distill", "epochs", "keep")}
+    options = ImportanceOptions(args.method, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
     frame = score_importance(options, args.weights, data_spec(args), args.out, progress=not args.no_progress)
     if frame is not None:  # rank 0 (or one process)
         _summary(frame, args.out)

@@ -29,7 +29,7 @@ def _at_least_two(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import DepthshrinkError
-    from ..lut.predictor import cross_validate
+    from ..lut.predictor import cross_validate, fold_count
     from ..lut.table import LatencyTable, is_corpus
     from ..lut.transfer import priors_for
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**results[0].to_dict(), "corpus_rows": corpus_rows, "prior_tables": len(priors),
                           **table.setting}))
         return 0
-    print(f"grouped {args.folds}-fold cross-validation on {results[0].rows} conv rows "
+    print(f"grouped {fold_count(table.frame, args.folds)}-fold cross-validation on {results[0].rows} conv rows "
           f"({', '.join(f'{k}={v}' for k, v in table.setting.items())}){trained_on}:")
     print(f"  {'model':<22}{'RMSPE':>8}{'±5%':>8}{'±10%':>8}{'±20%':>8}")
     for r in results:

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="build the chosen network, time it on this machine as the table's networks were "
                              "timed, and tighten the search until it measures within the budget (one device)")
-    parser.add_argument("--verify-rounds", type=positive_int, default=6, help="at most this many rounds (default 6)")
+    parser.add_argument("--verify-rounds", type=positive_int, help="with --verify: at most this many rounds (default 6)")
     add_setting_arguments(parser)
 
 
@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.parent.is_dir() or path.is_dir():
             raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else
                                                                f"folder {path.parent} does not exist"))
+    if args.verify_rounds is not None and not args.verify:
+        raise DepthshrinkError("--verify-rounds counts the rounds of --verify: give --verify too")
     if args.frontier and args.method == "depthshrinker":
         raise DepthshrinkError("--frontier: DepthShrinker's top-k has no frontier (the DP has)")
     if bool(args.space) == bool(args.model):
@@ -78,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _one(device, args: argparse.Namespace, out: Path, frontier: Path) -> int:
-    from ..pipeline.verify import search_one_device
+    from ..pipeline.verify import MAX_ROUNDS, search_one_device
     from ..search.api import write_frontier
 
-    result, masks, verified = search_one_device(device, args.method, args.verify, args.verify_rounds)
+    result, masks, verified = search_one_device(device, args.method, args.verify, args.verify_rounds or MAX_ROUNDS)
     masks.to_json(out)
     if result.frontier:
         write_frontier(result, device.problem, frontier)

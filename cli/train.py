@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments, model_spec, positive_float, positive_int
+from .common import add_model_arguments, model_spec, positive_float, positive_int, seed
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, subset: bool = True) -> None:
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the checkpoint deploys")
     parser.add_argument("--augment", action="store_true",
                         help="random 2-pixel shifts and left-right flips of the training images")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", required=True, help="run folder: last.pt, metrics.jsonl")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--no-progress", action="store_true")

@@ -44,6 +44,15 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         raise
 
 
+def check_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a folder to write ``what`` into: refused in one line when it is a file (before
+    the minutes of work that would fail at its ``mkdir``)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DepthshrinkError(f"cannot write {what} into {path}: it is a file, not a folder")
+    return path
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 

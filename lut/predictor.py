@@ -120,6 +120,12 @@ def cross_validate(frame: pd.DataFrame, folds: int = FOLDS, device: DeviceSpec |
     return _cross_validated(frame, folds, device=device, priors=priors)[0]
 
 
+def fold_count(frame: pd.DataFrame, folds: int = FOLDS) -> int:
+    """The folds a cross-validation of ``frame`` uses: ``folds``, or fewer when the table has fewer
+    distinct shapes (a shape's rows are held out together)."""
+    return min(folds, _groups(_conv_rows(frame)[0]).nunique())
+
+
 def _ranked(results) -> list[Evaluation]:
     return sorted(results, key=lambda r: (-r.within_10pct, r.rmspe))
 
@@ -137,7 +143,7 @@ def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] | Non
     x, y, groups = _features(conv, device, backend, priors), _log_latency(conv), _groups(conv)
     x_corpus, y_corpus = _features(corpus, device, backend, priors), _log_latency(corpus)
     groups_corpus = _groups(corpus).to_numpy()
-    splits = list(model_selection.GroupKFold(n_splits=min(folds, groups.nunique())).split(x, y, groups))
+    splits = list(model_selection.GroupKFold(n_splits=fold_count(frame, folds)).split(x, y, groups))
     candidates = _candidates(device, backend, transfer=bool(priors))
     tasks = [(name, None, candidates[name], pd.concat([x, x_corpus], ignore_index=True),
               np.concatenate([y, y_corpus]), None) for name in fit]  # the longest first: a short tail

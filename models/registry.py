@@ -58,6 +58,8 @@ def list_models() -> list[str]:
 
 def _load_factory(reference: str) -> Callable[..., nn.Module]:
     module_name, _, attr = reference.partition(":")
+    if not module_name or module_name.startswith(".") or not attr:  # importlib: ValueError, TypeError
+        raise DepthshrinkError(f"--model {reference}: write an absolute package.module:factory")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -23,7 +23,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..contracts.files import write_json_atomic
+from ..contracts.files import check_folder, write_json_atomic
 from ..errors import DepthshrinkError
 from ..models.build import ModelSpec
 from ..training.data import DataSpec
@@ -75,6 +75,7 @@ class Pipeline:
 
     # -- stages ---------------------------------------------------------------------------------
     def run_all(self) -> Path:
+        check_folder(self.run, "the run")
         self._check_earlier_settings()
         self.run.mkdir(parents=True, exist_ok=True)
         (self.run / "config.toml").write_text(self.config.to_toml())

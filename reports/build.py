@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..contracts.files import check_folder
 from ..contracts.setting import setting_label
 from ..errors import DepthshrinkError
 from ..lut.predictor import FOLDS as PREDICTOR_FOLDS
@@ -51,9 +52,7 @@ def build_report(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
 
 
 def prepare_out_dir(path: str | os.PathLike) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise DepthshrinkError(f"cannot write the report into {path}: it is a file, not a folder")
+    out = check_folder(path, "the report")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -9,6 +9,7 @@ from ..errors import DepthshrinkError
 
 ACCEPTED = "5ms, 5 ms, 4500us, 0.005s (absolute) or 1.6x (speed-up over the original network)"
 _UNITS_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "μs": 1e-3, "s": 1e3}  # micro sign and Greek mu
+MAX_BUDGET = 1e9  # ms (11.6 days) or a speed-up: beyond any network, and within the search's picosecond integers
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ def parse_budget(text: str) -> Budget:
     if not match:
         raise DepthshrinkError(f"cannot read latency budget {text!r}: write it as {ACCEPTED}")
     value, unit = float(match.group(1)), match.group(2).replace("×", "x")
+    if not value * _UNITS_MS.get(unit, 1.0) <= MAX_BUDGET:  # inf and beyond: no search's integers hold it
+        raise DepthshrinkError(f"latency budget {text!r} is too large: at most {MAX_BUDGET:g} ms or {MAX_BUDGET:g}x")
     if value <= 0:
         raise DepthshrinkError(f"latency budget must be positive, got {text!r}")
     if unit == "x":

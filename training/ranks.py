@@ -15,6 +15,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..errors import DepthshrinkError
 
 
+MAX_SEED = 2**32 - 1  # a run's seed: numpy's legacy range, well inside what torch.manual_seed takes
+
+
+def check_seed(seed: int) -> None:
+    if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        raise DepthshrinkError(f"a seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
+
+
 def stream_seed(seed: int, purpose: str, index: int) -> int:
     """The seed of one random stream of a run: ``purpose`` (``"shuffle"``, ``"rank"``) and its
     ``index`` (the epoch, the rank), drawn apart from every other seed's streams (``seed + index``
@@ -50,7 +58,12 @@ def training_device(device: str | None = None) -> torch.device:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen = torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise DepthshrinkError(f"--device {device}: give auto, cpu, cuda or cuda:N") from None
+    if chosen.type not in ("cpu", "cuda"):
+        raise DepthshrinkError(f"--device {device}: give auto, cpu, cuda or cuda:N")
     if chosen.type != "cuda":
         return chosen
     if not torch.cuda.is_available():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..contracts.files import check_folder
 from ..models.build import ModelSpec, build_space
 from .data import DataSpec, check_fits, load_split, sample
 from .evaluate import accuracy
@@ -35,6 +36,7 @@ class TrainedRun:
 
 def train_network(model: ModelSpec, data: DataSpec, config: TrainConfig, run: RunOptions) -> TrainedRun:
     """Train a base network (from scratch, or from ``model.weights`` adapted to this dataset)."""
+    check_folder(run.out, "the training")
     torch.manual_seed(config.seed)  # the initial weights too
     network, space = build_space(model, adapt_weights=True)
     examples = load_split(data, "train", space.model)
@@ -53,6 +55,7 @@ def finetune_network(masks_path: str | os.PathLike, weights: str | os.PathLike, 
     from ..shrink.apply import apply_masks
     from ..shrink.rebuild import load_base_network
 
+    check_folder(run.out, "the finetuning")
     masks = load_masks(masks_path)
     teacher, space = load_base_network(weights, masks.model)  # traced as the masks' space was
     masks = masks.resolve(space)

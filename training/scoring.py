@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import DepthshrinkError
 from .data import DataSpec, check_fits, load_split, sample
+from .ranks import check_seed
 
 METHODS = ("zero-shot", "probe", "masks")
 
@@ -36,6 +37,7 @@ class ImportanceOptions:
             raise DepthshrinkError(f"no importance method {self.method!r}: use {', '.join(METHODS)}")
         if not 0 <= self.distill <= 1:
             raise DepthshrinkError(f"--distill must be between 0 and 1, not {self.distill}")
+        check_seed(self.seed)
 
 
 def score_importance(options: ImportanceOptions, weights: str | os.PathLike, data: DataSpec,
@@ -47,6 +49,8 @@ def score_importance(options: ImportanceOptions, weights: str | os.PathLike, dat
     out = Path(out)
     if not out.parent.is_dir():
         raise DepthshrinkError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.is_dir():  # refused before the scoring, not after it
+        raise DepthshrinkError(f"cannot write {out}: it is a folder (name the importance .csv to write)")
     base, space = load_base_network(weights)
     train_data = load_split(data, "train", space.model)
     check_fits(train_data, space.model)

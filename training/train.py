@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from ..contracts.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from ..errors import DepthshrinkError
 from .data import augment
-from .ranks import GlobalBatchSampler, batches, distributed, rng_states, stream_seed, training_device
+from .ranks import GlobalBatchSampler, batches, check_seed, distributed, rng_states, stream_seed, training_device
 
 
 @dataclass
@@ -49,8 +49,10 @@ class TrainConfig:
         for name, low, high in (("label_smoothing", 0, 1), ("distill_weight", 0, 1), ("weight_decay", 0, math.inf),
                                 ("momentum", 0, 1)):
             value = getattr(self, name)
-            if not low <= value <= high:  # refused here, not by torch after the first batch (or never)
-                raise DepthshrinkError(f"the {name.replace('_', ' ')} must be in [{low}, {high}], not {value}")
+            if not (low <= value <= high and math.isfinite(value)):  # refused here, not by torch after the
+                raise DepthshrinkError(f"the {name.replace('_', ' ')} must be a finite number in [{low}, {high}], "
+                                       f"not {value}")  # first batch (or never: inf weight decay trains to chance)
+        check_seed(self.seed)
         if not 0 < self.lr < math.inf:
             raise DepthshrinkError(f"the learning rate must be a positive number, not {self.lr}")
 
