@@ -13,7 +13,6 @@ from ..errors import DepthshrinkError
 from .common import non_negative_int, positive_float, positive_int, seed
 from .train import add_data_arguments, data_spec
 
-
 # the options each method does not use: given, they are refused (not silently ignored)
 IGNORED = {"zero-shot": ("probe_steps", "probe_batch_size", "probe_lr", "distill", "epochs", "keep"),
            "probe": ("epochs", "keep"),

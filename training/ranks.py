@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DepthshrinkError
 
-
 MAX_SEED = 2**32 - 1  # a run's seed: numpy's legacy range, well inside what torch.manual_seed takes
 
 
