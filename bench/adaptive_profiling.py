@@ -94,7 +94,7 @@ def main() -> None:
                 try:
                     masks = solve_dp(problems[table], limit).masks
                 except OutOfReach as error:  # a table measured in a slower phase of the machine
-                    print(f"budget {fraction:.1f}x, {name} pick: {error}")
+                    print(f"budget {fraction:g}x, {name} pick: {error}")
                     continue
                 merged = depthshrink.merge(depthshrink.apply_masks(model, space, masks).eval())
                 path = Path(folder) / f"{len(workloads)}.onnx"
@@ -102,7 +102,7 @@ def main() -> None:
                 workloads.append(Workload(name, {"input": [1, 3, 224, 224]}, path))
             timings = interleaved(workloads, backend.time, protocol)
             measured_ms = {w.key: t.latency_ms for w, t in zip(workloads, timings)}
-            print(f"budget {fraction:.1f} x the original's predicted latency ({budget}); own scale {own} (the "
+            print(f"budget {fraction:g} x the original's predicted latency ({budget}); own scale {own} (the "
                   f"fraction of the adaptive table's own estimate); picks measured: {_gaps(measured_ms)}")
 
 

@@ -14,8 +14,10 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/out/gpu_check}
 WORK=$(mktemp -d)
-mkdir -p "$OUT"
-: > "$OUT/status.txt"
+if [ -z "${DRY_RUN:-}" ]; then  # a dry run leaves an earlier run's status alone
+  mkdir -p "$OUT"
+  : > "$OUT/status.txt"
+fi
 SITE=$(mktemp -d)
 ln -s "$ROOT" "$SITE/depthshrink"                 # the repository root is the package
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -84,4 +86,5 @@ if [ -z "${DRY_RUN:-}" ]; then
   grep -h '"network"\|"error_pct"\|"measured_ms"\|"predicted_ms"' "$WORK"/*.validation.json > "$OUT/validation.txt" 2>/dev/null
   tar czf "$OUT/gpu_check.tar.gz" -C "$WORK" --exclude='*.pt' --exclude='*.onnx' .
 fi
+if [ -n "${DRY_RUN:-}" ]; then echo "dry run: nothing was run"; exit 0; fi
 echo "done: $(grep -c 'exit 0' "$OUT/status.txt" || true) of $(wc -l < "$OUT/status.txt") steps exited 0; results in $OUT"

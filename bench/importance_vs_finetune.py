@@ -48,6 +48,21 @@ def spread(segments: list[tuple[int, int]], count: int, space) -> list[tuple[int
     return [ordered[i] for i in picks]
 
 
+def correlations(frame: pd.DataFrame, seconds: dict[str, float] | None = None) -> None:
+    """Each method's Spearman correlation with the accuracy kept (and its cost, when timed here)."""
+    from scipy.stats import spearmanr
+
+    print(f"{'method':<12}{'Spearman rho':>14}{'p-value':>10}" + (f"{'seconds':>10}{'s/segment':>11}" if seconds else ""))
+    for method in ("zero-shot", "probe", "masks"):
+        valid = frame[[method, "finetuned"]].dropna()
+        rho, p = spearmanr(valid[method], valid["finetuned"])
+        cost = ""
+        if seconds:
+            per = seconds[method] / len(frame) if method != "masks" else float("nan")  # masks: one joint run
+            cost = f"{seconds[method]:>10.1f}{per:>11.2f}"
+        print(f"{method:<12}{rho:>14.3f}{p:>10.3g}{cost}")
+
+
 def compare(frame: pd.DataFrame, draws: int = 5000) -> None:
     """Each method's Spearman correlation with the accuracy kept, and a bootstrap of its difference to zero-shot's."""
     from scipy.stats import spearmanr
@@ -74,7 +89,10 @@ def main() -> None:
     parser.add_argument("--out", help="CSV of every segment's scores and accuracy kept")
     args = parser.parse_args()
     if args.report:
-        compare(pd.read_csv(args.report))
+        frame = pd.read_csv(args.report)
+        print(f"{len(frame)} segments of {args.report}")
+        correlations(frame)
+        compare(frame)
         return
     if not args.weights or not args.out:
         parser.error("give --weights and --out (or --report CSV)")
@@ -116,16 +134,9 @@ def main() -> None:
     seconds["finetuning"] = time.perf_counter() - began
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
-    from scipy.stats import spearmanr
-
     print(f"\naccuracy kept after finetuning ({schedule.epochs} epoch(s), {len(train_data)} images): "
           f"{frame['finetuned'].min() * 100:+.2f} to {frame['finetuned'].max() * 100:+.2f} points")
-    print(f"{'method':<12}{'Spearman rho':>14}{'p-value':>10}{'seconds':>10}{'s/segment':>11}")
-    for method in ("zero-shot", "probe", "masks"):
-        valid = frame[[method, "finetuned"]].dropna()
-        rho, p = spearmanr(valid[method], valid["finetuned"])
-        per = seconds[method] / len(segments) if method != "masks" else float("nan")
-        print(f"{method:<12}{rho:>14.3f}{p:>10.3g}{seconds[method]:>10.1f}{per:>11.2f}")
+    correlations(frame, seconds)
     print(f"{'finetuning':<12}{'':>24}{seconds['finetuning']:>10.1f}{seconds['finetuning'] / len(segments):>11.2f}")
     compare(frame)
     print(f"-> {args.out}")

@@ -36,7 +36,7 @@ from depthshrink.lut.table import LatencyTable, own_conv
 from depthshrink.lut.transfer import PriorTable, priors_for, transfer_evaluation
 
 SHIPPED = Path(depthshrink.__file__).parent / "lut"
-SHARED = Path(depthshrink.__file__).parent.parent.parent / "shared" / "data"
+SHARED = Path(depthshrink.__file__).parent.parent / "shared" / "data"  # ../shared/data beside the checkout
 DEMO = SHIPPED / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
 TARGETS = {"gpu": 0.90, "cpu": 0.95, "cpu-small": 0.90}  # within ±10% (issue 17)
 TRANSFER_TARGET, DEMO_TARGET = 0.85, 0.85
@@ -45,10 +45,20 @@ TRANSFER_TARGET, DEMO_TARGET = 0.85, 0.85
 def default_tables() -> list[Path]:
     """Shipped tables (a corpus, training rows only, is no table), then shared ones not shipped."""
     shipped = [p for p in sorted(SHIPPED.rglob("*.csv")) if "corpus" not in p.name]
-    digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped}
-    shared = [p for p in sorted(SHARED.rglob("*.csv")) if hashlib.sha256(p.read_bytes()).hexdigest() not in digests] \
+    digests = {measurements_digest(p) for p in shipped}
+    shared = [p for p in sorted(SHARED.rglob("*.csv")) if measurements_digest(p) not in digests] \
         if SHARED.is_dir() else []
     return shipped + shared
+
+
+def measurements_digest(path: Path) -> str:
+    """What a table measured (its rows' shapes and latencies): a shipped copy relabelled (the H100
+    tables' precision, their timing columns) is the same table."""
+    frame = pd.read_csv(path)
+    columns = [c for c in ("op", "in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width",
+                           "activation", "residual_add", "batch_size", "latency_ms") if c in frame.columns]
+    text = frame[columns].astype(str).sort_values(columns).to_csv(index=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def kinds(conv: pd.DataFrame) -> np.ndarray:
@@ -125,6 +135,9 @@ def section_transfer(tables: dict[str, pd.DataFrame], priors: dict[str, PriorTab
     print(f"  {'new device':<46}{'model':<38}{'±5%':>7}{'±10%':>8}{'±20%':>8}  inputs")
     for name, frame in tables.items():
         others = [p for n, p in priors.items() if n != name]
+        if not others:
+            print(f"  {name:<46}no other table to be its prior: give two or more")
+            continue
         result, picks, predictor = transfer_evaluation(frame, others, rows, name)
         conv = own_conv(frame).reset_index(drop=True)
         rest = conv.drop(index=picks)

@@ -17,6 +17,9 @@ LABELS = {"dp": "DP, budget {budget}", "depthshrinker": "DepthShrinker top-k, {b
 
 
 def markdown(frame: pd.DataFrame) -> str:
+    # an older results.csv (before seeds were averaged) has one seed a network and no standard error
+    frame = frame.assign(**{c: frame[c] if c in frame.columns else default
+                            for c, default in (("accuracy_se", float("nan")), ("seeds", 1))})
     original = frame[frame["kind"] == "original"].iloc[0]
     lines = ["| network | test acc. (seeds) | Δ points | latency ms (p10–p90) | speed-up | images/s |",
              "|---|---:|---:|---:|---:|---:|"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 import depthshrink
+from depthshrink.errors import OutOfReach
 from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.table import LatencyTable
 from depthshrink.models import build_model
@@ -51,14 +52,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for fraction in args.fractions:
             began = time.perf_counter()
-            result = solve_dp(problem, Budget(latency_ms=fraction * problem.original_ms))
+            try:
+                result = solve_dp(problem, Budget(latency_ms=fraction * problem.original_ms))
+            except OutOfReach as error:  # a fraction below what removing every activation reaches
+                print(f"budget {fraction:g} x the original's predicted latency: {error}")
+                continue
             seconds = time.perf_counter() - began
             merged = depthshrink.merge(depthshrink.apply_masks(model, space, result.masks).eval())
             path = Path(folder) / f"net_{fraction}.onnx"
             export_onnx(merged, torch.zeros(1, 3, 224, 224), path)
             measured = backend.time(Workload("net", {"input": [1, 3, 224, 224]}, path), protocol).latency_ms
             predicted = result.masks.extra["predicted_latency_ms"]
-            print(f"budget {fraction:.1f} x the original's predicted latency = {result.budget_ms:.3f} ms: "
+            print(f"budget {fraction:g} x the original's predicted latency = {result.budget_ms:.3f} ms: "
                   f"DP + frontier in {seconds:.3f} s "
                   f"({len(result.frontier)} frontier points); {len(result.masks.segments)} convs; predicted "
                   f"{predicted:.3f} ms, measured {measured:.3f} ms ({100 * (predicted - measured) / measured:+.1f}%), "
