@@ -5,7 +5,7 @@ MobileNetV2-1.0 @224, surface included, and what meeting both budgets costs in i
         [--lut CPU.csv --latency-budget 1.4x --lut GPU.csv --latency-budget 2.0x ...] [--importance imp.csv]
 
 Defaults: the shipped CPU table (ONNX Runtime, 1 thread) and the shipped H100 table (PyTorch eager,
-fp32, batch 1, lut/h100_torch_eager/). One --lut and --latency-budget pair a device: three pairs,
+tf32, batch 1, lut/h100_torch_eager/). One --lut and --latency-budget pair a device: three pairs,
 three devices. Without --importance, a synthetic score stands in
 (seeded: each activation site a weight in [0.1, 2], a segment minus the sum of the weights it
 removes times a factor in [0.8, 1.3]): it exercises the solver with continuous, non-additive

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random 2-pixel shifts and left-right flips of the training images")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", required=True, help="run folder: last.pt, metrics.jsonl")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (a fresh start when there is none)")
     parser.add_argument("--no-progress", action="store_true")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,13 +63,30 @@ def _load_factory(reference: str) -> Callable[..., nn.Module]:
     if not module_name or module_name.startswith(".") or not attr:  # importlib: ValueError, TypeError
         raise DepthshrinkError(f"--model {reference}: write an absolute package.module:factory")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_here(module_name)
     except ImportError as exc:
         raise DepthshrinkError(f"cannot import '{module_name}' for --model {reference}: {exc}") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise DepthshrinkError(f"'{attr}' in module '{module_name}' is not a callable factory")
     return factory
+
+
+def _import_here(module_name: str):
+    """Import ``module_name``, also from the working folder: the ``depthshrink`` console script,
+    unlike ``python -m``, does not put it on the path, where a user's ``mynet.py`` lies."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.split(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)  # after the installed packages: a local file shadows none of them
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            sys.path.remove(here)
+            raise exc from None
 
 
 def _takes(builder: Callable[..., nn.Module], option: str) -> bool:

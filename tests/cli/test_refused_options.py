@@ -116,3 +116,19 @@ def test_the_folds_printed_are_the_folds_used():
     frame = pd.read_csv(LUT_28)
     shapes = fold_count(frame, 10_000)
     assert 100 < shapes < 152 and fold_count(frame, 5) == 5  # one fold a shape at most: near-duplicates go together
+
+
+def test_a_factory_in_the_working_folder_is_found_as_python_m_finds_it(tmp_path, monkeypatch, capsys):
+    """The console script does not put the working folder on the path (``python -m`` does): a
+    user's ``mynet.py`` beside them was "No module named 'mynet'"."""
+    (tmp_path / "depthshrink_user_net.py").write_text(
+        "from depthshrink.models import build_model\n\n"
+        "def build(**options):\n"
+        "    return build_model('tiny_mobilenet', **options)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    assert main(["space", "--model", "depthshrink_user_net:build", "--resolution", "32",
+                 "--out", str(tmp_path / "s.json")]) == 0, capsys.readouterr().err
+    assert (tmp_path / "s.json").exists()
+    _refused(["space", "--model", "depthshrink_no_such_net:build", "--resolution", "32", "--out", "t.json"], capsys,
+             "No module named 'depthshrink_no_such_net'")
