@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import DepthshrinkError
@@ -68,9 +69,9 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
                   if args.target_accuracy is not None and args.budget_fraction is None else []))
     if ignored:
         raise DepthshrinkError("; ".join(ignored))
-    for flag, value, ok in (("--warmup-ms", args.warmup_ms, args.warmup_ms >= 0),
-                            ("--min-time-ms", args.min_time_ms, args.min_time_ms > 0),
-                            ("--noisy-spread", args.noisy_spread, args.noisy_spread > 0),
+    for flag, value, ok in (("--warmup-ms", args.warmup_ms, 0 <= args.warmup_ms < math.inf),  # inf: forever
+                            ("--min-time-ms", args.min_time_ms, 0 < args.min_time_ms < math.inf),
+                            ("--noisy-spread", args.noisy_spread, 0 < args.noisy_spread < math.inf),
                             ("--target-accuracy", args.target_accuracy,
                              args.target_accuracy is None or 0 < args.target_accuracy <= 1)):
         if not ok:

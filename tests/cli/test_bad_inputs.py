@@ -215,6 +215,7 @@ def test_a_space_lacking_a_field_is_one_line(good, tmp_path, capsys):
     (["--cpu", "--target-accuracy", "0.9"], "--target-accuracy needs --budget-fraction"),
     (["--cpu", "--noisy-spread", "-1"], "--noisy-spread -1.0 is out of range"),
     (["--cpu", "--warmup-ms", "-5"], "--warmup-ms -5.0 is out of range"),
+    (["--cpu", "--min-time-ms", "inf"], "--min-time-ms inf is out of range"),  # timed each row forever
     (["--gpu", "0", "--threads", "4"], "--threads is for the CPU"),
 ])
 def test_profile_device_options_that_would_be_ignored_are_one_line(tmp_path, capsys, extra, said):
