@@ -18,7 +18,7 @@ MAX_SEED = 2**32 - 1  # a run's seed: numpy's legacy range, well inside what tor
 
 
 def check_seed(seed: int) -> None:
-    if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise DepthshrinkError(f"a seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
 
 
