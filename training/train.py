@@ -49,9 +49,10 @@ class TrainConfig:
         for name, low, high in (("label_smoothing", 0, 1), ("distill_weight", 0, 1), ("weight_decay", 0, math.inf),
                                 ("momentum", 0, 1)):
             value = getattr(self, name)
-            if not (low <= value <= high and math.isfinite(value)):  # refused here, not by torch after the
-                raise DepthshrinkError(f"the {name.replace('_', ' ')} must be a finite number in [{low}, {high}], "
-                                       f"not {value}")  # first batch (or never: inf weight decay trains to chance)
+            # refused here, not by torch after the first batch (or never: an infinite decay trains to chance)
+            if not (low <= value <= high and math.isfinite(value)):
+                bound = f"{high})" if high == math.inf else f"{high}]"
+                raise DepthshrinkError(f"the {name.replace('_', ' ')} must be in [{low}, {bound}, not {value}")
         check_seed(self.seed)
         if not 0 < self.lr < math.inf:
             raise DepthshrinkError(f"the learning rate must be a positive number, not {self.lr}")
