@@ -84,9 +84,9 @@ def _import_here(module_name: str):
         sys.path.append(here)  # after the installed packages: a local file shadows none of them
         try:
             return importlib.import_module(module_name)
-        except ModuleNotFoundError:
+        except ModuleNotFoundError:  # not there either, or found and missing a module of its own: say which
             sys.path.remove(here)
-            raise exc from None
+            raise
 
 
 def _takes(builder: Callable[..., nn.Module], option: str) -> bool:

@@ -127,6 +127,9 @@ def test_a_factory_in_the_working_folder_is_found_as_python_m_finds_it(tmp_path,
         "    return build_model('tiny_mobilenet', **options)\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    (tmp_path / "depthshrink_user_net2.py").write_text("import depthshrink_missing_dependency\n")
+    _refused(["space", "--model", "depthshrink_user_net2:build", "--resolution", "32", "--out", "t.json"], capsys,
+             "No module named 'depthshrink_missing_dependency'")  # what the user's file lacks, not the file
     assert main(["space", "--model", "depthshrink_user_net:build", "--resolution", "32",
                  "--out", str(tmp_path / "s.json")]) == 0, capsys.readouterr().err
     assert (tmp_path / "s.json").exists()
