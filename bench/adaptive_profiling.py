@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 import depthshrink
+from depthshrink.cli.common import positive_float
 from depthshrink.errors import OutOfReach
 from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.compare import lacking
@@ -46,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget-fraction", default="0.4")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.6])
+    parser.add_argument("--fractions", type=positive_float, nargs="+", default=[0.8, 0.6])
     parser.add_argument("--full", default=str(FULL), help="the full table to compare with (default: the shipped one)")
     parser.add_argument("--reuse", action="store_true", help="compare an adaptive table --out already holds")
     parser.add_argument("--cache-flush", default="auto", choices=("auto", "on", "off"),

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT.parent))
 
+from depthshrink.cli import common  # noqa: E402
 from depthshrink.contracts.checkpoints import load_checkpoint  # noqa: E402
 from depthshrink.pipeline.config import PipelineConfig  # noqa: E402
 from depthshrink.pipeline.networks import Network  # noqa: E402
@@ -45,10 +46,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="scratch run folder (checkpoints; a re-run resumes)")
     parser.add_argument("--config", default=str(ROOT / "bench" / "pipeline.toml"))
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="finetuning seeds (default 0)")
+    parser.add_argument("--epochs", type=common.positive_int, default=8)
+    parser.add_argument("--seed", type=common.seed, nargs="+", default=[0], help="finetuning seeds (default 0)")
     parser.add_argument("--masks", nargs="*", default=[], help="masks files of shrunk networks to finetune")
-    parser.add_argument("--pruning-ratio", type=float, nargs="*", default=[], help="L1-pruned baselines")
+    parser.add_argument("--pruning-ratio", type=common.positive_float, nargs="*", default=[], help="L1-pruned baselines")
     parser.add_argument("--compare", help="the bench's run folder: its accuracies of the same networks")
     args = parser.parse_args()
 

@@ -18,6 +18,7 @@ import time
 import torch
 
 import depthshrink
+from depthshrink.cli.common import positive_int
 from depthshrink.contracts.masks import per_block_masks
 from depthshrink.models import build_model
 from depthshrink.training.data import DataSpec, load_split
@@ -50,8 +51,8 @@ def finetuner(model, teacher, data, config: TrainConfig) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=4096)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--images", type=positive_int, default=4096)
+    parser.add_argument("--rounds", type=positive_int, default=4)
     parser.add_argument("--data", default="fashion-mnist")
     args = parser.parse_args()
     torch.manual_seed(0)

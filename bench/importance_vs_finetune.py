@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from depthshrink.cli.common import positive_int
 from depthshrink.pipeline.config import PipelineConfig
 from depthshrink.pipeline.stages import Pipeline
 from depthshrink.search.segments import candidate_segments
@@ -83,9 +84,9 @@ def main() -> None:
     parser.add_argument("--weights", help="the base network's checkpoint")
     parser.add_argument("--config", help="pipeline TOML whose [data], [finetune] and [importance] bn_images and "
                                          "probe_steps are used (default: the demo's)")
-    parser.add_argument("--segments", type=int, default=30)
-    parser.add_argument("--max-removed", type=int, default=3)
-    parser.add_argument("--held-out-images", type=int, default=2000)
+    parser.add_argument("--segments", type=positive_int, default=30)
+    parser.add_argument("--max-removed", type=positive_int, default=3)
+    parser.add_argument("--held-out-images", type=positive_int, default=2000)
     parser.add_argument("--out", help="CSV of every segment's scores and accuracy kept")
     args = parser.parse_args()
     if args.report:

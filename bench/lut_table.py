@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from depthshrink.cli.common import positive_float, positive_int
 from depthshrink.lut.table import read_lut
 from depthshrink.models.build import ModelSpec
 from depthshrink.pipeline.profile import ProfileJob, describe, profile_device
@@ -22,13 +23,13 @@ from depthshrink.profiler.timing import TimingProtocol
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--width-mult", type=float, default=1.0)
-    parser.add_argument("--resolution", type=int, default=224)
-    parser.add_argument("--in-channels", type=int, default=3)
-    parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--passes", type=int, default=3, help="interleaved timing passes (profile-device --passes)")
+    parser.add_argument("--width-mult", type=positive_float, default=1.0)
+    parser.add_argument("--resolution", type=positive_int, default=224)
+    parser.add_argument("--in-channels", type=positive_int, default=3)
+    parser.add_argument("--num-classes", type=positive_int, default=1000)
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--passes", type=positive_int, default=3, help="interleaved timing passes (profile-device --passes)")
     parser.add_argument("--cache-flush", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--out", required=True, help="LUT to write (must not exist: this times a full table)")
     args = parser.parse_args()

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 import depthshrink
+from depthshrink.cli.common import positive_float, positive_int
 from depthshrink.contracts.masks import per_block_masks
 from depthshrink.export.onnx import export_onnx, onnx_relative_error
 from depthshrink.models import build_model
@@ -29,12 +30,12 @@ from depthshrink.profiler.timing import TimingProtocol
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--width-mult", type=float, default=1.0)
-    parser.add_argument("--resolution", type=int, default=224)
-    parser.add_argument("--in-channels", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--min-time-ms", type=float, default=3000.0)
+    parser.add_argument("--width-mult", type=positive_float, default=1.0)
+    parser.add_argument("--resolution", type=positive_int, default=224)
+    parser.add_argument("--in-channels", type=positive_int, default=3)
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
+    parser.add_argument("--min-time-ms", type=positive_float, default=3000.0)
     parser.add_argument("--out", default="out/bench_merge")
     parser.add_argument("--gpu", help="time in PyTorch on this CUDA GPU instead (fp32 and fp16, batch 1 and 64, "
                                       "CUDA graph and eager)")

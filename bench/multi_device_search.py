@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 import depthshrink
+from depthshrink.cli.common import positive_int
 from depthshrink.lut.table import LatencyTable
 from depthshrink.models import build_model
 from depthshrink.search.budget import parse_budget
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--importance", help="importance CSV (default: synthetic, seed 0)")
     parser.add_argument("--space", help="chain space JSON (default: traced here, torch)")
     parser.add_argument("--rounding", choices=("none", "grid"), default="none")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=positive_int, default=5)
     parser.add_argument("--out", required=True, help="surface CSV to write")
     args = parser.parse_args()
     luts = [Path(p) for p in args.lut] if args.lut else [CPU_LUT, H100_LUT]

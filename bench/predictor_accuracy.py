@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 import depthshrink
+from depthshrink.cli.common import positive_int
 from depthshrink.lut.features import score, table_device
-from depthshrink.lut.predictor import LatencyPredictor, cross_validate
+from depthshrink.lut.predictor import MIN_ROWS, LatencyPredictor, cross_validate
 from depthshrink.lut.sampling import simulated_picks
 from depthshrink.lut.table import LatencyTable, own_conv
 from depthshrink.lut.transfer import PriorTable, priors_for, transfer_evaluation
@@ -209,12 +210,14 @@ def section_timing() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", nargs="+", type=Path, help="LUT CSV files (default: shipped and shared tables)")
-    parser.add_argument("--rows", type=int, default=30, help="rows of the new device in the transfer section")
+    parser.add_argument("--rows", type=positive_int, default=30, help="rows of the new device in the transfer section")
     parser.add_argument("--skip", nargs="*", default=[], choices=("tables", "transfer", "demo", "timing"))
     parser.add_argument("--demo-table", type=Path, default=DEMO,
                         help="a full table of the demo network measured here (default: the shipped one); its "
                              "prior is the pipeline's: the shipped tables, less one that holds its measurements")
     args = parser.parse_args()
+    if args.rows < MIN_ROWS:
+        parser.error(f"--rows: the predictor needs at least {MIN_ROWS} rows of the new device, got {args.rows}")
     tables = dict(own_rows(p) for p in (args.table or default_tables()))
     if "tables" not in args.skip:
         section_tables(tables)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 import depthshrink
+from depthshrink.cli.common import positive_float
 from depthshrink.errors import OutOfReach
 from depthshrink.export.onnx import export_onnx
 from depthshrink.lut.table import LatencyTable
@@ -40,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lut", default=str(LUT))
     parser.add_argument("--importance")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.6])
+    parser.add_argument("--fractions", type=positive_float, nargs="+", default=[0.8, 0.6])
     args = parser.parse_args()
     model = build_model("mobilenet_v2").eval()
     space = depthshrink.trace(model, torch.zeros(1, 3, 224, 224), model_info={"name": "mobilenet_v2"})

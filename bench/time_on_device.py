@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from depthshrink.cli.common import positive_float, positive_int
 from depthshrink.errors import DepthshrinkError
 from depthshrink.pipeline.other_device import pack, time_on_device
 
@@ -27,10 +28,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="the run folder of the other device's timings")
     parser.add_argument("--gpu", help="a GPU index or name (default: PyTorch on this CPU)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "fp16"))
-    parser.add_argument("--threads", type=int, help="CPU threads (without --gpu)")
-    parser.add_argument("--min-time-ms", type=float, default=1000.0, help="timing per network and batch size")
-    parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, help="the throughput batch (default: the run's)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (without --gpu)")
+    parser.add_argument("--min-time-ms", type=positive_float, default=1000.0, help="timing per network and batch size")
+    parser.add_argument("--passes", type=positive_int, default=3)
+    parser.add_argument("--batch-size", type=positive_int, help="the throughput batch (default: the run's)")
     args = parser.parse_args()
     try:
         if args.pack:

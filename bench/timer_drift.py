@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from depthshrink.cli.common import positive_float
 from depthshrink.export.onnx import export_onnx
 from depthshrink.profiler.onnxruntime import OnnxRuntimeRunner, session_from_onnx
 
@@ -37,8 +38,8 @@ def _runner(folder: Path, name: str, c_in: int, c_out: int, kernel: int, groups:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--window-ms", type=float, default=300.0)
+    parser.add_argument("--seconds", type=positive_float, default=40.0)
+    parser.add_argument("--window-ms", type=positive_float, default=300.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         runners = {name: _runner(Path(folder), name, *spec) for name, spec in CONVS.items()}

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..contracts.files import write_atomic, write_json_atomic
 from ..contracts.setting import SETTING_COLUMNS
-from .table import COLUMNS, read_lut, row_key
+from .table import COLUMNS, OPTIONAL, cell_text, check_lut_header, read_lut, row_key
 
 
 def validation_entries(lut_path: str | os.PathLike) -> list[dict]:
@@ -25,12 +25,15 @@ def validation_entries(lut_path: str | os.PathLike) -> list[dict]:
 
 
 def merge_luts(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
-    """Union of several LUT files; for a key present more than once, the first row wins."""
+    """Union of several LUT files; for a key present more than once, the first row wins. A column of a
+    newer layout (``OPTIONAL``) is kept when one of the files has it."""
     frames = [read_lut(p) for p in paths]
     union = pd.concat(frames, ignore_index=True)
     keys = [row_key(r) for r in union.to_dict("records")]
     duplicated = pd.Series(keys).duplicated().to_numpy()
-    return union.loc[~duplicated, COLUMNS + [c for c in union.columns if c not in COLUMNS]], int(duplicated.sum())
+    present = {c for p in paths for c in check_lut_header(p)}
+    columns = [c for c in COLUMNS if c not in OPTIONAL or c in present]
+    return union.loc[~duplicated, columns + [c for c in union.columns if c not in COLUMNS]], int(duplicated.sum())
 
 
 def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> tuple[pd.DataFrame, int, int]:
@@ -38,7 +41,8 @@ def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> t
     (for one network at one input size in one setting, the first file's entry wins). Returns the
     merged rows, the duplicate rows dropped and the validation entries kept."""
     frame, duplicates = merge_luts(paths)
-    write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
+    text = frame.map(lambda value: "" if pd.isna(value) else cell_text(value))  # as the LUT writer spells it
+    write_atomic(out, lambda tmp: text.to_csv(tmp, index=False))
     kept: list[tuple[tuple, object, dict]] = []  # (network and setting, input, entry)
     for path in paths:
         for entry in validation_entries(path):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).parents[1]
 BENCH = ROOT / "bench"
@@ -55,3 +56,21 @@ def test_a_dry_run_of_the_gpu_check_leaves_an_earlier_status_alone(tmp_path):
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert (tmp_path / "status.txt").read_text() == "install: exit 0 after 3 s\n"
     assert out.strip().endswith("dry run: nothing was run")
+
+
+@pytest.mark.parametrize("script,argv,message", [
+    ("multi_device_search", ["--repeat", "0", "--out", "x.csv"], "--repeat: must be a positive integer"),  # min([])
+    ("timer_drift", ["--seconds", "-1"], "--seconds: must be a positive number"),  # numpy's empty min
+    ("importance_vs_finetune", ["--segments", "0"], "--segments: must be a positive integer"),  # 0 division
+    ("time_on_device", ["run", "--min-time-ms", "0"], "--min-time-ms: must be a positive number"),  # ran, untimed
+    ("predictor_accuracy", ["--rows", "5"], "at least 20 rows of the new device"),  # a traceback after the fits
+    ("finetune_length", ["--out", "x", "--seed", "-1"], "--seed: must be an integer from 0"),
+    ("lut_table", ["--out", "x.csv", "--passes", "0"], "--passes: must be a positive integer"),
+])
+def test_bench_options_out_of_range_are_refused_by_the_parser(script, argv, message, monkeypatch, capsys):
+    """Counts and times of 0 or below crashed a bench script after its set-up, or ran it on nothing."""
+    module = _script(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        module.main()
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

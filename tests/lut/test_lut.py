@@ -85,6 +85,26 @@ def test_merge_unions_devices_and_drops_duplicates(tmp_path):
     assert merged.loc[merged["device"] == "cpu-a", "latency_ms"].item() == 0.5  # the first one wins
 
 
+def test_merging_a_table_into_itself_leaves_its_bytes_as_they_were(tmp_path):
+    """``lut merge A.csv --out A.csv`` rewrote the shipped table's integers as floats (16 -> 16.0) and added
+    the empty columns of a newer layout; a merge writes every cell as the LUT writer does."""
+    from depthshrink.lut.merging import merge_lut_files
+
+    shipped = ROOT / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"  # no cache_flush ... passes
+    table = tmp_path / "a.csv"
+    table.write_bytes(shipped.read_bytes())
+    merge_lut_files([table], table)
+    assert table.read_bytes() == shipped.read_bytes()
+    newer = tmp_path / "newer.csv"
+    LutWriter(newer).append(_row(device="cpu-b", cache_flush=1, min_time_ms=200.0, passes=3))
+    merge_lut_files([table, newer], tmp_path / "both.csv")
+    lines = (tmp_path / "both.csv").read_text().splitlines()
+    assert lines[0] == ",".join(COLUMNS)  # a column one table has is kept, empty in the other's rows
+    assert lines[1] == shipped.read_text().splitlines()[1] + ",,,,,"
+    assert lines[-1].startswith("cpu-b,onnxruntime,fp32,1,1,conv,,8,16,3,1,1,14,14,1,relu6,0,0.5,")
+    assert lines[-1].endswith(",1,,,200,3")
+
+
 def test_merged_files_keep_their_validations_beside_them(tmp_path):
     """A pipeline given [profile] luts, or `lut merge`, lost the validations that calibrate the search."""
     import json
