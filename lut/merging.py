@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..contracts.files import write_atomic, write_json_atomic
 from ..contracts.setting import SETTING_COLUMNS
-from .table import COLUMNS, OPTIONAL, cell_text, check_lut_header, read_lut, row_key
+from .table import COLUMNS, OPTIONAL, cell_text, check_lut_header, check_lut_name, read_lut, row_key
 
 
 def validation_entries(lut_path: str | os.PathLike) -> list[dict]:
@@ -40,6 +40,7 @@ def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> t
     """Write the union of ``paths`` to ``out`` and their validations to ``<out>.validation.json``
     (for one network at one input size in one setting, the first file's entry wins). Returns the
     merged rows, the duplicate rows dropped and the validation entries kept."""
+    check_lut_name(out)
     frame, duplicates = merge_luts(paths)
     text = frame.map(lambda value: "" if pd.isna(value) else cell_text(value))  # as the LUT writer spells it
     write_atomic(out, lambda tmp: text.to_csv(tmp, index=False))

@@ -83,6 +83,14 @@ def cell_text(value) -> str:
     return str(value)
 
 
+def check_lut_name(path: str | os.PathLike) -> None:
+    """A LUT to write is named ``*.csv``: its pass log, validation and lock are named after it, and
+    ``cpu`` and ``cpu.csv`` would share them."""
+    if Path(path).suffix != ".csv":
+        raise DepthshrinkError(f"a LUT file is named *.csv (its pass log and validation are named after it): "
+                               f"got {path}")
+
+
 class LutWriter:
     """Appends rows to a LUT file, creating it with the header when new.
 
@@ -91,6 +99,7 @@ class LutWriter:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        check_lut_name(self.path)
         if not self.path.parent.is_dir():
             raise DepthshrinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
         if self.path.exists() and self.path.stat().st_size > 0:

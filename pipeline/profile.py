@@ -59,7 +59,7 @@ class Profiled:
 
 def profile_device(job: ProfileJob, options: BackendOptions) -> Profiled:
     """Measure what ``job.lut`` lacks on this machine (see :func:`..profiler.session.profile`)."""
-    from ..lut.table import check_lut_header
+    from ..lut.table import check_lut_header, check_lut_name
     from ..profiler.bundle import load_bundle
     from ..profiler.session import profile
     from ..profiler.validation import validate
@@ -80,6 +80,7 @@ def profile_device(job: ProfileJob, options: BackendOptions) -> Profiled:
     if bundle is not None and bundle.batch_size != job.batch_size:
         raise DepthshrinkError(f"the bundle was exported for batch {bundle.batch_size}, not --batch-size {job.batch_size}")
     make_backend, label = backend_factory(options)
+    check_lut_name(job.lut)
     if Path(job.lut).is_file():
         check_lut_header(job.lut)  # a foreign file is refused before any slow export
     auto_flush = options.backend_name == "onnxruntime" and options.cache_flush is CacheFlush.AUTO

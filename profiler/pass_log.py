@@ -87,6 +87,8 @@ class PassLog:
     def record(self, key: str, cache_flush: CacheFlush | None, timing: Timing, call_overhead_ms: float) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.write_text(",".join(FIELDS) + "\n")
+        elif self._header() != FIELDS:  # a log of an older layout: its lines rewritten in this one first
+            self._rewrite(self._lines())
         flush = "" if cache_flush is None or cache_flush.recorded is None else cache_flush.recorded
         append_csv_line(self.path, [key, self.protocol, self.host, flush, *astuple(timing), call_overhead_ms])
 
@@ -97,8 +99,15 @@ class PassLog:
         if not others:
             self.path.unlink(missing_ok=True)
             return
+        self._rewrite(others)
+
+    def _header(self) -> list[str]:
+        with open(self.path, newline="", errors="replace") as handle:
+            return next(csv.reader(handle), [])
+
+    def _rewrite(self, lines: list[dict]) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(others)
+        writer.writerows(lines)
         write_text_atomic(self.path, buffer.getvalue())  # a crash keeps the old log or the new, whole

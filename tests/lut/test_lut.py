@@ -103,6 +103,8 @@ def test_merging_a_table_into_itself_leaves_its_bytes_as_they_were(tmp_path):
     assert lines[1] == shipped.read_text().splitlines()[1] + ",,,,,"
     assert lines[-1].startswith("cpu-b,onnxruntime,fp32,1,1,conv,,8,16,3,1,1,14,14,1,relu6,0,0.5,")
     assert lines[-1].endswith(",1,,,200,3")
+    with pytest.raises(DepthshrinkError, match=r"named \*\.csv"):  # its validation would be both.validation.json
+        merge_lut_files([table], tmp_path / "both")
 
 
 def test_merged_files_keep_their_validations_beside_them(tmp_path):

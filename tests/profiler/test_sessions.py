@@ -387,3 +387,37 @@ def test_a_pass_log_from_before_the_timing_method_was_recorded_is_taken_over_whe
                                                        Timing(0.1, 0.1, 0.1, 5, 1.0), 0.01)
     assert len(PassLog(lut, protocol, "cpu-x|onnxruntime", "host-clock").taken("cpu-x|onnxruntime|k", CacheFlush.OFF)) == 1
     assert PassLog(lut, protocol, "cpu-x|onnxruntime", "cuda-graph").taken("cpu-x|onnxruntime|k", CacheFlush.OFF) == []
+
+
+def test_a_lut_not_named_csv_is_refused_before_anything_is_exported(tmp_path, capsys):
+    """``--lut cpu`` and ``--lut cpu.csv`` shared one pass log, validation file (``cpu.validation.json``) and,
+    run at once, neither lock held the other off."""
+    from depthshrink.lut.table import LutWriter
+
+    for name in ("cpu", "cpu.CSV", "cpu.csv.bak"):
+        assert main(["profile-device", "--cpu", "--model", "tiny_mobilenet", "--resolution", "32",
+                     "--batch-size", "1", "--lut", str(tmp_path / name), "--no-progress"]) == 1
+        assert "a LUT file is named *.csv" in capsys.readouterr().err
+        with pytest.raises(DepthshrinkError, match=r"named \*\.csv"):
+            LutWriter(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pass_log_of_the_older_layout_is_rewritten_in_the_new_one_before_a_line_is_added(tmp_path):
+    """A 9-field log (before call_overhead_ms) got 10-field lines appended under its 9-field header: the
+    overhead they recorded was read back as nothing."""
+    import csv
+
+    from depthshrink.profiler.pass_log import FIELDS, PassLog, log_path
+    from depthshrink.profiler.timing import Timing
+
+    lut, protocol, ours = tmp_path / "lut.csv", TimingProtocol(passes=3), "cpu-x|onnxruntime"
+    PassLog(lut, protocol, ours).record(f"{ours}|a", CacheFlush.OFF, Timing(0.1, 0.1, 0.1, 5, 1.0), 0.01)
+    log = log_path(lut)
+    header, line = log.read_text().splitlines()
+    log.write_text(",".join(FIELDS[:-1]) + "\n" + line.rsplit(",", 1)[0] + "\n")  # as an older session left it
+    PassLog(lut, protocol, ours).record(f"{ours}|b", CacheFlush.OFF, Timing(0.2, 0.2, 0.2, 5, 1.0), 0.03)
+    rows = list(csv.reader(log.read_text().splitlines()))
+    assert rows[0] == FIELDS and [len(r) for r in rows[1:]] == [10, 10] and rows[1][-1] == ""
+    again = PassLog(lut, protocol, ours)
+    assert again.call_overhead_ms == 0.03 and len(again.taken(f"{ours}|a", CacheFlush.OFF)) == 1
