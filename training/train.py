@@ -202,11 +202,7 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
     load_into(model, state["model"], str(out / "last.pt"))
     step.optimizer.load_state_dict(state["optimizer"])
     step.schedule.load_state_dict(state["schedule"])
-    ranks = state.get("rng_per_rank") or [{"cpu": state["rng"]}]  # older checkpoints: rank 0's CPU generator
-    mine = ranks[rank] if rank < len(ranks) else ranks[0]
-    torch.set_rng_state(mine["cpu"])
-    if device.type == "cuda" and "cuda" in mine:
-        torch.cuda.set_rng_state(mine["cuda"], device)
+    restore_generators(state.get("rng_per_rank") or [{"cpu": state["rng"]}], rank, device)  # older: rank 0's CPU one
     if step.ema is not None:
         step.ema.module.load_state_dict(state["ema"])
         step.ema.n_averaged.fill_(state["ema_updates"])
@@ -217,6 +213,17 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
         kept = [line for line in metrics.read_text().splitlines() if _epoch_of(line) <= state["epoch"]]
         metrics.write_text("".join(line + "\n" for line in kept))
     return state["epoch"]
+
+
+def restore_generators(ranks: list[dict], rank: int, device: torch.device) -> None:
+    """This rank's random generators as the checkpoint saved them. A rank the saved run did not have (a resume
+    on more processes) keeps its own stream, seeded as a fresh run seeds it: taking rank 0's state gave it rank
+    0's random draws."""
+    if rank >= len(ranks):
+        return
+    torch.set_rng_state(ranks[rank]["cpu"])
+    if device.type == "cuda" and "cuda" in ranks[rank]:
+        torch.cuda.set_rng_state(ranks[rank]["cuda"], device)
 
 
 def _epoch_of(line: str) -> float:

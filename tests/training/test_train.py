@@ -349,3 +349,19 @@ def test_training_settings_out_of_range_are_one_line(tmp_path, capsys, option, v
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and option.lstrip("-").split("-")[0] in err[-1].lower()
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_rank_the_saved_run_lacked_keeps_its_own_random_stream():
+    """Resumed on more processes than saved, rank 1 took rank 0's generator state: both drew the same numbers."""
+    from depthshrink.training.ranks import stream_seed
+    from depthshrink.training.train import restore_generators
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(123)
+    saved = [{"cpu": torch.get_rng_state()}]  # a one-process run's checkpoint
+    rank_0 = torch.rand(4)
+    torch.manual_seed(stream_seed(0, "rank", 1))  # as _train seeds rank 1 before resuming
+    restore_generators(saved, 1, cpu)
+    assert not torch.equal(torch.rand(4), rank_0)
+    restore_generators(saved, 0, cpu)
+    assert torch.equal(torch.rand(4), rank_0)
