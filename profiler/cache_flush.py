@@ -30,8 +30,14 @@ class FlushChoice:
     with_flush_ms: float | None = None   # fixed part + its layers + one call overhead, flushed
     without_flush_ms: float | None = None
     kept: bool = False                   # as the LUT's earlier rows of this setting were measured
+    unrecorded_rows: int = 0             # earlier rows of this setting that do not record their flush
 
     def describe(self) -> str:
+        return self._chosen() + (f"; the LUT's {self.unrecorded_rows} earlier rows of this setting do not record "
+                                 "theirs: if they were timed the other way, µs-scale rows differ by up to ~2x"
+                                 if self.unrecorded_rows else "")
+
+    def _chosen(self) -> str:
         setting = f"cache flush {self.cache_flush.value}"
         if self.kept:
             return f"{setting}, as the LUT's earlier timings of this setting"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -132,15 +132,17 @@ def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, setting
     if backend.cache_flush is not CacheFlush.AUTO:
         return None
     try:
-        earlier = earlier_choice(LatencyTable.read(lut_path).select(**setting_of(backend, settings)).frame)
+        rows = LatencyTable.read(lut_path).select(**setting_of(backend, settings)).frame
     except DepthshrinkError:  # no rows of this setting yet
-        earlier = None
+        rows = None
+    earlier = None if rows is None else earlier_choice(rows)
     if earlier is None and settings.protocol.passes > 1:
         earlier = pass_log_of(lut_path, backend, settings).cache_flush
     if earlier is not None:
         backend.cache_flush = earlier
         return FlushChoice(earlier, kept=True)
-    return choose_cache_flush(bundle, backend, settings.protocol, lambda e: workload_of(bundle, e, modules))
+    choice = choose_cache_flush(bundle, backend, settings.protocol, lambda e: workload_of(bundle, e, modules))
+    return replace(choice, unrecorded_rows=0 if rows is None else len(rows))  # a LUT from before the column
 
 
 def _adaptive(pending: list[Entry], limit: int, recorder: Recorder,

@@ -421,3 +421,20 @@ def test_a_pass_log_of_the_older_layout_is_rewritten_in_the_new_one_before_a_lin
     assert rows[0] == FIELDS and [len(r) for r in rows[1:]] == [10, 10] and rows[1][-1] == ""
     again = PassLog(lut, protocol, ours)
     assert again.call_overhead_ms == 0.03 and len(again.taken(f"{ours}|a", CacheFlush.OFF)) == 1
+
+
+def test_auto_says_when_the_tables_earlier_rows_do_not_record_their_flush(tmp_path):
+    """A LUT from before the cache_flush column, extended with auto: the session chose afresh and said nothing,
+    though its new rows may be timed the other way from the old ones."""
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
+    lut, settings = tmp_path / "lut.csv", Settings("cpu-test", 1, FAST, progress=False)
+    profile(bundle, OnnxRuntimeBackend(1, cache_flush=CacheFlush.OFF), lut, settings)
+    old = pd.read_csv(lut).drop(columns=["cache_flush", "timing_method", "layout", "min_time_ms", "passes"])
+    old.iloc[:-3].to_csv(lut, index=False)  # an older layout, three rows left to measure
+    resumed = profile(bundle, OnnxRuntimeBackend(1, cache_flush=CacheFlush.AUTO), lut, settings)
+    assert len(resumed.measured) == 3 and not resumed.cache_flush.kept
+    assert resumed.cache_flush.unrecorded_rows == len(old) - 3
+    assert f"the LUT's {len(old) - 3} earlier rows of this setting do not record theirs" in resumed.cache_flush.describe()
