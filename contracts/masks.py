@@ -6,6 +6,7 @@ other removable activation is then removed. Checked against a chain space before
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -34,10 +35,10 @@ class Masks:
             if key not in data:
                 raise DepthshrinkError(f"masks file has no '{key}'")
         try:
-            segments = [(int(s), int(e)) for s, e in data["segments"]]
-            kept = sorted(int(p) for p in data["kept_activations"])
+            segments = [(_position(s), _position(e)) for s, e in data["segments"]]
+            kept = sorted(_position(p) for p in data["kept_activations"])
             removed = data.get("removed_activations")
-            removed = None if removed is None else sorted(int(p) for p in removed)
+            removed = None if removed is None else sorted(_position(p) for p in removed)
         except (TypeError, ValueError) as exc:
             raise DepthshrinkError(f"masks file: segments must be [start, end] pairs and "
                                    f"activations integers ({exc})") from None
@@ -127,3 +128,11 @@ def per_block_masks(space: ChainSpace) -> Masks:
             segments.append((start, end))
             start = end
     return Masks([], segments, model=dict(space.model))
+
+
+def _position(value) -> int:
+    """A layer position as JSON holds it: an integer (12.9 was read as 12, "12" as 12)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)

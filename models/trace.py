@@ -111,7 +111,7 @@ def _chain_sites(gm: fx.GraphModule, path: list[fx.Node], convs: list[fx.Node], 
         site = SiteNodes(p, path[pos[convs[p - 1]] + 1:stop])
         _parse_site(site, convs[p - 1], path, pos, kinds, gm)
         if site.add is not None and site.barrier is None:
-            skip, block = _residual_block(site, path, pos, convs, kinds)
+            skip, block = _residual_block(site, path, pos, convs, kinds, gm)
             if block is None:
                 site.barrier = skip
             else:
@@ -225,7 +225,7 @@ def _parse_site(site: SiteNodes, conv: fx.Node, path: list[fx.Node], pos: dict, 
 
 
 def _residual_block(site: SiteNodes, path: list[fx.Node], pos: dict, convs: list[fx.Node],
-                    kinds: dict) -> tuple:
+                    kinds: dict, gm: fx.GraphModule) -> tuple:
     """(skip node, block) for the site's residual add, or (reason, None) when it is no plain skip."""
     add = site.add
     skip = next(a for a in add.args if a is not path[pos[add] - 1])
@@ -237,6 +237,8 @@ def _residual_block(site: SiteNodes, path: list[fx.Node], pos: dict, convs: list
     chain_index = {node: i for i, node in enumerate(convs)}
     if not between or any(n not in chain_index for n in between):
         return "the residual add skips over layers outside the chain", None
+    if any(gm.get_submodule(n.target).stride != (1, 1) for n in between):  # the add is stride 1: no strided kernel folds it
+        return "the residual block strides inside (its map keeps its size through padding)", None
     return skip, ResidualBlock(chain_index[between[0]], chain_index[between[-1]] + 1)
 
 

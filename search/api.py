@@ -23,6 +23,7 @@ from .budget import Budget
 from .calibration import Calibration, calibrated, fit_calibration, read_validation
 from .problem import SearchProblem, build_problem
 from .run import SearchResult, solve_depthshrinker, solve_dp
+from .units import ceil_ps
 
 METHODS = ("dp", "depthshrinker")
 
@@ -101,7 +102,7 @@ def multi_masks(result, devices: list[DeviceProblem], space: ChainSpace) -> Mask
 def write_frontier(result: SearchResult, problem: SearchProblem, path: str | os.PathLike) -> None:
     """Every point of a single-device frontier (latency, importance, kept activations), as CSV."""
     outside = problem.fixed_ms + problem.overhead_ms
-    rows = [{"latency_ms": round(s.latency_ms + outside, 6), "importance": s.importance,
+    rows = [{"latency_ms": ceil_ps(s.latency_ms + outside), "importance": s.importance,
              "kept_activations": " ".join(map(str, s.cuts)), "segments": len(s.spans),
              "chosen": int((s.cuts, s.spans) == (result.solution.cuts, result.solution.spans))}
             for s in result.frontier]

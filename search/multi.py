@@ -21,11 +21,13 @@ objective within the budgets, the one with the most slack is chosen (lowest larg
 budget used); ``DevicePlan.alone`` is the best network for that device's budget alone.
 
 ``rounding="none"`` (default): no latency grid. Span latencies are taken in whole picoseconds
-(1e-9 ms: the tables record 6-7 decimals of a ms, so nothing changes; a predicted latency is
-rounded up by under 1 ps), so every sum is an exact integer: float addition in another order
-would make equal latencies differ by an ulp and put spurious points on the surface.
+(1e-9 ms: the tables record 6-7 decimals of a ms, so nothing changes; a predicted or calibrated
+latency is rounded up by under 1 ps), so every sum is an exact integer: float addition in another
+order would make equal latencies differ by an ulp and put spurious points on the surface. The
+latencies reported are these sums (plus the fixed part and overhead), so a network's reported
+latency, given back as the budget, fits it (the table's own float sum differs by under 1 ps a span).
 ``rounding="grid"``: each segment's split latency rounded up to each device's grid, the step
-chosen so that rounding costs at most 0.5% of each budget. Reported latencies are the
+chosen so that rounding costs at most 0.5% of each budget; latencies reported are then the
 table's: each segment's spans, then the segments, added in chain order.
 """
 
@@ -43,11 +45,11 @@ from ..errors import DepthshrinkError, OutOfReach
 from .budget import Budget
 from .pareto import ParetoDP, non_dominated, split_fronts
 from .problem import SearchProblem
+from .units import PICOSECOND_MS, ceil_ps, limit_picoseconds, picoseconds
 
 ROUNDING = ("none", "grid")
 ROUNDING_SHARE = 0.005  # rounding="grid": rounding may cost at most this share of the budget
 MAX_BINS = 200_000      # a coarser grid beyond this (the rounding share then grows, and is stated)
-PICOSECOND_MS = 1e-9  # rounding="none": span latencies in whole picoseconds
 SpanKey = tuple[int, int]
 
 
@@ -86,7 +88,7 @@ class MultiResult:
     objective: float
     devices: tuple[DevicePlan, ...]
     surface: tuple[SurfacePoint, ...]          # every non-dominated network, highest objective first
-    chosen: int | None                         # index in surface (None: the original network)
+    chosen: int                                # index in surface
     rounding: str                              # said in one line, for the masks file
     note: str = ""
 
@@ -99,7 +101,7 @@ class MultiResult:
         """The surface as rows for ``pandas.DataFrame(...).to_csv``: one latency column a device."""
         sites = len(self.kept_activations) + len(self.removed_activations)
         return [{"objective": p.objective,
-                 **{f"latency_ms:{d.label}": round(ms, 6) for d, ms in zip(self.devices, p.latency_ms)},
+                 **{f"latency_ms:{d.label}": ceil_ps(ms) for d, ms in zip(self.devices, p.latency_ms)},
                  "kept_activations": " ".join(map(str, p.kept_activations)),
                  "merged_spans": " ".join(f"{s}-{e}" for s, e in p.spans if e - s > 1),
                  "removed_activations": sites - len(p.kept_activations), "chosen": int(k == self.chosen)}
@@ -132,13 +134,11 @@ def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], ro
             options[pair], splits[pair], segment_ms[pair] = cost[keep], tuple(split[k] for k in keep), exact[keep]
         limits = [math.floor((b - o) / s + 1e-9) for b, o, s in zip(budget_ms, outside, steps)]
     else:  # whole picoseconds: integers, so every sum is exact whatever its order
-        fronts = split_fronts([{k: math.ceil(v / PICOSECOND_MS - 1e-3) for k, v in p.span_ms.items()}
-                               for p in problems], pairs)
+        fronts = split_fronts([picoseconds(p.span_ms) for p in problems], pairs)
         steps = [None] * len(problems)
         options, splits = ({pair: c for pair, (c, _) in fronts.items()}, {pair: s for pair, (_, s) in fronts.items()})
-        segment_ms = {pair: np.array([[chain_ms(p.span_ms, split) for p in problems] for split in splits[pair]])
-                      for pair in splits}
-        limits = [math.floor((b - o) / PICOSECOND_MS + 1e-3) for b, o in zip(budget_ms, outside)]
+        segment_ms = {pair: c * PICOSECOND_MS for pair, c in options.items()}
+        limits = [limit_picoseconds(b, o) for b, o in zip(budget_ms, outside)]
     dp = ParetoDP(bounds, options, first.importance)
     surface = tuple(SurfacePoint(tuple(b for _, b, _ in pieces[:-1]),
                                  tuple(itertools.chain.from_iterable(splits[(a, b)][k] for a, b, k in pieces)),
@@ -152,17 +152,16 @@ def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], ro
         only[d] = limits[d]
         state = dp.best_within(only)
         alone.append(None if state is None else surface[state])
-    common = (problems, labels, budget_ms, fastest, steps, alone, surface)
-    if all(b >= p.original_ms for p, b in zip(problems, budget_ms)):
-        note = ("every budget is at or above its device's original network's predicted latency: "
-                "the original network is returned, every activation kept")
-        singles = [[(q, q + 1) for q in range(a, b)] for a, b in zip(bounds, bounds[1:])]  # as solve_dp
-        latency = _latency(outside, [np.array([chain_ms(p.span_ms, s) for p in problems]) for s in singles])
-        return _result(*common, SurfacePoint(tuple(sites), tuple(itertools.chain(*singles)), latency, 0.0), None, note)
     state = dp.best_within(np.array(limits, dtype=float))
     if state is None:
         raise OutOfReach(_refusal(labels, budget_ms, fastest, alone))
-    return _result(*common, surface[state], state, "")
+    chosen = surface[state]
+    note = "" if len(chosen.kept_activations) < len(sites) else (
+        "every activation kept: no removal the importance scores allow pays for itself within the budget"
+        + ("; no layers merged either: the original network" if len(chosen.spans) == layers else
+           "; linear layers next to each other merged, which changes no output"))
+    return _result(problems, labels, budget_ms, fastest, steps, alone, surface, chosen, state, note)
+
 
 
 def _result(problems, labels, budget_ms, fastest, steps, alone, surface, chosen: SurfacePoint,

@@ -16,6 +16,7 @@ from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
 from ..lut.lookup import span_latencies
 from ..lut.table import LatencyTable, check_covers, image_of
+from .units import PICOSECONDS_PER_MS, picoseconds
 
 IMPORTANCE_COLUMNS = ["start", "end", "importance"]
 
@@ -42,9 +43,10 @@ class SearchProblem:
 
     @property
     def original_ms(self) -> float:
-        """The network as it is: every activation kept, every layer its own conv."""
-        layers = sum(self.span_ms[(p, p + 1)] for p in range(self.space.num_layers))
-        return self.fixed_ms + self.overhead_ms + layers
+        """The network as it is: every activation kept, every layer its own conv (its layers added as
+        the search adds them, :mod:`.units`, so a budget of 1.0x fits it)."""
+        layers = picoseconds({(p, p + 1): self.span_ms[(p, p + 1)] for p in range(self.space.num_layers)})
+        return self.fixed_ms + self.overhead_ms + sum(layers.values()) / PICOSECONDS_PER_MS
 
 
 def read_importance(path: str | os.PathLike, space: ChainSpace) -> dict[tuple[int, int], float]:
@@ -83,6 +85,12 @@ def read_importance(path: str | os.PathLike, space: ChainSpace) -> dict[tuple[in
         pairs = sorted({(int(s), int(e)) for s, e in zip(repeated["start"], repeated["end"])})
         raise DepthshrinkError(f"{path} scores {len(pairs)} segment(s) more than once, e.g. [{pairs[0][0]}, "
                                f"{pairs[0][1]}): keep one importance table's rows")
+    inner = cuts - {0, space.num_layers}
+    free = [(int(s), int(e)) for s, e, v in zip(frame["start"], frame["end"], frame["importance"])
+            if v != 0 and not any(s < p < e for p in inner)]
+    if free:
+        raise DepthshrinkError(f"{path} gives a nonzero score to {len(free)} segment(s) that remove no activation, "
+                               f"e.g. [{free[0][0]}, {free[0][1]}): such a segment changes nothing and scores 0")
     return {(int(s), int(e)): float(v) for s, e, v in zip(frame["start"], frame["end"], frame["importance"])}
 
 

@@ -9,8 +9,9 @@ from ..contracts.setting import SETTING_COLUMNS
 from ..errors import OutOfReach
 from .budget import Budget
 from .dp import Segment, Solution, fastest_splits
-from .multi import chain_ms, solve_multi
+from .multi import SurfacePoint, chain_ms, solve_multi
 from .problem import SearchProblem
+from .units import PICOSECOND_MS, limit_picoseconds, picoseconds
 
 
 @dataclass
@@ -30,13 +31,13 @@ def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
     prefixes with latencies in whole picoseconds, so sums are exact: :func:`.multi.solve_multi`
     with one device. (A latency grid, as Kim et al.'s stage 2, rounds each segment up: it missed
     networks within its rounding of the budget, and refused budgets its own frontier reached.)"""
-    original = problem.original_ms
-    budget_ms = budget.resolve_ms(original)
+    budget_ms = budget.resolve_ms(problem.original_ms)
     outside = problem.fixed_ms + problem.overhead_ms
-    floor_ms = outside + fastest_splits(problem.space.num_layers, problem.span_ms)[0][0, -1]
-    if budget_ms < floor_ms:
+    floor_ps = fastest_splits(problem.space.num_layers, picoseconds(problem.span_ms))[0][0, -1]  # as the search adds
+    if limit_picoseconds(budget_ms, outside) < floor_ps:
         raise OutOfReach(f"no network fits {budget_ms:.3f} ms: even with every activation removed "
-                               f"the fastest achievable is {floor_ms:.3f} ms (fixed part {outside:.3f} ms)")
+                         f"the fastest achievable is {outside + floor_ps * PICOSECOND_MS:.3f} ms "
+                         f"(fixed part {outside:.3f} ms)")
     try:
         result = solve_multi([problem], [Budget(latency_ms=budget_ms)])
     except OutOfReach:
@@ -44,29 +45,20 @@ def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
         reach = f"{fastest:.3f} ms" if fastest is not None else "nothing (no scored segments)"
         raise OutOfReach(f"no network fits {budget_ms:.3f} ms: the fastest achievable with these "
                                f"importance scores is {reach} (fixed part {outside:.3f} ms)") from None
-    frontier = [_solution(problem, p.kept_activations, p.spans) for p in reversed(result.surface)]
-    solution = _original(problem) if result.chosen is None else \
-        _solution(problem, result.kept_activations, result.spans)
-    note = (f"the budget {budget_ms:.3f} ms is at or above the original network's predicted "
-            f"{original:.3f} ms: the original network is returned, every activation kept") if result.note else ""
+    frontier = [_solution(problem, p, outside) for p in reversed(result.surface)]
+    solution = frontier[len(result.surface) - 1 - result.chosen]
     return SearchResult(_masks(problem, solution, budget_ms, "dp", result.rounding), solution, frontier, budget_ms,
-                        note)
+                        result.note)
 
 
-def _solution(problem: SearchProblem, kept: tuple[int, ...], spans: tuple[tuple[int, int], ...]) -> Solution:
-    """The network that keeps ``kept`` and merges ``spans``, as linear segments (latencies added in
-    chain order)."""
-    bounds, segments = [0, *kept, problem.space.num_layers], []
+def _solution(problem: SearchProblem, point: SurfacePoint, outside_ms: float) -> Solution:
+    """A surface point as linear segments (each its spans' table latencies added in chain order); the
+    network's latency is the search's (whole picoseconds), less the fixed part and overhead."""
+    bounds, segments = [0, *point.kept_activations, problem.space.num_layers], []
     for a, b in zip(bounds, bounds[1:]):
-        inside = tuple(s for s in spans if a <= s[0] < b)
+        inside = tuple(s for s in point.spans if a <= s[0] < b)
         segments.append(Segment(a, b, inside, chain_ms(problem.span_ms, inside), problem.importance.get((a, b), 0.0)))
-    return Solution(tuple(segments), sum(s.latency_ms for s in segments), sum(s.importance for s in segments))
-
-
-def _original(problem: SearchProblem) -> Solution:
-    segments = tuple(Segment(p, p + 1, ((p, p + 1),), problem.span_ms[(p, p + 1)], 0.0)
-                     for p in range(problem.space.num_layers))
-    return Solution(segments, sum(s.latency_ms for s in segments), 0.0)
+    return Solution(tuple(segments), point.latency_ms[0] - outside_ms, sum(s.importance for s in segments))
 
 
 def solve_depthshrinker(problem: SearchProblem, budget: Budget) -> SearchResult:
@@ -107,7 +99,21 @@ def _blocks_solution(problem: SearchProblem, chosen: list[tuple[float, int, int]
         position = end
     spans += [(p, p + 1) for p in range(position, problem.space.num_layers)]
     segments = tuple(Segment(s, e, ((s, e),), problem.span_ms[(s, e)], 0.0) for s, e in spans)
-    return Solution(segments, sum(problem.span_ms[s] for s in spans), sum(score for score, _, _ in chosen))
+    return Solution(segments, sum(problem.span_ms[s] for s in spans), _blocks_objective(problem, chosen))
+
+
+def _blocks_objective(problem: SearchProblem, chosen: list[tuple[float, int, int]]) -> float:
+    """The importance of the network the chosen blocks make: blocks next to each other form one longer
+    linear segment, scored as the table scores it (the DP's objective for the same network); a segment
+    the table lacks is scored as its blocks' sum (the additive completion)."""
+    linear = {p for _, start, end in chosen for p in problem.cut_positions if start < p < end}
+    bounds = [0, *(p for p in problem.cut_positions if p not in linear), problem.space.num_layers]
+    total = 0.0
+    for a, b in zip(bounds, bounds[1:]):
+        if any(a < p < b for p in linear):
+            parts = [score for score, start, end in chosen if a <= start and end <= b]
+            total += problem.importance.get((a, b), sum(parts))
+    return total
 
 
 def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method: str, rounding: str | None) -> Masks:
@@ -119,7 +125,7 @@ def _masks(problem: SearchProblem, solution: Solution, budget_ms: float, method:
         linear = {p for seg in solution.segments for p in range(seg.start + 1, seg.end)}
         kept = [p for p in problem.cut_positions if p not in linear]
     removed = sorted(set(problem.cut_positions) - set(kept))
-    latency = problem.fixed_ms + problem.overhead_ms + sum(problem.span_ms[s] for s in spans)
+    latency = problem.fixed_ms + problem.overhead_ms + solution.latency_ms
     predicted = sorted({s for s in spans if problem.span_source.get(s, "").startswith("predicted")})
     extrapolated = sorted({s for s in spans if problem.span_source.get(s) == "predicted (extrapolated)"})
     extra = {

@@ -297,3 +297,27 @@ def test_a_grouped_conv_alone_in_its_segment_merges_exactly(groups, multiplier):
     _, merged = _check(model, space, every_layer, 1e-5)
     assert any(isinstance(m, nn.Conv2d) and m.groups == groups for m in merged.modules())
     _check(model, space, masks_for(space, [(0, 3)], remove_all=True), 1e-5)  # through it: one dense conv
+
+
+class _PaddedStridedBlock(nn.Module):
+    """x + b(relu(a(x))), where a grows the map by padding and a stride-2 b shrinks it back."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 1, 1)
+        self.a, self.act = nn.Conv2d(8, 8, 3, 1, 2, groups=8), nn.ReLU()  # 5 -> 7 px
+        self.b = nn.Conv2d(8, 8, 5, 2, 3, groups=8)  # 7 -> 5 px
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(x + self.b(self.act(self.a(x)))).mean((2, 3))
+
+
+def test_a_residual_block_that_strides_inside_is_no_block_a_span_folds():
+    """The space called the span through such a block legal, with its add folded in; merge then failed with a
+    raw ValueError (a stride-2 kernel cannot hold the stride-1 identity)."""
+    model = randomize(_PaddedStridedBlock(), seed=4)
+    space = _space(model, 5)
+    assert space.residual_blocks == [] and space.span_problem(0, 2) is None
+    _check(model, space, masks_for(space, [(0, 2)], remove_all=True), 1e-5)
