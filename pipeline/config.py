@@ -7,6 +7,7 @@ LUT measured adaptively in ONNX Runtime, two budgets (verified), a short finetun
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -173,6 +174,7 @@ def _check_values(config: PipelineConfig, source: str) -> None:
     """Refuse, before any stage runs, what a later stage would refuse (or skip) hours in."""
     from ..search.api import METHODS
     from ..search.budget import parse_budget
+    from ..training.scoring import METHODS as IMPORTANCE_METHODS
 
     for budget in config.search.budgets:
         try:
@@ -185,11 +187,34 @@ def _check_values(config: PipelineConfig, source: str) -> None:
                                f"the methods are {', '.join(METHODS)}")
     if not all(0 < r < 1 for r in config.baselines.pruning_ratios):
         raise DepthshrinkError(f"{source} [baselines] pruning_ratios must lie between 0 and 1")
-    if not all(w > 0 for w in config.baselines.width_mults):
+    if not all(0 < w < math.inf for w in config.baselines.width_mults):
         raise DepthshrinkError(f"{source} [baselines] width_mults must be positive")
     for section, seeds in (("finetune", config.finetune.seeds), ("baselines", config.baselines.width_seeds)):
         if not seeds:
             raise DepthshrinkError(f"{source} [{section}] needs at least one seed")
+    budgets = [parse_budget(b) for b in config.search.budgets]  # "1.5x" and "1.5 x" are one budget
+    for what, values in (("[finetune] seeds", config.finetune.seeds), ("[baselines] width_seeds",
+                                                                       config.baselines.width_seeds),
+                         ("[search] budgets", budgets), ("[search] methods", config.search.methods),
+                         ("[baselines] pruning_ratios", config.baselines.pruning_ratios),
+                         ("[baselines] width_mults", config.baselines.width_mults)):
+        if len(set(values)) < len(values):  # two runs of one seed made a standard error of 0
+            raise DepthshrinkError(f"{source} {what} holds a value twice: {[str(v) for v in values]}")
+    model, data, imp = config.model, config.data, config.importance
+    for what, ok in (("[model] width_mult must be a positive number", 0 < model.width_mult < math.inf),
+                     ("[model] resolution must be at least 1", model.resolution >= 1),
+                     ("[model] in_channels must be at least 1", model.in_channels >= 1),
+                     ("[model] num_classes must be at least 2", model.num_classes >= 2),
+                     ("[data] subset must be 0 (all) or more", data.subset >= 0),
+                     ("[data] test_images must be 0 (all) or more", data.test_images >= 0),
+                     ("[importance] max_removed must be 0 (all) or more", imp.max_removed >= 0),
+                     ("[importance] bn_images must be at least 1", imp.bn_images >= 1),
+                     ("[importance] held_out_images must be at least 1", imp.held_out_images >= 1),
+                     ("[importance] probe_steps must be at least 1", imp.probe_steps >= 1),
+                     (f"[importance] method must be one of {', '.join(IMPORTANCE_METHODS)}",
+                      imp.method in IMPORTANCE_METHODS)):
+        if not ok:
+            raise DepthshrinkError(f"{source} {what}")
     p, m = config.profile, config.measure
     for what, ok in (("[profile] threads must be at least 1", p.threads >= 1),
                      ("[profile] budget_fraction must be in (0, 1]", 0 < p.budget_fraction <= 1),

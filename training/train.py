@@ -54,6 +54,11 @@ class TrainConfig:
                 bound = f"{high})" if high == math.inf else f"{high}]"
                 raise DepthshrinkError(f"the {name.replace('_', ' ')} must be in [{low}, {bound}, not {value}")
         check_seed(self.seed)
+        for name in ("epochs", "batch_size"):  # 0 divided the schedule or the sampler by zero
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
+                    or getattr(self, name) < 1:
+                raise DepthshrinkError(f"the {name.replace('_', ' ')} must be a positive integer, not "
+                                       f"{getattr(self, name)}")
         if not 0 < self.lr < math.inf:
             raise DepthshrinkError(f"the learning rate must be a positive number, not {self.lr}")
 

@@ -42,6 +42,21 @@ def test_config_round_trips_through_toml():
     ({"profile": {"threads": 0}}, r"\[profile\] threads must be at least 1"),
     ({"profile": {"budget_fraction": 0.0}}, r"\[profile\] budget_fraction must be in \(0, 1\]"),
     ({"measure": {"throughput_batch_size": 0}}, r"\[measure\] throughput_batch_size must be at least 1"),
+    # a review of 2026-12-06: each of these ran, crashed hours in, or gave numbers that mean nothing
+    ({"finetune": {"seeds": [0, 0]}}, r"\[finetune\] seeds holds a value twice"),  # a standard error of 0
+    ({"search": {"budgets": ["1.5x", "1.5 x"]}}, r"\[search\] budgets holds a value twice"),
+    ({"search": {"methods": ["dp", "dp"]}}, r"\[search\] methods holds a value twice"),
+    ({"baselines": {"pruning_ratios": [0.3, 0.3]}}, r"pruning_ratios holds a value twice"),
+    ({"finetune": {"epochs": 0}}, r"\[finetune\]: the epochs must be a positive integer"),  # ZeroDivisionError
+    ({"train": {"batch_size": 0}}, r"\[train\]: the batch size must be a positive integer"),
+    ({"data": {"test_images": -1}}, r"\[data\] test_images must be 0 \(all\) or more"),
+    ({"data": {"subset": -5}}, r"\[data\] subset must be 0 \(all\) or more"),
+    ({"model": {"width_mult": float("nan")}}, r"\[model\] width_mult must be a positive number"),
+    ({"model": {"width_mult": -1.0}}, r"\[model\] width_mult must be a positive number"),
+    ({"baselines": {"width_mults": [float("inf")]}}, r"width_mults must be positive"),
+    ({"importance": {"bn_images": 0}}, r"\[importance\] bn_images must be at least 1"),
+    ({"importance": {"max_removed": -1}}, r"\[importance\] max_removed must be 0 \(all\) or more"),
+    ({"importance": {"method": "zeroshot"}}, r"\[importance\] method must be one of zero-shot, probe, masks"),
 ])
 def test_bad_settings_are_named(data, message):
     with pytest.raises(DepthshrinkError, match=message):
