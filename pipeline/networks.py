@@ -86,12 +86,15 @@ def load_networks(pipeline, network: Network, first_only: bool = False) -> list:
 
 
 def lut_predicts_this_machine(device: dict) -> bool:
-    """Whether the run's LUT is of the device and backend its networks are measured on (``device.json``;
-    a run from before ``lut_device`` was recorded profiled this machine)."""
+    """Whether the run's LUT is of the device, backend and thread count its networks are measured with
+    (``device.json``; a run from before ``lut_device`` or ``lut_threads`` was recorded profiled this
+    machine with them: ``[profile] threads`` = 2 beside ``[measure] threads`` = 1 set a 2-thread prediction
+    beside a 1-thread measurement, a "LUT error" of 30%)."""
     def same(a, b) -> bool:
         return str(a).lower() == str(b).lower()
     return same(device.get("lut_device", device["device"]), device["device"]) and \
-        same(device.get("lut_backend", device["backend"]), device["backend"])
+        same(device.get("lut_backend", device["backend"]), device["backend"]) and \
+        same(device.get("lut_threads") or device.get("threads"), device.get("threads"))
 
 
 def measure_networks(pipeline, networks: list[Network], test, device: dict,

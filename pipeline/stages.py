@@ -100,6 +100,8 @@ class Pipeline:
                    if getattr(earlier, name) != getattr(self.config, name)]
         if replace(earlier.finetune, seeds=[]) != replace(self.config.finetune, seeds=[]):
             changed.append("finetune")
+        if earlier.search.verify != self.config.search.verify:  # the masks searched before stay as they were
+            changed.append("[search] verify")
         for name, before, now in (("[finetune] seeds", earlier.finetune.seeds, self.config.finetune.seeds),
                                   ("[baselines] width_seeds", earlier.baselines.width_seeds, self.config.baselines.width_seeds)):
             if now[:len(before)] != before:  # seeds are added after the earlier ones, whose trainings are kept
@@ -176,6 +178,7 @@ class Pipeline:
         # (``[profile] luts`` may bring another's): the search's predictions are of the LUT's device
         write_json_atomic(path, {"device": cpu_label(), "backend": "onnxruntime", "threads": threads,
                                  "lut_device": setting["device"], "lut_backend": setting["backend"],
+                                 "lut_threads": setting.get("threads"),
                                  "peak_flops_per_s": peak_flops_per_s(threads), "host": platform.node(),
                                  "tool_version": lazy_import("onnxruntime").__version__,
                                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -80,6 +80,9 @@ def test_a_run_folder_of_other_settings_is_refused(tmp_path, capsys):
     (run / "config.toml").write_text(PipelineConfig.from_dict({"search": {"budgets": ["2x"]}}).to_toml())
     from depthshrink.pipeline.stages import Pipeline
     Pipeline(PipelineConfig(), run)._check_earlier_settings()  # new budgets are fine
+    (run / "config.toml").write_text(PipelineConfig.from_dict({"search": {"verify": False}}).to_toml())
+    with pytest.raises(DepthshrinkError, match=r"\(\[search\] verify differ"):  # was accepted; masks unverified
+        Pipeline(PipelineConfig(), run)._check_earlier_settings()
 
 
 def test_seeds_are_added_to_a_run_after_the_earlier_ones_whose_trainings_are_kept(tmp_path):
@@ -277,6 +280,9 @@ def test_a_run_on_another_devices_lut_names_the_machine_it_measures_on(tmp_path)
     assert not lut_predicts_this_machine(device)
     assert lut_predicts_this_machine({**device, "lut_device": cpu_label(), "lut_backend": "onnxruntime"})
     assert lut_predicts_this_machine({"device": cpu_label(), "backend": "onnxruntime"})  # a run from before
+    here = {**device, "lut_device": cpu_label(), "lut_backend": "onnxruntime", "threads": 1}
+    assert lut_predicts_this_machine({**here, "lut_threads": 1})
+    assert not lut_predicts_this_machine({**here, "lut_threads": 2})  # [profile] threads 2, [measure] threads 1
 
 
 def test_a_gpu_is_named_by_its_label_for_the_other_devices_timings(monkeypatch):
