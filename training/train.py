@@ -198,7 +198,7 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
     if not (out / "last.pt").exists():
         return _fresh(out)
     state = load_checkpoint(out / "last.pt")
-    if state.get("config") != asdict(config) or (state.get("spec") or {}) != spec:
+    if state.get("config") != asdict(config) or _paths_resolved(state.get("spec") or {}) != _paths_resolved(spec):
         raise DepthshrinkError(f"{out}/last.pt was written by a run with other settings or another model: "
                                "resume with the same command, or use a new --out")
     if state.get("examples", examples) != examples:  # its steps per epoch set the learning-rate schedule
@@ -218,6 +218,13 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
         kept = [line for line in metrics.read_text().splitlines() if _epoch_of(line) <= state["epoch"]]
         metrics.write_text("".join(line + "\n" for line in kept))
     return state["epoch"]
+
+
+def _paths_resolved(spec: dict) -> dict:
+    """A run's spec with the checkpoints it started from as absolute paths: ``--out run`` and ``--out
+    /abs/run`` (or ``./x.pt`` and ``x.pt``) name one file, and a killed run resumes under either."""
+    return {k: str(Path(v).resolve()) if k in ("weights", "base") and isinstance(v, str) and v else v
+            for k, v in spec.items()}
 
 
 def restore_generators(ranks: list[dict], rank: int, device: torch.device) -> None:

@@ -365,3 +365,19 @@ def test_a_rank_the_saved_run_lacked_keeps_its_own_random_stream():
     assert not torch.equal(torch.rand(4), rank_0)
     restore_generators(saved, 0, cpu)
     assert torch.equal(torch.rand(4), rank_0)
+
+
+def test_a_run_resumes_whichever_way_its_starting_checkpoint_is_spelled(tmp_path, monkeypatch):
+    """``depthshrink run --out run`` killed, then ``--out /abs/run``: the spec held the base's path as typed,
+    and the resume was refused as "a run with other settings"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.pt").write_bytes(b"")
+    train(TinyNet(), synthetic(64), CONFIG, tmp_path / "ft", progress=False, device="cpu",
+          spec={"model": {"name": "tiny"}, "weights": "./base.pt"})
+    for spelled in ("base.pt", str(tmp_path / "base.pt")):
+        train(TinyNet(), synthetic(64), CONFIG, tmp_path / "ft", resume=True, progress=False, device="cpu",
+              spec={"model": {"name": "tiny"}, "weights": spelled})
+    (tmp_path / "other.pt").write_bytes(b"")
+    with pytest.raises(DepthshrinkError, match="other settings or another model"):
+        train(TinyNet(), synthetic(64), CONFIG, tmp_path / "ft", resume=True, progress=False, device="cpu",
+              spec={"model": {"name": "tiny"}, "weights": "other.pt"})
