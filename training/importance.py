@@ -72,15 +72,18 @@ def segment_masks(space: ChainSpace, start: int, end: int) -> Masks:
 
 def reestimate_batchnorm(model: nn.Module, images: Dataset, batch_size: int = 256) -> nn.Module:
     """Replace every BatchNorm's running statistics by the average of its per-batch statistics
-    over ``images`` (PyTorch's cumulative mode: each batch weighs the same)."""
+    over ``images`` (PyTorch's cumulative mode: each batch weighs the same, so the images are cut into
+    batches of at most ``batch_size`` that differ by one image at most: 257 images as 256 + 1 gave the
+    last image half the weight)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average
     model.train()
+    batches = torch.arange(len(images)).tensor_split(-(-len(images) // batch_size))
     with torch.no_grad():
-        for batch, _ in DataLoader(images, batch_size=batch_size):
+        for batch, _ in DataLoader(images, batch_sampler=[b.tolist() for b in batches]):
             model(batch)
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum

@@ -231,3 +231,14 @@ def test_the_masks_keep_each_activations_own_arguments():
     with torch.no_grad():
         assert torch.allclose(masked_network(model, space, keep=len(removable)).eval()(images), model(images),
                               atol=1e-6)
+
+
+def test_batchnorm_reestimation_weighs_every_image_alike():
+    """257 images went as a batch of 256 and a batch of 1, each weighing half: the last image counted 128 times."""
+    from torch.utils.data import TensorDataset
+
+    images = torch.zeros(257, 1, 4, 4)
+    images[-1] = 10.0
+    norm = nn.BatchNorm2d(1)
+    reestimate_batchnorm(nn.Sequential(norm), TensorDataset(images, torch.zeros(257)))
+    assert norm.running_mean.item() == pytest.approx(10 / 257, rel=0.01)  # was 5.0
