@@ -95,6 +95,9 @@ def train_masks(base: nn.Module, space: ChainSpace, train_data: Dataset, held_ou
     from .importance import reestimate_batchnorm
     from .train import TrainConfig, distillation_step
 
+    if len(train_data) < config.batch_size:  # no step would run: the scores would be their random start
+        raise DepthshrinkError(f"the masks method trains on whole batches of {config.batch_size} images: "
+                               f"{len(train_data)} training images make none")
     removable = [s.position for s in space.sites if s.activation is not None and s.removable]
     keep = len(removable) // 2 if config.keep is None else config.keep
     torch.manual_seed(config.seed)

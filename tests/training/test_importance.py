@@ -199,6 +199,13 @@ def test_masks_method_writes_scores_for_every_segment(base_checkpoint, tmp_path)
     assert len(frame) == len(candidate_segments(tiny_space()[1]))
 
 
+def test_the_masks_method_refuses_training_images_that_make_no_batch(base_checkpoint, tmp_path, capsys):
+    """Fewer training images than a batch: no step ran, and the scores printed were their random start."""
+    assert main(["importance", "--method", "masks", "--weights", str(base_checkpoint), "--data", "synthetic",
+                 "--subset", "100", "--no-progress", "--out", str(tmp_path / "masks.csv")]) == 1
+    assert "training images make none" in capsys.readouterr().err and not (tmp_path / "masks.csv").exists()
+
+
 class _ParameterisedActivations(nn.Module):
     """Activations with arguments of their own, as modules, functions and an in-place call."""
 
