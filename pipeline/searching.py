@@ -27,11 +27,11 @@ def search_networks(pipeline, networks: list[Network]) -> list[Network]:
 
     if not (folder / "original.json").exists():  # the unchanged network, with its per-layer latencies
         from ..search.api import single_masks
-        from ..search.run import solve_dp
+        from ..search.run import original_network
 
         device = problem(Budget(speedup=1.0))
-        masks = single_masks(solve_dp(device.problem, device.budget), device)
-        write_json_atomic(folder / "original.json", {**masks.to_dict(), "method": "original"})
+        masks = single_masks(original_network(device.problem), device)
+        write_json_atomic(folder / "original.json", masks.to_dict())
     for network in networks:
         if network.kind in ("dp", "depthshrinker") and not (pipeline.run / network.masks).exists():
             stage(f"search {network.name}")

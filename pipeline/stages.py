@@ -56,8 +56,8 @@ class Pipeline:
         weights = self.config.train.weights
         if weights != SHIPPED_WEIGHTS:
             return weights
-        shipped = shipped_base(self.config.model)
-        return str(shipped) if shipped is not None else ""  # another [model]: its base is trained here
+        shipped = shipped_base(self.config.model, self.config.data.source)
+        return str(shipped) if shipped is not None else ""  # another [model] or data: its base is trained here
 
     @property
     def base(self) -> Path:

@@ -51,6 +51,16 @@ def solve_dp(problem: SearchProblem, budget: Budget) -> SearchResult:
                         result.note)
 
 
+def original_network(problem: SearchProblem) -> SearchResult:
+    """The network as it is (every activation kept, every layer its own conv), as a search result: the
+    reference the shrunk networks are compared with."""
+    segments = tuple(Segment(p, p + 1, ((p, p + 1),), problem.span_ms[(p, p + 1)], 0.0)
+                     for p in range(problem.space.num_layers))
+    solution = Solution(segments, problem.original_ms - problem.fixed_ms - problem.overhead_ms, 0.0)
+    return SearchResult(_masks(problem, solution, problem.original_ms, "original", None), solution, [],
+                        problem.original_ms)
+
+
 def _solution(problem: SearchProblem, point: SurfacePoint, outside_ms: float) -> Solution:
     """A surface point as linear segments (each its spans' table latencies added in chain order); the
     network's latency is the search's (whole picoseconds), less the fixed part and overhead."""
