@@ -143,6 +143,9 @@ def _dataset(source: str, split: str, info: dict | None):
         return cifar10(root, split)
     if info is None:
         raise DepthshrinkError(f"{root}: image folders need the model's resolution")
+    held = [n for n in ("val", "test") if (root / n).is_dir()]
+    if held and not (root / "train").is_dir():  # the root's classes would take val/ as one, its images trained on
+        raise DepthshrinkError(f"{root} has {held[0]}/ but no train/: put the training classes under {root}/train/")
     names = ["train"] if split == "train" else ["val", "test"]
     folder = next((root / n for n in names if (root / n).is_dir()), root if split == "train" else None)
     if folder is None:

@@ -101,6 +101,12 @@ def test_image_folder_reads_class_folders_with_pil(tmp_path):
         ImageFolder(tmp_path / "val", 8, classes=["cat"])
     assert main(["train", "--model", "tiny_mobilenet", "--resolution", "32", "--data", str(tmp_path / "none"),
                  "--out", str(tmp_path / "bad")]) == 1
+    flat = tmp_path / "flat"  # classes at the root beside val/: val/ was a training class, its images trained on
+    (tmp_path / "train").rename(flat)
+    (tmp_path / "val").rename(flat / "val")
+    from depthshrink.training.data import DataSpec, load_split
+    with pytest.raises(DepthshrinkError, match=r"has val/ but no train/: put the training classes under"):
+        load_split(DataSpec(str(flat)), "train", {"height": 16, "in_channels": 1})
 
 
 def test_cifar10_batches_load_and_foreign_pickles_are_refused(tmp_path):
