@@ -115,9 +115,22 @@ class Pipeline:
         if weights and not Path(weights).exists():
             raise DepthshrinkError(f"[train] weights: {weights} does not exist")
         if weights and self.base == Path(weights):
+            self._check_base_model(Path(weights))
             return  # a base checkpoint, used as it is
         # from scratch, or from a plain state_dict a user brings (e.g. ImageNet weights, torchvision keys)
         self._train("base", self.run / "base", self.model(weights=weights or None), self.config.seed)
+
+    def _check_base_model(self, checkpoint: Path) -> None:
+        """A base checkpoint of another model is refused here, not at the search after profiling and scoring."""
+        from ..contracts.checkpoints import load_checkpoint
+
+        saved, m = (load_checkpoint(checkpoint).get("spec") or {}).get("model") or {}, self.config.model
+        wanted = {"name": m.name, "width_mult": m.width_mult, "resolution": m.resolution,
+                  "in_channels": m.in_channels, "num_classes": m.num_classes}
+        differ = [f"{k} {saved[k]} (not {v})" for k, v in wanted.items() if k in saved and saved[k] != v]
+        if differ:
+            raise DepthshrinkError(f"[train] weights: {checkpoint} is a checkpoint of another model: "
+                                   f"{', '.join(differ)}")
 
     def _train(self, title: str, out: Path, model: ModelSpec, seed: int) -> None:
         from ..training.runs import train_network

@@ -311,3 +311,20 @@ def test_the_shipped_base_serves_fashion_mnist_only(tmp_path):
             continue  # Fashion-MNIST is not installed here: the run falls back to synthetic data
         assert (pipeline.weights == str(SHIPPED_BASE)) == shipped, source
         assert (pipeline.base == SHIPPED_BASE) == shipped
+
+
+def test_a_base_checkpoint_of_another_model_is_refused_before_anything_runs(tmp_path):
+    """[model] tiny_mobilenet with the shipped MobileNetV2 base as [train] weights profiled a LUT and scored
+    33 segments (minutes), then failed at the search."""
+    from depthshrink.pipeline.runfolder import SHIPPED_BASE
+    from depthshrink.pipeline.stages import Pipeline
+
+    settings = tomllib.loads(TINY)
+    settings["train"]["weights"] = str(SHIPPED_BASE)
+    (tmp_path / "run").mkdir()
+    with pytest.raises(DepthshrinkError, match=r"checkpoint of another model: name mobilenet_v2_small "
+                                               r"\(not tiny_mobilenet\), width_mult 0.5 \(not 1.0\)"):
+        Pipeline(PipelineConfig.from_dict(settings), tmp_path / "run").train_base()
+    demo = Pipeline(PipelineConfig.from_dict({}), tmp_path / "run")
+    if demo.base == SHIPPED_BASE:  # Fashion-MNIST installed: the demo's own base, used as it is
+        demo.train_base()
