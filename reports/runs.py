@@ -167,8 +167,15 @@ def _read_space(path: Path, run: RunFolder):
 
 
 def _read_search(folder: Path, run: RunFolder) -> tuple[list[NetworkMasks], dict[str, pd.DataFrame]]:
-    """Masks files (``search/*.json`` and those named in results.csv) and frontier CSVs."""
-    paths = sorted((folder / "search").glob("*.json")) if (folder / "search").is_dir() else []
+    """Masks files (``search/*.json`` and those named in results.csv) and frontier CSVs; with results, only
+    of the networks they hold (a budget dropped from the config left its files, and its figures)."""
+    listed = set(run.results["network"].astype(str)) | {"original"} if "network" in run.results else None
+
+    def wanted(name: str) -> bool:
+        return listed is None or name in listed
+
+    paths = sorted(p for p in (folder / "search").glob("*.json") if wanted(p.name.removesuffix(".json"))) \
+        if (folder / "search").is_dir() else []
     for value in run.results.get("masks", pd.Series(dtype=str)).dropna():
         path = folder / str(value)
         folder_missing = any(str(value).startswith(m) for m in run.missing if m.endswith("/"))
@@ -185,6 +192,8 @@ def _read_search(folder: Path, run: RunFolder) -> tuple[list[NetworkMasks], dict
     masks.sort(key=lambda m: (m.network != "original", m.network))
     frontiers = {}
     for path in sorted((folder / "search").glob("*.frontier.csv")) if (folder / "search").is_dir() else []:
+        if not wanted(path.name.removesuffix(".frontier.csv")):
+            continue
         try:
             frontiers[path.name.removesuffix(".frontier.csv")] = pd.read_csv(path)
         except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:

@@ -384,3 +384,16 @@ def test_a_malformed_lut_costs_its_parity_plot_not_the_report(tmp_path, space_js
     assert build(run, "--out", tmp_path / "out") == 0
     page = (tmp_path / "out" / "index.html").read_text()
     assert "run: no parity plot:" in page and "latency_ms must be a positive number" in page
+
+
+def test_networks_dropped_from_a_run_leave_its_figures(tmp_path, space_json):
+    """A budget removed from the config left search/dp-1x.json and its frontier behind: results.csv no longer
+    held dp-1x, but the segment and frontier figures still drew it."""
+    from depthshrink.reports.runs import load_run
+
+    run = make_run(tmp_path, "cpu-run", space_json)
+    shutil.copy(run / "search" / "dp-1.3x.json", run / "search" / "dp-1x.json")
+    shutil.copy(run / "search" / "dp-1.3x.frontier.csv", run / "search" / "dp-1x.frontier.csv")
+    loaded = load_run(run)
+    assert "dp-1x" not in {m.network for m in loaded.masks} and "dp-1.3x" in {m.network for m in loaded.masks}
+    assert list(loaded.frontiers) == ["dp-1.3x"]
