@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.ranks import first_rank
     from ..training.runs import finetune_network
     from ..training.train import TrainConfig
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                          label_smoothing=args.label_smoothing, distill_weight=args.distill, seed=args.seed,
                          ema_decay=args.ema_decay, amp=not args.no_amp, augment=args.augment)
     trained = finetune_network(args.masks, args.weights, data_spec(args), config, run_options(args), args.eval_images)
-    print(f"finetuned on {trained.images} images: held-out accuracy {trained.held_out_accuracy:.2%} "
-          f"(original {trained.reference_accuracy:.2%}) -> {trained.checkpoint}")
+    if first_rank():  # under torchrun every rank trains; one prints
+        print(f"finetuned on {trained.images} images: held-out accuracy {trained.held_out_accuracy:.2%} "
+              f"(original {trained.reference_accuracy:.2%}) -> {trained.checkpoint}")
     return 0

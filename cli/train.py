@@ -53,6 +53,7 @@ def run_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.ranks import first_rank
     from ..training.runs import train_network
     from ..training.train import TrainConfig
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                          label_smoothing=args.label_smoothing, seed=args.seed, ema_decay=args.ema_decay,
                          amp=not args.no_amp, augment=args.augment)
     trained = train_network(model_spec(args), data_spec(args), config, run_options(args))
-    print(f"trained {args.model} for {args.epochs} epoch(s) on {trained.images} images: "
-          f"held-out accuracy {trained.held_out_accuracy:.2%} -> {trained.checkpoint}")
+    if first_rank():  # under torchrun every rank trains; one prints
+        print(f"trained {args.model} for {args.epochs} epoch(s) on {trained.images} images: "
+              f"held-out accuracy {trained.held_out_accuracy:.2%} -> {trained.checkpoint}")
     return 0

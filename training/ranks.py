@@ -77,6 +77,11 @@ def training_device(device: str | None = None) -> torch.device:
     return torch.device("cuda", index)
 
 
+def first_rank() -> bool:
+    """Whether this process is rank 0 of a torchrun launch, or runs alone: the one that prints results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size): one process, or a rank launched by torchrun. The process group is opened
     here once (NCCL on GPUs, after choosing this process's GPU; gloo on the CPU); the caller closes

@@ -381,3 +381,12 @@ def test_a_run_resumes_whichever_way_its_starting_checkpoint_is_spelled(tmp_path
     with pytest.raises(DepthshrinkError, match="other settings or another model"):
         train(TinyNet(), synthetic(64), CONFIG, tmp_path / "ft", resume=True, progress=False, device="cpu",
               spec={"model": {"name": "tiny"}, "weights": "other.pt"})
+
+
+def test_train_under_torchrun_prints_its_result_once(tmp_path):
+    """Every rank printed "trained ... held-out accuracy": two lines for one run."""
+    result = torchrun(["-m", "depthshrink.cli.main", "train", "--model", "tiny_mobilenet", "--resolution", "28",
+                       "--in-channels", "1", "--num-classes", "10",
+                       "--data", "synthetic", "--subset", "256", "--epochs", "1", "--batch-size", "32", "--device",
+                       "cpu", "--no-progress", "--out", str(tmp_path / "run")])
+    assert result.stdout.count("trained tiny_mobilenet for 1 epoch(s)") == 1, result.stdout
