@@ -214,7 +214,8 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
     if step.scaler is not None and "scaler" in state:
         step.scaler.load_state_dict(state["scaler"])
     metrics = out / "metrics.jsonl"
-    if metrics.exists():  # lines of epochs after the checkpoint were lost with the killed run
+    if rank == 0 and metrics.exists():  # lines past the checkpoint were lost with the killed run (rank 0 writes
+        # the log: another rank rewriting it too could read it emptied mid-write, and write it back empty)
         kept = [line for line in metrics.read_text().splitlines() if _epoch_of(line) <= state["epoch"]]
         metrics.write_text("".join(line + "\n" for line in kept))
     return state["epoch"]
