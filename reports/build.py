@@ -137,7 +137,7 @@ def _frontier_figures(report: Report) -> None:
             continue
         report.add("frontier", name, title,
                    f"The exact DP's accuracy–latency frontier of run {run.name}: every point is the highest "
-                   "total importance (estimated accuracy change, higher is better) at that predicted latency. "
+                   f"total importance ({run.importance_unit}; higher is better) at that predicted latency. "
                    "Stars: the chosen networks; dashed lines: their latency budgets.")
 
 

@@ -65,6 +65,15 @@ class RunFolder:
         return path if path.is_file() else None
 
     @property
+    def importance_unit(self) -> str:
+        """What the run's importance scores measure: the masks method's are mask scores, not points."""
+        try:
+            units = pd.read_csv(self.path / "importance.csv", usecols=["unit"])["unit"].dropna()
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            units = pd.Series(dtype=str)  # no file, or a method that writes no unit: accuracy points
+        return str(units.iloc[0]) if len(units) else "est. accuracy change, points"
+
+    @property
     def peak_flops_per_s(self) -> float | None:
         value = _number(self.device.get("peak_flops_per_s"))
         return value if value and value > 0 else None

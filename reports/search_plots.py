@@ -133,7 +133,7 @@ def frontier_plot(run: RunFolder, title: str, path) -> int:
         if pd.notna(budget):
             axes.axvline(budget, color=colour, linestyle="--", linewidth=1, label=f"{network}: budget {budget:.3f} ms")
     axes.set(xlabel="predicted whole-network latency (ms)",
-             ylabel="importance (est. accuracy change, points)", title=title)
+             ylabel=f"importance ({run.importance_unit})", title=title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="lower right")
     save(figure, path)

@@ -397,3 +397,14 @@ def test_networks_dropped_from_a_run_leave_its_figures(tmp_path, space_json):
     loaded = load_run(run)
     assert "dp-1x" not in {m.network for m in loaded.masks} and "dp-1.3x" in {m.network for m in loaded.masks}
     assert list(loaded.frontiers) == ["dp-1.3x"]
+
+
+def test_the_frontier_is_labelled_with_the_unit_of_its_importance(tmp_path, space_json):
+    """The frontier's axis said "est. accuracy change, points" for the masks method's mask scores too."""
+    from depthshrink.reports.runs import load_run
+
+    run = make_run(tmp_path, "cpu-run", space_json)
+    assert load_run(run).importance_unit == "est. accuracy change, points"  # no importance.csv: the default
+    pd.DataFrame({"start": [0], "end": [3], "importance": [-0.4], "method": ["masks"],
+                  "unit": ["mask score"]}).to_csv(run / "importance.csv", index=False)
+    assert load_run(run).importance_unit == "mask score"
