@@ -47,11 +47,15 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike = FASHION_MNIST)
     if prefix is None:
         raise DepthshrinkError(f"Fashion-MNIST has splits train and test, not {split!r}")
     root = Path(root)
-    images, labels = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
-    if not images.exists() or not labels.exists():
+
+    def found(name: str) -> Path | None:  # gzipped as distributed, or unpacked
+        return next((root / n for n in (f"{name}.gz", name) if (root / n).exists()), None)
+
+    images, labels = found(f"{prefix}-images-idx3-ubyte"), found(f"{prefix}-labels-idx1-ubyte")
+    if images is None or labels is None:
         raise DepthshrinkError(f"Fashion-MNIST is not in {root}: install it with 'apt-get install "
                                "dataset-fashion-mnist' (as root; 'make' does it), or point --data at "
-                               "a folder with the four idx .gz files")
+                               "a folder with the four idx files (.gz or unpacked)")
     x = torch.from_numpy(read_idx(images).astype(np.float32) / 255.0).unsqueeze(1)
     y = torch.from_numpy(read_idx(labels).astype(np.int64))
     if len(x) != len(y):

@@ -36,6 +36,19 @@ def test_corrupt_idx_and_missing_data_are_refused(tmp_path):
         fashion_mnist("validation")
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_folder_of_idx_files_reads_gzipped_or_unpacked(tmp_path, compress):
+    """Unpacked idx files were found by the data loader's check, then refused for lacking .gz names."""
+    from depthshrink.training.data import DataSpec, load_split
+
+    suffix = ".gz" if compress else ""
+    images = np.random.default_rng(0).integers(0, 256, (30, 28, 28))
+    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images, compress)
+    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", np.arange(30) % 10, compress)
+    test = load_split(DataSpec(str(tmp_path)), "test")
+    assert len(test) == 30 and test.tensors[1].tolist() == [i % 10 for i in range(30)]
+
+
 @pytest.mark.skipif(not (FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed (make installs it as root)")
 def test_real_fashion_mnist():
