@@ -11,7 +11,8 @@ import pandas as pd
 
 from ..contracts.files import write_atomic, write_json_atomic
 from ..contracts.setting import SETTING_COLUMNS
-from .table import COLUMNS, OPTIONAL, cell_text, check_lut_header, check_lut_name, read_lut, row_key
+from .table import COLUMNS, OPTIONAL, cell_text, read_lut, row_key
+from .writer import check_lut_header, check_lut_name
 
 
 def validation_entries(lut_path: str | os.PathLike) -> list[dict]:

@@ -1,8 +1,8 @@
 """The latency lookup table: a CSV file, one row per measured configuration.
 
-Rows are appended one at a time (one ``write`` of a whole line, then ``fsync``), so a crash or
-Ctrl-C loses at most the row being measured; a torn last line is dropped with a warning when
-the file is next opened. pandas reads the file as is.
+Rows are appended one at a time (:mod:`.writer`), so a crash or Ctrl-C loses at most the row being
+measured; a torn last line is dropped with a warning when the file is next read. pandas reads the
+file as is.
 
 Example::
 
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..contracts.files import append_csv_line, cut_torn_line
 from ..contracts.setting import SETTING_COLUMNS
 from ..contracts.space import ChainSpace, ConvShape
 from ..errors import DepthshrinkError
@@ -81,71 +80,6 @@ def cell_text(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def check_lut_name(path: str | os.PathLike) -> None:
-    """A LUT to write is named ``*.csv``: its pass log, validation and lock are named after it, and
-    ``cpu`` and ``cpu.csv`` would share them."""
-    if Path(path).suffix != ".csv":
-        raise DepthshrinkError(f"a LUT file is named *.csv (its pass log and validation are named after it): "
-                               f"got {path}")
-
-
-class LutWriter:
-    """Appends rows to a LUT file, creating it with the header when new.
-
-    On opening, an existing file is checked (header) and repaired (a torn last line is cut).
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        check_lut_name(self.path)
-        if not self.path.parent.is_dir():
-            raise DepthshrinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self.columns = _repair_and_read_header(self.path)
-        else:
-            try:
-                self.path.write_text(",".join(COLUMNS) + "\n")
-            except OSError as exc:
-                raise DepthshrinkError(f"cannot write {self.path}: {exc.strerror}") from None
-            self.columns = list(COLUMNS)
-        missing = [c for c in COLUMNS if c not in self.columns and c not in OPTIONAL]
-        if missing:
-            raise DepthshrinkError(f"{self.path} is a LUT of an older layout (no {', '.join(missing)}): "
-                                   "write to a new file and merge them with 'depthshrink lut merge'")
-
-    def existing_keys(self) -> set[tuple]:
-        frame = read_lut(self.path)
-        return {row_key(r) for r in frame.to_dict("records")}
-
-    def append(self, row: dict) -> None:
-        append_csv_line(self.path, ["" if row.get(c) is None else cell_text(row[c]) for c in self.columns])
-
-
-def check_lut_header(path: str | os.PathLike) -> list[str]:
-    """The header of an existing LUT file, checked (nothing is changed); an empty file has none."""
-    path = Path(path)
-    with open(path, "rb") as handle:
-        first = handle.readline()
-    if not first:
-        return []
-    if not first.endswith(b"\n"):
-        raise DepthshrinkError(f"{path} is not a LUT: it has no complete header line")
-    header = first.decode(errors="replace").strip().split(",")
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        raise DepthshrinkError(f"{path} is not a depthshrink LUT: its header lacks {shown}")
-    return header
-
-
-def _repair_and_read_header(path: Path) -> list[str]:
-    header = check_lut_header(path)  # before any repair: a foreign file is left as it is
-    if not header:
-        raise DepthshrinkError(f"{path} is not a LUT: it has no complete header line")
-    cut_torn_line(path)
-    return header
 
 
 def read_lut(path: str | os.PathLike) -> pd.DataFrame:

@@ -59,7 +59,7 @@ class Profiled:
 
 def profile_device(job: ProfileJob, options: BackendOptions) -> Profiled:
     """Measure what ``job.lut`` lacks on this machine (see :func:`..profiler.session.profile`)."""
-    from ..lut.table import check_lut_header, check_lut_name
+    from ..lut.writer import check_lut_header, check_lut_name
     from ..profiler.bundle import load_bundle
     from ..profiler.session import profile
     from ..profiler.validation import validate

@@ -14,7 +14,8 @@ from typing import TypeVar
 
 from ..contracts.setting import SETTING_COLUMNS
 from ..lut.table import CORPUS as CORPUS_LABEL
-from ..lut.table import LutWriter, row_key
+from ..lut.table import row_key
+from ..lut.writer import LutWriter
 from .base import Backend, CacheFlush, Workload
 from .bundle import Bundle, Entry
 from .pass_log import PassLog

@@ -22,8 +22,9 @@ from ..contracts.files import FileLock
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, cross_validate
 from ..lut.sampling import most_uncertain, seed_order
-from ..lut.table import LatencyTable, LutWriter, NoRowsOfSetting, row_key
+from ..lut.table import LatencyTable, NoRowsOfSetting, row_key
 from ..lut.transfer import priors_for
+from ..lut.writer import LutWriter
 from .base import Backend, CacheFlush
 from .bundle import Bundle, Entry
 from .cache_flush import FlushChoice, choose_cache_flush, earlier_choice

@@ -12,7 +12,8 @@ from depthshrink.cli.main import main
 from depthshrink.contracts.space import ConvShape
 from depthshrink.lut.merging import merge_luts
 from depthshrink.lut.settings import measuring_differences
-from depthshrink.lut.table import COLUMNS, LatencyTable, LutWriter, read_lut, row_key
+from depthshrink.lut.table import COLUMNS, LatencyTable, read_lut, row_key
+from depthshrink.lut.writer import LutWriter
 
 ROOT = Path(__file__).parents[2]
 

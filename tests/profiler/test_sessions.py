@@ -338,7 +338,8 @@ def test_auto_cache_flush_keeps_the_setting_a_table_was_begun_with(tmp_path):
 
 
 def test_a_table_timed_another_way_is_not_extended(tmp_path):
-    from depthshrink.lut.table import COLUMNS, LutWriter
+    from depthshrink.lut.table import COLUMNS
+    from depthshrink.lut.writer import LutWriter
     from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 
     model, space = _tiny_space()
@@ -392,7 +393,7 @@ def test_a_pass_log_from_before_the_timing_method_was_recorded_is_taken_over_whe
 def test_a_lut_not_named_csv_is_refused_before_anything_is_exported(tmp_path, capsys):
     """``--lut cpu`` and ``--lut cpu.csv`` shared one pass log, validation file (``cpu.validation.json``) and,
     run at once, neither lock held the other off."""
-    from depthshrink.lut.table import LutWriter
+    from depthshrink.lut.writer import LutWriter
 
     for name in ("cpu", "cpu.CSV", "cpu.csv.bak"):
         assert main(["profile-device", "--cpu", "--model", "tiny_mobilenet", "--resolution", "32",
