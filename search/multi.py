@@ -163,7 +163,6 @@ def solve_multi(problems: Sequence[SearchProblem], budgets: Sequence[Budget], ro
     return _result(problems, labels, budget_ms, fastest, steps, alone, surface, chosen, state, note)
 
 
-
 def _result(problems, labels, budget_ms, fastest, steps, alone, surface, chosen: SurfacePoint,
             index: int | None, note: str) -> MultiResult:
     devices = tuple(DevicePlan(labels[d], budget_ms[d], chosen.latency_ms[d], p.original_ms, fastest[d],
