@@ -57,5 +57,6 @@ def _search_one(pipeline, network: Network, device) -> None:
           + (f", measured {verified.timing.latency_ms:.4f} ms" if verified else ""))
     if verified is not None and not verified.met:
         print(f"!! {network.name} still measures {verified.timing.latency_ms:.4f} ms against its budget of "
-              f"{verified.budget_ms:.4f} ms after {len(verified.rounds)} rounds: kept, and recorded in its masks file",
+              f"{verified.budget_ms:.4f} ms after {len(verified.rounds)} rounds: round {verified.kept_round}'s "
+              "network, the fastest measured, is kept, and every round recorded in its masks file",
               flush=True)

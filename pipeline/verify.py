@@ -24,20 +24,22 @@ PROTOCOL = TimingProtocol(warmup_ms=300, min_runs=20, min_time_ms=1500, passes=3
 
 @dataclass
 class VerifiedSearch:
-    result: SearchResult                  # the last round's search
+    result: SearchResult                  # the round's search whose network is kept
     timing: Timing                        # its network, measured whole
     budget_ms: float                      # what the user asked for
     rounds: list[dict] = field(default_factory=list)
+    kept_round: int | None = None         # that round (None: the last); not met: the fastest measured
 
     @property
     def met(self) -> bool:
         return self.timing.latency_ms <= self.budget_ms
 
     def record(self) -> dict:
-        """The fields the masks file gets: the budget is the user's (the last round's search ran with a
+        """The fields the masks file gets: the budget is the user's (the kept round's search ran with a
         tightened one, ``search_budget_ms``; every round's is in ``verify_rounds``)."""
-        t = self.timing
-        return {"latency_budget_ms": round(self.budget_ms, 6), "search_budget_ms": self.rounds[-1]["search_budget_ms"],
+        t, kept = self.timing, self.rounds[(self.kept_round or len(self.rounds)) - 1]
+        return {"latency_budget_ms": round(self.budget_ms, 6), "search_budget_ms": kept["search_budget_ms"],
+                "kept_round": kept["round"],
                 "measured_latency_ms": round(t.latency_ms, 6), "measured_p10_ms": round(t.latency_p10_ms, 6),
                 "measured_p90_ms": round(t.latency_p90_ms, 6), "measured_runs": t.runs,
                 "budget_met_when_measured": self.met, "verify_rounds": self.rounds}
@@ -91,14 +93,15 @@ def search_verified(problem: SearchProblem, budget: Budget, solve: Callable[[Sea
                  f"measured {timing.latency_ms:.3f} ms (p10-p90 {timing.latency_p10_ms:.3f}-"
                  f"{timing.latency_p90_ms:.3f}) against {target_ms:.3f} ms")
         if best is None or timing.latency_ms < best[1].latency_ms:
-            best = (number, timing)
-        verified = VerifiedSearch(result, timing, target_ms, rounds)
+            best = (number, timing, result)
+        verified = VerifiedSearch(result, timing, target_ms, rounds, number)
         if verified.met:
             return verified
         # the overshoot the table missed, taken off what this network was predicted to take (not off the
         # search's budget, which a network predicted well under it would meet again: measured twice)
         search_ms = min(search_ms, predicted) * target_ms / timing.latency_ms
-    return verified  # not met within the rounds: the caller says so (the masks file records every round)
+    number, timing, result = best  # not met within the rounds: the network that came closest, said by the caller
+    return VerifiedSearch(result, timing, target_ms, rounds, number)  # (the masks file records every round)
 
 
 def search_one_device(device, method: str, verify: bool, rounds: int = MAX_ROUNDS):

@@ -77,6 +77,26 @@ def test_verify_tightens_the_budget_until_the_measured_network_keeps_it():
                         progress=lambda line: None)
 
 
+def test_a_budget_never_met_keeps_the_network_that_measured_fastest():
+    """Not met within the rounds, the last round's network was kept, though an earlier one measured faster."""
+    from depthshrink.pipeline.verify import search_verified
+
+    measured_ms = iter([1.3, 1.5])  # a machine slower than the table whatever runs: round 1 comes closest
+
+    def measure(result):
+        ms = next(measured_ms)
+        return Timing(ms, 0.99 * ms, 1.01 * ms, 30, 300.0)
+
+    verified = search_verified(_problem(), Budget(latency_ms=1.0), solve_dp, measure, max_rounds=2,
+                               progress=lambda line: None)
+    assert not verified.met and len(verified.rounds) == 2 and verified.kept_round == 1
+    assert verified.timing.latency_ms == 1.3
+    record = verified.record()
+    assert record["kept_round"] == 1 and record["search_budget_ms"] == verified.rounds[0]["search_budget_ms"] == 1.0
+    assert verified.result.masks.kept_activations == verified.rounds[0]["kept_activations"]
+    assert verified.rounds[1]["kept_activations"] != verified.rounds[0]["kept_activations"]
+
+
 @pytest.mark.parametrize("budget_ms", [0.85, 0.95, 1.05, 1.15])
 def test_verify_never_measures_the_same_network_twice(budget_ms):
     """A pick predicted well under its budget that runs over it: the next round searches below its
