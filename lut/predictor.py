@@ -123,7 +123,10 @@ def cross_validate(frame: pd.DataFrame, folds: int = FOLDS, device: DeviceSpec |
 def fold_count(frame: pd.DataFrame, folds: int = FOLDS) -> int:
     """The folds a cross-validation of ``frame`` uses: ``folds``, or fewer when the table has fewer
     distinct shapes (a shape's rows are held out together)."""
-    return min(folds, _groups(_conv_rows(frame)[0]).nunique())
+    shapes = _groups(_conv_rows(frame)[0]).nunique()
+    if shapes < 2:  # rows that differ only in width, padding, activation or add: nothing to hold out
+        raise DepthshrinkError(f"a cross-validation holds shapes out: this table's conv rows are of {shapes} shape")
+    return min(folds, shapes)
 
 
 def _ranked(results) -> list[Evaluation]:

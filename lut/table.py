@@ -106,13 +106,14 @@ def read_lut(path: str | os.PathLike) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = pd.NA
     conv = frame[frame["op"] == "conv"]
-    for column in SHAPE_COLUMNS[:-1]:
-        values = pd.to_numeric(conv[column], errors="coerce")
-        if values.isna().any() or (values <= 0).any():
-            raise DepthshrinkError(f"{path}: column {column} must be a positive integer in every conv row")
-    bad = pd.to_numeric(frame["latency_ms"], errors="coerce")
-    if bad.isna().any() or (bad <= 0).any():
-        raise DepthshrinkError(f"{path}: latency_ms must be a positive number in every row")
+    for rows, column in [(conv, c) for c in SHAPE_COLUMNS[:-1]] + [(frame, "batch_size")]:
+        values = pd.to_numeric(rows[column], errors="coerce")  # 31.5 channels were read as 31
+        if values.isna().any() or (values <= 0).any() or (values % 1 != 0).any():
+            where = "every conv row" if column != "batch_size" else "every row"
+            raise DepthshrinkError(f"{path}: column {column} must be a positive integer in {where}")
+    latency = pd.to_numeric(frame["latency_ms"], errors="coerce")
+    if latency.isna().any() or (latency <= 0).any() or (latency == float("inf")).any():
+        raise DepthshrinkError(f"{path}: latency_ms must be a positive, finite number in every row")
     return frame
 
 

@@ -68,8 +68,14 @@ def test_foreign_or_corrupt_files_are_refused(tmp_path, content, message):
 def test_bad_latency_and_missing_file_are_refused(tmp_path):
     path = tmp_path / "lut.csv"
     LutWriter(path).append(_row(latency=-1))
-    with pytest.raises(DepthshrinkError, match="latency_ms must be a positive number"):
+    with pytest.raises(DepthshrinkError, match="latency_ms must be a positive, finite number"):
         read_lut(path)
+    for name, row, message in (("inf", _row(latency=float("inf")), "latency_ms must be a positive, finite number"),
+                               ("half", _row(in_channels=31.5), "in_channels must be a positive integer"),
+                               ("batch", _row(batch_size=1.5), "batch_size must be a positive integer in every row")):
+        LutWriter(tmp_path / f"{name}.csv").append(row)  # accepted (inf, 31 channels) or a traceback (1.5)
+        with pytest.raises(DepthshrinkError, match=message):
+            read_lut(tmp_path / f"{name}.csv")
     with pytest.raises(DepthshrinkError, match="LUT file not found"):
         read_lut(tmp_path / "none.csv")
     with pytest.raises(DepthshrinkError, match="folder .* does not exist"):

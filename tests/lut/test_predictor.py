@@ -73,6 +73,11 @@ def test_too_few_rows_and_mixed_settings_are_refused(tmp_path, capsys):
     pd.concat([frame, frame.assign(device="jetson-orin")]).to_csv(mixed, index=False)
     assert main(["predictor", "evaluate", "--lut", str(mixed)]) == 1
     assert "mixes device values cpu-amd-epyc, jetson-orin" in capsys.readouterr().err
+    one = frame[frame["op"] == "conv"].head(1)  # 25 rows of one shape (widths apart): sklearn's n_splits=1 traceback
+    one = pd.concat([one.assign(width=w, latency_ms=0.01 * w) for w in range(1, 26)])
+    one.to_csv(tmp_path / "one.csv", index=False)
+    assert main(["predictor", "evaluate", "--lut", str(tmp_path / "one.csv")]) == 1
+    assert "this table's conv rows are of 1 shape" in capsys.readouterr().err
 
 
 def test_a_corpus_timed_with_the_other_cache_flush_is_refused(tmp_path, capsys):

@@ -383,7 +383,7 @@ def test_a_malformed_lut_costs_its_parity_plot_not_the_report(tmp_path, space_js
     (run / "lut.csv").write_text(lines[0] + ",".join(row) + "".join(lines[2:]))
     assert build(run, "--out", tmp_path / "out") == 0
     page = (tmp_path / "out" / "index.html").read_text()
-    assert "run: no parity plot:" in page and "latency_ms must be a positive number" in page
+    assert "run: no parity plot:" in page and "latency_ms must be a positive, finite number" in page
 
 
 def test_networks_dropped_from_a_run_leave_its_figures(tmp_path, space_json):
