@@ -17,6 +17,8 @@ def check_lut_name(path: str | os.PathLike) -> None:
     if Path(path).suffix != ".csv":
         raise DepthshrinkError(f"a LUT file is named *.csv (its pass log and validation are named after it): "
                                f"got {path}")
+    if Path(path).name.endswith(".passes.csv"):  # X.csv's pass log: profiling X.csv rewrote this LUT as one
+        raise DepthshrinkError(f"{path}: *.passes.csv names the pass log of another LUT; name this one otherwise")
 
 
 class LutWriter:

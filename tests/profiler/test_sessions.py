@@ -402,6 +402,8 @@ def test_a_lut_not_named_csv_is_refused_before_anything_is_exported(tmp_path, ca
         with pytest.raises(DepthshrinkError, match=r"named \*\.csv"):
             LutWriter(tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DepthshrinkError, match=r"names the pass log of another LUT"):  # x.csv's, rewritten as one
+        LutWriter(tmp_path / "x.passes.csv")
 
 
 def test_a_pass_log_of_the_older_layout_is_rewritten_in_the_new_one_before_a_line_is_added(tmp_path):
