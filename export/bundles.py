@@ -114,6 +114,7 @@ def corpus_module(entry: Entry) -> nn.Module:
 def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: str | os.PathLike,
                   networks: bool = True, progress: bool = True) -> Bundle:
     """Export every configuration (and the fixed part, and whole networks) as ONNX files."""
+    check_timeable(model, space)
     folder = _make_folder(folder)
     model = model.eval()
     entries = _export_candidates(distinct_candidates(space), batch_size, folder, progress)
@@ -142,8 +143,25 @@ def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: 
     return bundle
 
 
+def check_timeable(model: nn.Module, space: ChainSpace) -> None:
+    """Refuse a chain layer a LUT row cannot describe (a row is a square, undilated conv with symmetric
+    padding): it would be timed as another conv (a dilated 3x3 as an undilated one)."""
+    for layer in space.layers:
+        conv = model.get_submodule(layer.module)
+        odd = [what for what, found in (
+            ("a dilation", conv.dilation != (1, 1)),
+            ("a non-square kernel or stride", conv.kernel_size[0] != conv.kernel_size[1] or conv.stride[0] != conv.stride[1]),
+            ("asymmetric padding", isinstance(conv.padding, str) and conv.kernel_size[0] % 2 == 0 and conv.padding != "valid"
+             or not isinstance(conv.padding, str) and conv.padding[0] != conv.padding[1])) if found]
+        if odd:
+            raise DepthshrinkError(f"layer {layer.index} ({layer.module}) has {' and '.join(odd)}: latency tables time "
+                                   "square, undilated convs, so it would be timed as another conv; keep it out of "
+                                   "the chain (--stem-convs, --head-convs) to profile this model")
+
+
 def module_builder(model: nn.Module, space: ChainSpace):
     """PyTorch modules for the entries of a bundle exported from ``model`` (the torch backend)."""
+    check_timeable(model, space)
     def build(entry: Entry) -> nn.Module:
         if entry.op == "conv":
             return CandidateBlock(Candidate.from_fields(entry.fields))

@@ -268,7 +268,8 @@ def _layers(gm: fx.GraphModule, convs: list[fx.Node], sites: dict[int, SiteNodes
                 if p in sites:
                     sites[p].barrier = sites[p].barrier or f"layer {index} ({node.target}): {problem}"
         _, _, height, width = _shape(node.args[0])
-        padding = conv.padding[0] if not isinstance(conv.padding, str) else 0
+        padding = conv.padding[0] if not isinstance(conv.padding, str) else \
+            (conv.kernel_size[0] - 1) // 2 if conv.padding == "same" else 0  # "same" is recorded as it pads
         shape = ConvShape(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
                           conv.groups, height, width, padding)
         bn = sites[index + 1].batchnorm

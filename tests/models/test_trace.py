@@ -207,6 +207,23 @@ def test_unusual_convs_are_barriers_and_kept_as_they_are():
     assert merged.get_submodule("blocks.1.body.0.0").dilation == (2, 2)
 
 
+def test_a_layer_no_lut_row_describes_is_refused_for_timing_and_same_padding_is_recorded_as_it_pads(tmp_path):
+    """The dilated 5x5 (map 16 -> 16) was recorded as an undilated 5x5 with padding 4 (16 -> 20) and timed as
+    that; padding="same" was recorded as 0 (16 -> 14)."""
+    from depthshrink.export.bundles import export_bundle, module_builder
+
+    model = randomize(Dilated())
+    space = _trace(model, 16)
+    for export in (lambda: export_bundle(model, space, 1, tmp_path / "bundle"), lambda: module_builder(model, space)):
+        with pytest.raises(DepthshrinkError, match=r"\(blocks.1.body.0.0\) has a dilation: latency tables time"):
+            export()
+    assert not (tmp_path / "bundle").exists()
+    same = Dilated()
+    same.blocks[1].body[0][0] = nn.Conv2d(24, 24, 5, 1, "same", groups=24, bias=False)
+    layer = next(x for x in _trace(randomize(same), 16).layers if x.module == "blocks.1.body.0.0")
+    assert layer.shape.padding == 2 and layer.shape.kernel_size == 5
+
+
 # -- issue 20: the tracer lists only spans the merger can build ---------------------------------------
 def _quiet_trace(model, resolution):
     with warnings.catch_warnings():
