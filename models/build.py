@@ -11,7 +11,7 @@ from torch import nn
 
 from ..contracts.space import ChainSpace
 from ..errors import DepthshrinkError
-from .registry import build_model, min_resolution
+from .registry import build_model, default_width, min_resolution
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,11 @@ def build_space(spec: ModelSpec, adapt_weights: bool = False) -> tuple[nn.Module
     model.eval()
     in_channels = spec.in_channels or _first_conv_in_channels(model)
     # the width as given: None (the builder's default) rebuilds a factory that takes no width, and the
-    # masks and labels read None as 1x (contracts.masks, contracts.candidates)
-    info = {"name": spec.name, "width_mult": spec.width_mult, "resolution": spec.resolution}
+    # masks and labels read None as 1x (contracts.masks, contracts.candidates); a default other than 1
+    # is recorded (a factory defaulting to 0.5 was labelled 1x, its rows taken for the 1x network's)
+    default = default_width(spec.name) if spec.width_mult is None else None
+    width = spec.width_mult if default is None or default == 1.0 else default
+    info = {"name": spec.name, "width_mult": width, "resolution": spec.resolution}
     example = torch.zeros(1, in_channels, spec.resolution, spec.resolution)
     space = trace(model, example, model_info=info, stem_convs=spec.stem_convs, head_convs=spec.head_convs,
                   strided_merge=spec.strided_merge)
@@ -95,7 +98,14 @@ def _adapt_ends(model: nn.Module, state: dict) -> dict:
 
 
 def _first_conv_in_channels(model: nn.Module) -> int:
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    """The input channels of the first conv the model runs (one registered first may run later)."""
+    from .ops import symbolic_trace
+
+    try:
+        run = [model.get_submodule(n.target) for n in symbolic_trace(model).graph.nodes if n.op == "call_module"]
+    except DepthshrinkError:  # not traceable: the tracer says why later; registration order meanwhile
+        run = list(model.modules())
+    conv = next((m for m in run if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         raise DepthshrinkError("the model has no Conv2d")
     return conv.in_channels

@@ -112,6 +112,16 @@ def takes(name: str, option: str) -> bool:
     return _takes(_load_factory(name) if ":" in name else getattr(ZOO.get(name), "builder", None), option)
 
 
+def default_width(name: str) -> float | None:
+    """The width the builder of ``name`` uses when given none: its ``width_mult`` default, if a number."""
+    builder = _load_factory(name) if ":" in name else getattr(ZOO.get(name), "builder", None)
+    try:
+        default = inspect.signature(builder).parameters["width_mult"].default
+    except (KeyError, TypeError, ValueError):  # no such parameter, or no signature to read
+        return None
+    return float(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else None
+
+
 def build_model(name: str, *, width_mult: float | None = None, in_channels: int | None = None,
                 num_classes: int | None = None) -> nn.Module:
     """Build a zoo network by name, or call ``package.module:factory``.

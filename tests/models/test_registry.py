@@ -95,6 +95,46 @@ def test_masks_of_a_space_traced_at_the_default_width_fit_a_base_given_width_1()
         per_block_masks(other).resolve(default)
 
 
+def test_a_factory_whose_default_width_is_not_1_is_labelled_with_it(tmp_path, monkeypatch):
+    """A factory defaulting to width 0.5, traced without --width-mult, was labelled 1x: profiled into a table
+    beside the 1x network, the two shared one fixed row and one validation."""
+    from depthshrink.contracts.candidates import model_label
+    from depthshrink.models.build import ModelSpec, build_space
+
+    (tmp_path / "halfnet.py").write_text(
+        "from depthshrink.models import build_model\n"
+        "def net(width_mult=0.5):\n"
+        "    return build_model('tiny_mobilenet', width_mult=width_mult)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, default = build_space(ModelSpec("halfnet:net", resolution=16))
+    _, given = build_space(ModelSpec("halfnet:net", resolution=16, width_mult=1.0))
+    assert model_label(default.model) == "halfnet:net@0.5x,1000cls" != model_label(given.model)
+    assert default.layers[0].shape == build_space(ModelSpec("halfnet:net", resolution=16, width_mult=0.5))[1].layers[0].shape
+
+
+def test_the_input_channels_are_the_first_conv_run_not_the_first_registered(tmp_path, monkeypatch):
+    """A model that registers its body before its stem was traced with the body's 16 input channels and
+    refused ("the model fails on an input of shape (1, 16, 32, 32)"), and took no --in-channels to fix it."""
+    from depthshrink.models.build import ModelSpec, build_space
+
+    (tmp_path / "order.py").write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.ReLU(),\n"
+        "                                  nn.Conv2d(32, 16, 1), nn.BatchNorm2d(16), nn.ReLU())\n"
+        "        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())\n"
+        "        self.head = nn.Conv2d(16, 10, 1)\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.body(self.stem(x))).mean((2, 3))\n"
+        "def net():\n"
+        "    return Net()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, space = build_space(ModelSpec("order:net", resolution=32))
+    assert space.model["in_channels"] == 3 and space.layers[0].shape.in_channels == 16
+
+
 def test_weights_from_a_train_checkpoint_are_its_averaged_ones_and_a_shrunk_one_is_refused(tmp_path):
     """``--weights`` of a checkpoint trained with --ema-decay loaded the raw weights (everything else
     uses the average); a finetune checkpoint (same keys, padding moved) loaded without a word."""
