@@ -113,6 +113,10 @@ def _check_timed_alike(lut_path: str | Path, backend: Backend, settings: Setting
         rows = table.select(**setting_of(backend, settings))
     except NoRowsOfSetting:
         return  # a setting new to the table (timed in several ways already: refused by select)
+    spelled = sorted(set(rows.frame["device"].astype(str)) - {settings.device})
+    if spelled:  # found without case, the rows would be measured again under a second spelling
+        raise DepthshrinkError(f"{lut_path} names this device {spelled[0]}, this session {settings.device}: "
+                               f"give --device-label {spelled[0]} to extend it")
     recorded, ours = rows.setting.get("timing_method"), backend.metadata().get("timing_method")
     if recorded and ours and recorded != ours:
         raise DepthshrinkError(f"{lut_path}'s rows of this setting were timed as {recorded}, this session times them as "

@@ -358,6 +358,22 @@ def test_a_table_timed_another_way_is_not_extended(tmp_path):
         profile(bundle, OnnxRuntimeBackend(1, CacheFlush.OFF), lut, Settings("cpu-test", 1, FAST, progress=False))
 
 
+def test_a_table_is_extended_only_under_its_own_spelling_of_the_device(tmp_path):
+    """--device-label CPU-TEST on a cpu-test table: its setting was found (labels match without case) but its rows
+    were not (keys match exactly), so every row was measured again under the second spelling, and the table was
+    then refused for mixing the two."""
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+
+    model, space = _tiny_space()
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    lut = tmp_path / "lut.csv"
+    profile(bundle, OnnxRuntimeBackend(1, CacheFlush.OFF), lut, Settings("cpu-test", 1, FAST, progress=False))
+    before = lut.read_bytes()
+    with pytest.raises(DepthshrinkError, match="names this device cpu-test, this session CPU-TEST: give --device-label"):
+        profile(bundle, OnnxRuntimeBackend(1, CacheFlush.OFF), lut, Settings("CPU-TEST", 1, FAST, progress=False))
+    assert lut.read_bytes() == before
+
+
 def test_a_table_timed_with_the_other_cache_flush_is_not_extended(tmp_path):
     """auto keeps a table's flush; an explicit --cache-flush that differs from it was added to the same
     table, mixing rows timed with warm and with flushed caches (µs-scale rows move by ~2x)."""
