@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..contracts.setting import on_cpu
 from .device import DeviceSpec, spec_for_device
 from .regressors import CHANNEL_BLOCKS, EXTRA
 from .table import has_activation
@@ -51,12 +52,16 @@ def conv_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_device(frame: pd.DataFrame) -> tuple[DeviceSpec, str | None]:
-    """(the description of the device a one-setting table names, its backend)."""
+    """(the description of the device a one-setting table names, its backend). A table timed on a CPU
+    (``contracts.setting.on_cpu``: ONNX Runtime, a host clock) is one whatever its label (``my-laptop``
+    was given the GPU models)."""
     def first(column: str):
         values = frame[column].dropna().astype(str).unique() if column in frame.columns else []
         return values[0] if len(values) else None
 
-    return spec_for_device(first("device")), first("backend")
+    setting = {c: first(c) for c in ("device", "backend", "timing_method")}
+    spec = spec_for_device(setting["device"])
+    return (DeviceSpec(spec.name, "cpu") if spec.kind != "cpu" and on_cpu(setting) else spec), setting["backend"]
 
 
 @dataclass
