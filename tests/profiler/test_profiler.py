@@ -1,5 +1,6 @@
 """The profiler: configurations, backend conformance, a session, device checks, the torch-free device side."""
 
+import re
 import subprocess
 import sys
 
@@ -203,3 +204,34 @@ def test_the_device_side_runs_without_torch(tmp_path):
     frame = read_lut(tmp_path / "lut.csv")
     assert len(frame) == len(distinct_candidates(space)) + 1
     assert (frame["op"] == "conv").sum() == len(distinct_candidates(space))  # rows a search can use
+
+
+def test_a_manifest_edited_by_hand_is_refused_in_one_line(tmp_path):
+    """A KeyError, ValueError, TypeError or StopIteration for a manifest edited by hand; in_channels "abc" went
+    into the LUT (which no command could read after); a batch edited to 8 wrote rows of batch-1 timings."""
+    import json
+
+    from depthshrink.profiler.bundle import MANIFEST, load_bundle
+
+    model, space = _tiny_space()
+    export_bundle(model, space, 1, tmp_path / "bundle", networks=True, progress=False)
+    good = json.loads((tmp_path / "bundle" / MANIFEST).read_text())
+    conv = next(i for i, e in enumerate(good["entries"]) if e["op"] == "conv")
+    network = next(i for i, e in enumerate(good["entries"]) if e["op"] == "network")
+
+    def entry(index, **change):
+        entries = [dict(e) for e in good["entries"]]
+        entries[index].update(change)
+        return {"entries": entries}
+
+    for change, said in (({"model_label": None}, "model_label (a text) are needed"),
+                         ({"batch_size": "one"}, "batch_size must be a positive integer, not 'one'"),
+                         ({"entries": None}, "entries must be a non-empty list"),
+                         ({"batch_size": 8}, "are not of batch 8, the manifest's"),
+                         (entry(conv, in_channels="abc"), "must be integers"),
+                         (entry(conv, inputs={}), "inputs must map names to shapes"),
+                         (entry(network, segments=[[0, "x"]]), "segments must be [start, end] pairs"),
+                         ({"entries": [e for e in good["entries"] if e["op"] != "fixed"]}, "needs its fixed entry")):
+        (tmp_path / "bundle" / MANIFEST).write_text(json.dumps({**good, **change}))
+        with pytest.raises(DepthshrinkError, match=re.escape(said)):
+            load_bundle(tmp_path / "bundle")
