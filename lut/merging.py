@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..contracts.files import write_atomic, write_json_atomic
+from ..contracts.files import FileLock, write_atomic, write_json_atomic
 from ..contracts.setting import SETTING_COLUMNS
 from .table import COLUMNS, OPTIONAL, cell_text, read_lut, row_key
 from .writer import check_lut_header, check_lut_name
@@ -44,7 +44,8 @@ def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> t
     check_lut_name(out)
     frame, duplicates = merge_luts(paths)
     text = frame.map(lambda value: "" if pd.isna(value) else cell_text(value))  # as the LUT writer spells it
-    write_atomic(out, lambda tmp: text.to_csv(tmp, index=False))
+    with FileLock(out, "a LUT merge"):  # a session profiling into it would append to the file replaced
+        write_atomic(out, lambda tmp: text.to_csv(tmp, index=False))
     kept: list[tuple[tuple, object, dict]] = []  # (network and setting, input, entry)
     for path in paths:
         for entry in validation_entries(path):

@@ -313,3 +313,27 @@ def test_rows_timed_with_and_without_a_cache_flush_are_not_one_table(tmp_path):
     merge_lut_files([a, b], out)
     with pytest.raises(DepthshrinkError, match=r"timed with and without a cache flush \(0, 1\)"):
         LatencyTable.read(out).select()
+
+
+def test_lut_merge_does_not_replace_a_table_a_session_is_profiling_into(tmp_path):
+    """The merge replaced the file under a running session, whose later rows went to the file replaced."""
+    import subprocess
+    import sys
+
+    from depthshrink.lut.merging import merge_lut_files
+
+    a, out = tmp_path / "a.csv", tmp_path / "busy.csv"
+    LutWriter(a).append(_row())
+    LutWriter(out).append(_row(device="cpu-b"))
+    before = out.read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               f"fd = os.open({str(out)!r}, os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+                               "print('held', flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DepthshrinkError, match="is being written by another process"):
+            merge_lut_files([a, out], out)
+        assert out.read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
