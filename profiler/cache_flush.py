@@ -30,6 +30,7 @@ class FlushChoice:
     with_flush_ms: float | None = None   # fixed part + its layers + one call overhead, flushed
     without_flush_ms: float | None = None
     kept: bool = False                   # as the LUT's earlier rows of this setting were measured
+    from_passes: bool = False            # kept from a killed session's logged passes (the LUT has no row yet)
     unrecorded_rows: int = 0             # earlier rows of this setting that do not record their flush
 
     def describe(self) -> str:
@@ -40,7 +41,8 @@ class FlushChoice:
     def _chosen(self) -> str:
         setting = f"cache flush {self.cache_flush.value}"
         if self.kept:
-            return f"{setting}, as the LUT's earlier timings of this setting"
+            return f"{setting}, as " + ("a killed session's logged passes of this setting" if self.from_passes
+                                        else "the LUT's earlier timings of this setting")
         if self.network_ms is None:
             return f"{setting} (no whole network to choose by)"
         def error(value: float) -> str:

@@ -140,12 +140,13 @@ def _cache_flush(bundle: Bundle, backend: Backend, lut_path: str | Path, setting
         rows = LatencyTable.read(lut_path).select(**setting_of(backend, settings)).frame
     except DepthshrinkError:  # no rows of this setting yet
         rows = None
-    earlier = None if rows is None else earlier_choice(rows)
+    earlier, logged = None if rows is None else earlier_choice(rows), False
     if earlier is None and settings.protocol.passes > 1:
         earlier = pass_log_of(lut_path, backend, settings).cache_flush
+        logged = earlier is not None
     if earlier is not None:
         backend.cache_flush = earlier
-        return FlushChoice(earlier, kept=True)
+        return FlushChoice(earlier, kept=True, from_passes=logged)
     choice = choose_cache_flush(bundle, backend, settings.protocol, lambda e: workload_of(bundle, e, modules))
     return replace(choice, unrecorded_rows=0 if rows is None else len(rows))  # a LUT from before the column
 

@@ -136,6 +136,7 @@ def test_a_resumed_session_runs_only_the_passes_it_lacks(tmp_path, monkeypatch):
                         lambda self, workload, p: timed.append(workload.key) or original(self, workload, p))
     report = profile(bundle, backend, lut, settings, networks=True)
     assert report.cache_flush.kept and backend.cache_flush is CacheFlush.OFF  # as the killed session's passes
+    assert "as a killed session's logged passes" in report.cache_flush.describe()  # said "the LUT's earlier timings"
     assert timed.count(first.key) == 1 and timed.count(second.key) == 0
     rows = [e for e in bundle.entries if e.op in ("conv", "fixed")]
     assert all(timed.count(e.key) == 3 for e in rows if e not in (first, second))
