@@ -143,8 +143,11 @@ class LatencyTable:
 
     @classmethod
     def read(cls, *paths: str | os.PathLike) -> LatencyTable:
+        """The rows of several LUT files; of a configuration in more than one, the first file's row (as the
+        lookups and ``lut merge`` take it: ``--lut A.csv A.csv`` trained the predictor on every row twice)."""
         frame = pd.concat([read_lut(p) for p in paths], ignore_index=True)
-        return cls(frame)
+        repeated = pd.Series([row_key(r) for r in frame.to_dict("records")]).duplicated().to_numpy()
+        return cls(frame[~repeated].reset_index(drop=True))
 
     def select(self, **wanted) -> LatencyTable:
         """Keep one setting; a filter left ``None`` must have a single value in the table."""

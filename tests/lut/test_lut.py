@@ -337,3 +337,11 @@ def test_lut_merge_does_not_replace_a_table_a_session_is_profiling_into(tmp_path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_table_given_twice_is_read_once():
+    """``--lut A.csv A.csv`` doubled every row the predictor trains on (and could lift a small table over the
+    row count below which it gets other tables as a prior); the first file's row of a configuration is kept."""
+    shipped = ROOT / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
+    once, twice = LatencyTable.read(shipped), LatencyTable.read(shipped, shipped)
+    assert len(twice.frame) == len(once.frame) and twice.frame.equals(once.frame)
