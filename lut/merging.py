@@ -11,7 +11,8 @@ import pandas as pd
 
 from ..contracts.files import FileLock, write_atomic, write_json_atomic
 from ..contracts.setting import SETTING_COLUMNS
-from .table import COLUMNS, OPTIONAL, cell_text, read_lut, row_key
+from ..errors import DepthshrinkError
+from .table import COLUMNS, OPTIONAL, LatencyTable, cell_text, read_lut, row_key
 from .writer import check_lut_header, check_lut_name
 
 
@@ -43,6 +44,11 @@ def merge_lut_files(paths: list[str | os.PathLike], out: str | os.PathLike) -> t
     merged rows, the duplicate rows dropped and the validation entries kept."""
     check_lut_name(out)
     frame, duplicates = merge_luts(paths)
+    for _, rows in frame.groupby([frame[c].astype(str) for c in SETTING_COLUMNS], sort=False):
+        try:  # a table every later command would refuse: refused here, before it is written
+            LatencyTable(rows.assign(**{c: pd.NA for c in COLUMNS if c not in rows})).select()
+        except DepthshrinkError as exc:
+            raise DepthshrinkError(f"these tables cannot be merged: {exc}") from None
     text = frame.map(lambda value: "" if pd.isna(value) else cell_text(value))  # as the LUT writer spells it
     with FileLock(out, "a LUT merge"):  # a session profiling into it would append to the file replaced
         write_atomic(out, lambda tmp: text.to_csv(tmp, index=False))

@@ -304,15 +304,21 @@ def test_a_filter_on_a_later_column_picks_rows_a_first_column_mixes():
 
 def test_rows_timed_with_and_without_a_cache_flush_are_not_one_table(tmp_path):
     """``lut merge`` of a flushed and an unflushed table of one setting gave the search a mix (µs-scale
-    rows move ~2x with the flush): refused, as two timing methods are."""
+    rows move ~2x with the flush): refused when read, as two timing methods are, and by the merge itself
+    (it wrote the union, which every later command refused)."""
     from depthshrink.lut.merging import merge_lut_files
 
     a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "all.csv"
     LutWriter(a).append(_row(device="cpu-a", cache_flush=1))
     LutWriter(b).append({**_row(device="cpu-a", cache_flush=0), "in_channels": 16})
-    merge_lut_files([a, b], out)
+    with pytest.raises(DepthshrinkError, match=r"cannot be merged: .* timed with and without a cache flush \(0, 1\)"):
+        merge_lut_files([a, b], out)
+    assert not out.exists()
+    pd.concat([read_lut(a), read_lut(b)]).to_csv(out, index=False)  # joined by hand
     with pytest.raises(DepthshrinkError, match=r"timed with and without a cache flush \(0, 1\)"):
         LatencyTable.read(out).select()
+    LutWriter(tmp_path / "other.csv").append(_row(device="cpu-other", cache_flush=0))  # another setting: merged
+    assert len(merge_lut_files([a, tmp_path / "other.csv"], out)[0]) == 2
 
 
 def test_lut_merge_does_not_replace_a_table_a_session_is_profiling_into(tmp_path):
