@@ -17,15 +17,20 @@ def seed_order(candidates: pd.DataFrame, count: int) -> list[int]:
     x = conv_features(candidates)
     order = np.argsort(x["log_flops"].to_numpy(), kind="stable")
     spread = [int(order[round(i)]) for i in np.linspace(0, len(order) - 1, min(count, len(order)))]
-    kinds = []  # one row of each kernel type the spread sample misses: these are kept whatever the count
-    for kind in ("pointwise", "dense_kxk", "depthwise"):
-        rows = np.flatnonzero(x[kind].to_numpy() > 0)
-        if rows.size and not set(spread) & set(rows.tolist()):
-            kinds.append(int(rows[len(rows) // 2]))
-    kinds = kinds[:count]
-    room = max(count - len(kinds), 0)
-    kept = [spread[round(i)] for i in np.linspace(0, len(spread) - 1, room)] if room < len(spread) else spread
-    return sorted(set(kept) | set(kinds))
+    types = [np.flatnonzero(x[kind].to_numpy() > 0) for kind in ("pointwise", "dense_kxk", "depthwise")]
+
+    def missed(sample: set[int]) -> list[int]:  # a middle row of each kernel type ``sample`` lacks
+        return [int(rows[len(rows) // 2]) for rows in types if rows.size and not sample & set(rows.tolist())]
+
+    kinds = missed(set(spread))  # one row of each kernel type the spread sample misses, kept whatever the count
+    while True:
+        kinds = kinds[:count]
+        room = max(count - len(kinds), 0)
+        kept = [spread[round(i)] for i in np.linspace(0, len(spread) - 1, room)] if room < len(spread) else spread
+        lost = missed(set(kept) | set(kinds))  # thinned to make room, it may have lost another type's only row
+        if not lost or sum(rows.size > 0 for rows in types) - len(lost) >= count:  # as many types as rows
+            return sorted(set(kept) | set(kinds))
+        kinds += lost
 
 
 def most_uncertain(measured: pd.DataFrame, candidates: pd.DataFrame, count: int) -> list[int]:

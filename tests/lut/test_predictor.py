@@ -207,6 +207,13 @@ def test_the_seed_sample_keeps_a_row_of_every_kernel_type_whatever_the_count():
     three = pd.DataFrame(rows + [row(64, 64, 3, 1)])  # pointwise, depthwise and a dense 3x3
     assert [len(seed_order(three, count)) for count in (1, 2, 3)] == [1, 2, 3]
     assert {12, 13} <= set(seed_order(three, 3))  # each kind while the count allows
+    # thinned to make room for a missed kind, the spread lost the only pointwise row it had (a review's case)
+    from depthshrink.lut.features import conv_features
+    from depthshrink.lut.table import own_conv, read_lut
+    table = own_conv(read_lut(LUT)).reset_index(drop=True)
+    subset = table.iloc[[60, 6, 58, 53, 75, 92, 24, 85, 29, 59, 10, 128, 56]].reset_index(drop=True)
+    picked = conv_features(subset).iloc[seed_order(subset, 4)]
+    assert all((picked[kind] > 0).any() for kind in ("pointwise", "dense_kxk", "depthwise"))
 
 
 def test_an_empty_activation_cell_is_no_activation_for_the_models_as_for_the_lookup(tmp_path):
