@@ -12,7 +12,7 @@ import pandas as pd
 from ..contracts.files import FileLock, write_atomic, write_json_atomic
 from ..contracts.setting import SETTING_COLUMNS
 from ..errors import DepthshrinkError
-from .table import COLUMNS, OPTIONAL, LatencyTable, cell_text, read_lut, row_key
+from .table import COLUMNS, OPTIONAL, LatencyTable, cell_text, read_lut, repeated_rows
 from .writer import check_lut_header, check_lut_name
 
 
@@ -31,8 +31,7 @@ def merge_luts(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
     newer layout (``OPTIONAL``) is kept when one of the files has it."""
     frames = [read_lut(p) for p in paths]
     union = pd.concat(frames, ignore_index=True)
-    keys = [row_key(r) for r in union.to_dict("records")]
-    duplicated = pd.Series(keys).duplicated().to_numpy()
+    duplicated = repeated_rows(union)
     present = {c for p in paths for c in check_lut_header(p)}
     columns = [c for c in COLUMNS if c not in OPTIONAL or c in present]
     return union.loc[~duplicated, columns + [c for c in union.columns if c not in COLUMNS]], int(duplicated.sum())

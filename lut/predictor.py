@@ -123,7 +123,11 @@ def cross_validate(frame: pd.DataFrame, folds: int = FOLDS, device: DeviceSpec |
 def fold_count(frame: pd.DataFrame, folds: int = FOLDS) -> int:
     """The folds a cross-validation of ``frame`` uses: ``folds``, or fewer when the table has fewer
     distinct shapes (a shape's rows are held out together)."""
-    shapes = _groups(_conv_rows(frame)[0]).nunique()
+    return _fold_count(_groups(_conv_rows(frame)[0]), folds)
+
+
+def _fold_count(groups: pd.Series, folds: int) -> int:
+    shapes = groups.nunique()
     if shapes < 2:  # rows that differ only in width, padding, activation or add: nothing to hold out
         raise DepthshrinkError(f"a cross-validation holds shapes out: this table's conv rows are of {shapes} shape")
     return min(folds, shapes)
@@ -146,7 +150,7 @@ def _cross_validated(frame: pd.DataFrame, folds: int, fit: tuple[str, ...] | Non
     x, y, groups = _features(conv, device, backend, priors), _log_latency(conv), _groups(conv)
     x_corpus, y_corpus = _features(corpus, device, backend, priors), _log_latency(corpus)
     groups_corpus = _groups(corpus).to_numpy()
-    splits = list(model_selection.GroupKFold(n_splits=fold_count(frame, folds)).split(x, y, groups))
+    splits = list(model_selection.GroupKFold(n_splits=_fold_count(groups, folds)).split(x, y, groups))
     candidates = _candidates(device, backend, transfer=bool(priors))
     tasks = [(name, None, candidates[name], pd.concat([x, x_corpus], ignore_index=True),
               np.concatenate([y, y_corpus]), None) for name in fit]  # the longest first: a short tail

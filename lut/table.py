@@ -73,6 +73,11 @@ def row_key(row: dict) -> tuple:
                  else cell_text(row[c]) for c in KEY_COLUMNS)
 
 
+def repeated_rows(frame: pd.DataFrame):
+    """A mask of the rows whose configuration an earlier row holds (the first row of one wins)."""
+    return pd.Series([row_key(r) for r in frame.to_dict("records")]).duplicated().to_numpy()
+
+
 def cell_text(value) -> str:
     """A cell as the CSV writes it: 1 for True and for 1.0, so one value has one spelling."""
     if isinstance(value, bool):
@@ -146,8 +151,7 @@ class LatencyTable:
         """The rows of several LUT files; of a configuration in more than one, the first file's row (as the
         lookups and ``lut merge`` take it: ``--lut A.csv A.csv`` trained the predictor on every row twice)."""
         frame = pd.concat([read_lut(p) for p in paths], ignore_index=True)
-        repeated = pd.Series([row_key(r) for r in frame.to_dict("records")]).duplicated().to_numpy()
-        return cls(frame[~repeated].reset_index(drop=True))
+        return cls(frame[~repeated_rows(frame)].reset_index(drop=True))
 
     def select(self, **wanted) -> LatencyTable:
         """Keep one setting; a filter left ``None`` must have a single value in the table."""

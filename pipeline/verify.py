@@ -10,7 +10,7 @@ named). Each round is recorded in the masks file.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import DepthshrinkError, OutOfReach
 from ..profiler.timing import Timing, TimingProtocol
@@ -27,8 +27,8 @@ class VerifiedSearch:
     result: SearchResult                  # the round's search whose network is kept
     timing: Timing                        # its network, measured whole
     budget_ms: float                      # what the user asked for
-    rounds: list[dict] = field(default_factory=list)
-    kept_round: int | None = None         # that round (None: the last); not met: the fastest measured
+    rounds: list[dict]                    # every round's search and measurement
+    kept_round: int                       # the round kept (1-based): the last, or if not met the fastest measured
 
     @property
     def met(self) -> bool:
@@ -37,7 +37,7 @@ class VerifiedSearch:
     def record(self) -> dict:
         """The fields the masks file gets: the budget is the user's (the kept round's search ran with a
         tightened one, ``search_budget_ms``; every round's is in ``verify_rounds``)."""
-        t, kept = self.timing, self.rounds[(self.kept_round or len(self.rounds)) - 1]
+        t, kept = self.timing, self.rounds[self.kept_round - 1]
         return {"latency_budget_ms": round(self.budget_ms, 6), "search_budget_ms": kept["search_budget_ms"],
                 "kept_round": kept["round"],
                 "measured_latency_ms": round(t.latency_ms, 6), "measured_p10_ms": round(t.latency_p10_ms, 6),

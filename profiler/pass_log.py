@@ -59,6 +59,7 @@ class PassLog:
         self.earlier: dict[tuple[str, CacheFlush | None], list[Timing]] = {}
         self.cache_flush: CacheFlush | None = None  # the flush of this setting's latest line, if any had one
         self.call_overhead_ms: float | None = None  # what its passes had subtracted (the latest line's)
+        self.layout_checked = False  # the file's header, once before this session's first line
         for line in self._lines():
             timing = _timing(line)
             if (not self._ours(line) or line.get("protocol") not in self.protocols or line.get("host") != self.host
@@ -87,8 +88,9 @@ class PassLog:
     def record(self, key: str, cache_flush: CacheFlush | None, timing: Timing, call_overhead_ms: float) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.write_text(",".join(FIELDS) + "\n")
-        elif self._header() != FIELDS:  # a log of an older layout: its lines rewritten in this one first
+        elif not self.layout_checked and self._header() != FIELDS:  # an older layout: rewritten in this one first
             self._rewrite(self._lines())
+        self.layout_checked = True
         flush = "" if cache_flush is None or cache_flush.recorded is None else cache_flush.recorded
         append_csv_line(self.path, [key, self.protocol, self.host, flush, *astuple(timing), call_overhead_ms])
 
