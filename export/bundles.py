@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import torch
-from torch import fx, nn
+from torch import nn
 from tqdm import tqdm
 
 from ..contracts.candidates import Candidate, distinct_candidates, model_label
@@ -14,11 +14,12 @@ from ..contracts.masks import per_block_masks
 from ..contracts.space import ChainSpace, write_json_atomic
 from ..errors import DepthshrinkError
 from ..lut.table import CORPUS as CORPUS_LABEL
-from ..models.ops import ACTIVATION_BY_NAME, Kind, classify
+from ..models.ops import ACTIVATION_BY_NAME
 from ..profiler.bundle import MANIFEST, Bundle, Entry
-from ..shrink.apply import apply_masks, retrace
+from ..shrink.apply import apply_masks
 from ..shrink.merge import merge
 from .corpus import CorpusSpec, sample_candidates
+from .fixed import fixed_part
 from .onnx import export_onnx
 
 
@@ -38,41 +39,6 @@ class CandidateBlock(nn.Module):
         if self.residual_add:
             y = y + skip
         return self.act(y)
-
-
-def fixed_part(model: nn.Module, space: ChainSpace) -> fx.GraphModule:
-    """The network without its chain: ``(image, chain output) -> (chain input, network output)``."""
-    traced = retrace(model, space)
-    gm = traced.graph_module
-    start = traced.convs[0].args[0]
-    end = traced.convs[-1]
-    for node in traced.sites[space.num_layers].nodes:
-        if classify(node, gm) not in (Kind.BN, Kind.ACT, Kind.ADD, Kind.PASS):
-            break
-        end = node
-    order = {node: i for i, node in enumerate(gm.graph.nodes)}
-    graph = fx.Graph()
-    image, chain_output = graph.placeholder("input"), graph.placeholder("chain_output")
-    env: dict[fx.Node, fx.Node] = {}
-
-    def lookup(node: fx.Node) -> fx.Node:
-        if node not in env:
-            raise DepthshrinkError(f"the fixed part reads {node.name} from inside the chain; "
-                                   "it cannot be timed apart")
-        return env[node]
-
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            env[node] = image
-        elif order[node] <= order[start] or node.op == "get_attr":
-            env[node] = graph.node_copy(node, lookup)
-        elif node is end:
-            env[node] = chain_output
-        elif order[node] > order[end] and node.op != "output":
-            env[node] = graph.node_copy(node, lookup)
-    result = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-    graph.output((env[start], lookup(result)))
-    return fx.GraphModule(gm, graph)
 
 
 def _make_folder(folder: str | os.PathLike) -> Path:
@@ -124,10 +90,11 @@ def export_bundle(model: nn.Module, space: ChainSpace, batch_size: int, folder: 
     last = space.layers[-1].shape
     chain_out = [batch_size, last.out_channels, *Candidate(last, None, False).output_size]
     fixed_file = f"fixed_b{batch_size}.onnx"
-    export_onnx(fixed_part(model, space), (torch.randn(*image), torch.randn(*chain_out)),
-                folder / fixed_file, ["input", "chain_output"])
-    entries.append(Entry("fixed", "fixed", fixed_file, {"input": image, "chain_output": chain_out},
-                         {"model": label}))
+    fixed = fixed_part(model, space)
+    fixed_inputs = fixed.input_shapes(image, chain_out)
+    export_onnx(fixed.module, tuple(torch.randn(*shape) for shape in fixed_inputs.values()),
+                folder / fixed_file, list(fixed_inputs))
+    entries.append(Entry("fixed", "fixed", fixed_file, fixed_inputs, {"model": label}))
     if networks:
         masks = per_block_masks(space)
         variants = {"original": (model, [[p, p + 1] for p in range(space.num_layers)]),
@@ -166,7 +133,7 @@ def module_builder(model: nn.Module, space: ChainSpace):
         if entry.op == "conv":
             return CandidateBlock(Candidate.from_fields(entry.fields))
         if entry.op == "fixed":
-            return fixed_part(model, space)
+            return fixed_part(model, space).module
         if entry.key == "network_original":
             return model
         return merge(apply_masks(model, space, per_block_masks(space)).eval())
