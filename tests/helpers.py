@@ -157,3 +157,15 @@ def tiny_space():
 
     model = build_model("tiny_mobilenet").eval()
     return model, trace(model, torch.zeros(1, 3, 16, 16), model_info={"name": "tiny_mobilenet"})
+
+
+def write_idx(path, array, compress: bool = False) -> None:
+    """An idx file (the format of MNIST and Fashion-MNIST) holding ``array`` as unsigned bytes."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with (gzip.open if compress else open)(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())

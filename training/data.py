@@ -117,6 +117,14 @@ class DataSpec:
     subset: int | None = None   # use only this many training examples (a fixed random draw)
 
 
+def data_identity(spec: DataSpec) -> dict:
+    """What a checkpoint records of its training data: the source (a folder as its absolute path,
+    ``fashion-mnist`` as Debian's folder) and the subset."""
+    named = {"fashion-mnist": str(FASHION_MNIST), "synthetic": "synthetic"}
+    source = named.get(spec.source) or str(Path(spec.source).resolve())
+    return {"source": source, "subset": spec.subset}
+
+
 def load_split(spec: DataSpec, split: str, info: dict | None = None) -> Dataset:
     """``split`` (train, held-out or test) of ``spec``'s data; ``info`` (a space's model) sizes
     images read from folders. The held-out split is a fixed 5,000 (or a tenth) of the training data."""

@@ -11,7 +11,7 @@ import torch
 
 from ..contracts.files import check_folder
 from ..models.build import ModelSpec, build_space
-from .data import DataSpec, check_fits, load_split, sample
+from .data import DataSpec, check_fits, data_identity, load_split, sample
 from .evaluate import accuracy
 from .train import TrainConfig, train
 
@@ -41,7 +41,7 @@ def train_network(model: ModelSpec, data: DataSpec, config: TrainConfig, run: Ru
     network, space = build_space(model, adapt_weights=True)
     examples = load_split(data, "train", space.model)
     check_fits(examples, space.model)
-    spec = {"model": space.model, "weights": model.weights}
+    spec = {"model": space.model, "weights": model.weights, "data": data_identity(data)}
     train(network, examples, config, run.out, resume=run.resume, progress=run.progress, spec=spec, device=run.device)
     held_out = accuracy(network, load_split(data, "held-out", space.model))
     return TrainedRun(Path(run.out) / "last.pt", len(examples), held_out)
@@ -62,7 +62,7 @@ def finetune_network(masks_path: str | os.PathLike, weights: str | os.PathLike, 
     shrunk = apply_masks(teacher, space, masks)  # a copy: the teacher stays the original
     examples = load_split(data, "train", space.model)
     check_fits(examples, space.model)
-    spec = {"model": space.model, "masks": masks.to_dict(), "weights": str(weights)}
+    spec = {"model": space.model, "masks": masks.to_dict(), "weights": str(weights), "data": data_identity(data)}
     train(shrunk, examples, config, run.out, teacher=teacher, resume=run.resume, progress=run.progress, spec=spec,
           device=run.device)
     held_out = load_split(data, "held-out", space.model)

@@ -198,7 +198,12 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
     if not (out / "last.pt").exists():
         return _fresh(out)
     state = load_checkpoint(out / "last.pt")
-    if state.get("config") != asdict(config) or _paths_resolved(state.get("spec") or {}) != _paths_resolved(spec):
+    saved = state.get("spec") or {}
+    if "data" in spec and saved.get("data", spec["data"]) != spec["data"]:  # older checkpoints name no data
+        raise DepthshrinkError(f"{out}/last.pt was trained on {_data_named(saved['data'])}, this run has "
+                               f"{_data_named(spec['data'])}: resume with the same --data and --subset, or use a new --out")
+    spec = {k: v for k, v in spec.items() if k != "data" or k in saved}
+    if state.get("config") != asdict(config) or _paths_resolved(saved) != _paths_resolved(spec):
         raise DepthshrinkError(f"{out}/last.pt was written by a run with other settings or another model: "
                                "resume with the same command, or use a new --out")
     if state.get("examples", examples) != examples:  # its steps per epoch set the learning-rate schedule
@@ -219,6 +224,10 @@ def _resume(out: Path, model: nn.Module, step: _Step, config: TrainConfig, spec:
         kept = [line for line in metrics.read_text().splitlines() if _epoch_of(line) <= state["epoch"]]
         metrics.write_text("".join(line + "\n" for line in kept))
     return state["epoch"]
+
+
+def _data_named(data: dict) -> str:
+    return data["source"] + (f" (a subset of {data['subset']})" if data.get("subset") else "")
 
 
 def _paths_resolved(spec: dict) -> dict:

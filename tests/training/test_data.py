@@ -1,28 +1,21 @@
 """Datasets: the idx reader, real Fashion-MNIST, synthetic data, held-out splits."""
 
-import gzip
 import struct
 
 import numpy as np
 import pytest
 import torch
+from helpers import write_idx
 
 from depthshrink import DepthshrinkError
 from depthshrink.training.data import FASHION_MNIST, fashion_mnist, held_out_split, read_idx, synthetic
-
-
-def _write_idx(path, array, compress):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    with (gzip.open if compress else open)(path, "wb") as handle:
-        handle.write(data)
 
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_round_trip(tmp_path, compress):
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     path = tmp_path / ("a.idx.gz" if compress else "a.idx")
-    _write_idx(path, array, compress)
+    write_idx(path, array, compress)
     assert np.array_equal(read_idx(path), array)
 
 
@@ -43,8 +36,8 @@ def test_a_folder_of_idx_files_reads_gzipped_or_unpacked(tmp_path, compress):
 
     suffix = ".gz" if compress else ""
     images = np.random.default_rng(0).integers(0, 256, (30, 28, 28))
-    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images, compress)
-    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", np.arange(30) % 10, compress)
+    write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images, compress)
+    write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", np.arange(30) % 10, compress)
     test = load_split(DataSpec(str(tmp_path)), "test")
     assert len(test) == 30 and test.tensors[1].tolist() == [i % 10 for i in range(30)]
 

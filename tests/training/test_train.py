@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TinyNet, torchrun
+from helpers import TinyNet, torchrun, write_idx
 
 from depthshrink import DepthshrinkError
 from depthshrink.training.data import synthetic
@@ -390,3 +390,26 @@ def test_train_under_torchrun_prints_its_result_once(tmp_path):
                        "--data", "synthetic", "--subset", "256", "--epochs", "1", "--batch-size", "32", "--device",
                        "cpu", "--no-progress", "--out", str(tmp_path / "run")])
     assert result.stdout.count("trained tiny_mobilenet for 1 epoch(s)") == 1, result.stdout
+
+
+def test_resume_refuses_other_data_of_the_same_size(tmp_path):
+    """A checkpoint recorded how many examples it was trained on, not which: a run resumed on another
+    folder of as many images continued silently on other data."""
+    from depthshrink.models.build import ModelSpec
+    from depthshrink.training.data import DataSpec
+    from depthshrink.training.runs import RunOptions, train_network
+
+    for name, seed in (("a", 0), ("b", 1)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rng = np.random.default_rng(seed)
+        write_idx(folder / "train-images-idx3-ubyte", rng.integers(0, 256, (40, 16, 16)), False)
+        write_idx(folder / "train-labels-idx1-ubyte", np.arange(40) % 10, False)
+    model = ModelSpec("tiny_mobilenet", 16, in_channels=1, num_classes=10)
+    config = TrainConfig(epochs=1, batch_size=12, lr=0.05)
+    train_network(model, DataSpec(str(tmp_path / "a")), config, RunOptions(tmp_path / "run", progress=False))
+    with pytest.raises(DepthshrinkError, match=r"trained on .*/a, this run has .*/b: resume with the same --data"):
+        train_network(model, DataSpec(str(tmp_path / "b")), config, RunOptions(tmp_path / "run", resume=True,
+                                                                               progress=False))
+    same = DataSpec(str(tmp_path / "b" / ".." / "a"))  # the same folder, spelled otherwise
+    train_network(model, same, config, RunOptions(tmp_path / "run", resume=True, progress=False))
