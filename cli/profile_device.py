@@ -64,6 +64,9 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
     ignored = ([f"{flag} is for GPUs" for flag, given in (("--engine-cache", args.engine_cache is not None),
                                                           ("--workspace-mb", args.workspace_mb is not None),
                                                           ("--no-cuda-graph", args.no_cuda_graph)) if given and args.cpu]
+               + [f"{flag} is for the tensorrt backend" for flag, given in (
+                   ("--engine-cache", args.engine_cache is not None), ("--workspace-mb", args.workspace_mb is not None))
+                  if given and args.gpu is not None and args.backend not in (None, "tensorrt")]
                + (["--threads is for the CPU"] if args.gpu is not None and args.threads is not None else [])
                + (["--target-accuracy needs --budget-fraction"]
                   if args.target_accuracy is not None and args.budget_fraction is None else []))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..contracts.files import refuse_overwriting
 from ..errors import DepthshrinkError
 from .common import add_model_arguments, add_setting_arguments, positive_int, refuse_model_options, setting_filters
 
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     frontier = Path(args.frontier) if args.frontier else out.with_suffix(".frontier.csv")
     if frontier.resolve() == out.resolve():
         raise DepthshrinkError(f"--out and --frontier both name {out}: the frontier would overwrite the masks")
+    tables = {f"LUT {i}": path for i, path in enumerate((p for luts in args.lut for p in luts), 1)}
+    validations = {f"validation of {name}": Path(path).with_suffix(".validation.json") for name, path in tables.items()}
+    refuse_overwriting({"--out": out, "--frontier": frontier},
+                       {"--space": args.space, "--importance": args.importance, **tables, **validations})
     for path in (out, frontier):
         if not path.parent.is_dir() or path.is_dir():
             raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else

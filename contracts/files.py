@@ -53,6 +53,16 @@ def check_folder(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
+def refuse_overwriting(outputs: dict[str, str | os.PathLike], inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse in one line an output (option name -> path) that names one of the inputs: it would
+    be replaced by what is written, and the next run would read that instead."""
+    read = {Path(path).resolve(): name for name, path in inputs.items() if path}
+    for name, path in outputs.items():
+        if Path(path).resolve() in read:
+            raise DepthshrinkError(f"{name} {path} is the {read[Path(path).resolve()]} this command reads: "
+                                   f"give {name} another path")
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..contracts.files import refuse_overwriting
 from ..errors import DepthshrinkError
 from .data import DataSpec, check_fits, load_split, sample
 from .ranks import check_seed
@@ -51,6 +52,7 @@ def score_importance(options: ImportanceOptions, weights: str | os.PathLike, dat
         raise DepthshrinkError(f"cannot write {out}: folder {out.parent} does not exist")
     if out.is_dir():  # refused before the scoring, not after it
         raise DepthshrinkError(f"cannot write {out}: it is a folder (name the importance .csv to write)")
+    refuse_overwriting({"--out": out}, {"--weights": weights})
     base, space = load_base_network(weights)
     train_data = load_split(data, "train", space.model)
     check_fits(train_data, space.model)

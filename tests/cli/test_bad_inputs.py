@@ -217,6 +217,8 @@ def test_a_space_lacking_a_field_is_one_line(good, tmp_path, capsys):
     (["--cpu", "--warmup-ms", "-5"], "--warmup-ms -5.0 is out of range"),
     (["--cpu", "--min-time-ms", "inf"], "--min-time-ms inf is out of range"),  # timed each row forever
     (["--gpu", "0", "--threads", "4"], "--threads is for the CPU"),
+    (["--gpu", "0", "--backend", "torch", "--workspace-mb", "512"], "--workspace-mb is for the tensorrt backend"),
+    (["--gpu", "0", "--backend", "torch", "--engine-cache", "x"], "--engine-cache is for the tensorrt backend"),
 ])
 def test_profile_device_options_that_would_be_ignored_are_one_line(tmp_path, capsys, extra, said):
     """Each was accepted and did nothing (a negative --noisy-spread flagged every row noisy and timed it twice)."""
@@ -224,3 +226,36 @@ def test_profile_device_options_that_would_be_ignored_are_one_line(tmp_path, cap
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and said in lines[0], lines
     assert not (tmp_path / "lut.csv").exists()
+
+
+@pytest.mark.parametrize("out,frontier,said", [
+    ("space", None, "--out {space} is the --space"), ("m.json", "importance", "--frontier {importance} is the --importance"),
+    ("lut.validation.json", None, "--out {validation} is the validation of LUT 1"),
+    ("m.json", "lut", "--frontier {lut} is the LUT 1")])
+def test_search_refuses_to_write_over_what_it_reads(good, tmp_path, capsys, out, frontier, said):
+    """``search --out space.json`` replaced the space with the masks, and ``--out LUT.validation.json``
+    the table's validation networks: the next search read masks as a space, or ran uncorrected."""
+    for name in ("space", "importance", "lut"):
+        shutil.copy(good[name], tmp_path / good[name].name)
+    shutil.copy(LUT_28.with_suffix(".validation.json"), tmp_path / "lut.validation.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    path = {name: tmp_path / good[name].name for name in ("space", "importance", "lut")}
+    out = path.get(out, tmp_path / out)
+    arguments = ["search", "--space", path["space"], "--lut", path["lut"], "--importance", path["importance"],
+                 "--latency-budget", "1.2x", "--out", out] + (["--frontier", path[frontier]] if frontier else [])
+    capsys.readouterr()
+    assert main([str(a) for a in arguments]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    said = said.format(**path, validation=tmp_path / "lut.validation.json")
+    assert len(lines) == 1 and f"{said} this command reads" in lines[0], lines
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_importance_refuses_to_write_its_scores_over_the_base_checkpoint(good, tmp_path, capsys):
+    base = tmp_path / "base.pt"
+    shutil.copy(good["checkpoint"], base)
+    before = base.read_bytes()
+    assert main(["importance", "--weights", str(base), "--data", "synthetic", "--out", str(base)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--out {base} is the --weights" in lines[0], lines
+    assert base.read_bytes() == before
