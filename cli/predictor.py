@@ -33,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from ..lut.table import LatencyTable, is_corpus
     from ..lut.transfer import priors_for
 
-    if args.plot and not Path(args.plot).parent.is_dir():
-        raise DepthshrinkError(f"cannot write {args.plot}: folder {Path(args.plot).parent} does not exist")
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise DepthshrinkError(f"--plot {args.plot}: the parity plot is a PNG, name it *.png")
+    if args.plot and (Path(args.plot).is_dir() or not Path(args.plot).parent.is_dir()):
+        raise DepthshrinkError(f"cannot write {args.plot}: " + ("it is a folder" if Path(args.plot).is_dir()
+                                                                else f"folder {Path(args.plot).parent} does not exist"))
 
     table = LatencyTable.read(*args.lut).select(**setting_filters(args))
     priors = priors_for(table.frame)  # the predictor the search uses: a small table leans on the shipped ones

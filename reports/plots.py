@@ -25,9 +25,14 @@ def pyplot():
 
 
 def save(figure, path) -> None:
+    """Write ``figure`` as a PNG at ``path``, whole or not at all."""
+    from ..contracts.files import write_atomic
+
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
-    pyplot().close(figure)
+    try:
+        write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
+    finally:
+        pyplot().close(figure)
 
 
 def run_colours(names: list[str]) -> dict[str, str]:

@@ -110,6 +110,19 @@ def test_evaluate_cli_json_and_plot(tmp_path, capsys):
     assert (tmp_path / "parity.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("plot,said", [("parity.txt", "the parity plot is a PNG, name it *.png"),
+                                        ("parity", "the parity plot is a PNG, name it *.png"),
+                                        ("folder.png", "it is a folder")])
+def test_evaluate_refuses_a_plot_it_cannot_write_before_the_cross_validation(tmp_path, capsys, plot, said):
+    """--plot parity.txt and a folder ended in matplotlib's tracebacks after the whole cross-validation;
+    --plot parity wrote parity.png and said it wrote parity."""
+    (tmp_path / "folder.png").mkdir()
+    assert main(["predictor", "evaluate", "--lut", LUT, "--plot", str(tmp_path / plot)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png"]
+
+
 def test_evaluate_scores_the_predictor_the_search_uses_with_its_prior(tmp_path, capsys):
     """A table measured in part leans on the shipped tables in the search; `predictor evaluate`
     scored it alone, a predictor nobody uses."""
