@@ -42,8 +42,11 @@ class Masks:
         except (TypeError, ValueError) as exc:
             raise DepthshrinkError(f"masks file: segments must be [start, end] pairs and "
                                    f"activations integers ({exc})") from None
+        model = data.get("model") or {}
+        if not isinstance(model, dict):
+            raise DepthshrinkError(f"masks file: its model must be an object, not {type(model).__name__}")
         known = {"format", "kept_activations", "removed_activations", "segments", "model"}
-        return cls(kept, segments, removed, dict(data.get("model") or {}),
+        return cls(kept, segments, removed, dict(model),
                    {k: v for k, v in data.items() if k not in known})
 
     def to_dict(self) -> dict:

@@ -44,6 +44,21 @@ class ConvShape:
         return self.groups > 1 and self.groups == self.in_channels == self.out_channels
 
 
+def _whole(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _conv_shape(layer: dict) -> ConvShape:
+    """A layer's shape from a space file: every field given, whole, positive (padding: at least 0)."""
+    fields = list(ConvShape.__dataclass_fields__)
+    if any(name not in layer for name in fields):
+        raise KeyError(next(name for name in fields if name not in layer))
+    bad = [name for name in fields if not _whole(layer[name], 0 if name == "padding" else 1)]
+    if bad:
+        raise TypeError(f"layer {layer.get('index')}: {', '.join(bad)} must be whole numbers")
+    return ConvShape(**{name: layer[name] for name in fields})
+
+
 @dataclass(frozen=True)
 class Layer:
     index: int
@@ -213,19 +228,20 @@ class ChainSpace:
         if data.get("format") != SPACE_FORMAT:
             raise DepthshrinkError(f"not a chain space: format is {data.get('format')!r}, "
                                    f"expected {SPACE_FORMAT!r}")
-        shape_fields = ConvShape.__dataclass_fields__
-        layers = [Layer(d["index"], d["module"], ConvShape(**{k: d[k] for k in shape_fields if k in d}),
-                        d.get("batchnorm")) for d in data["layers"]]
+        model = data["model"]
+        if not isinstance(model, dict) or not all(_whole(model.get(k), 1) for k in ("in_channels", "height", "width")):
+            raise TypeError("its model must be an object with whole in_channels, height and width")
+        layers = [Layer(d["index"], d["module"], _conv_shape(d), d.get("batchnorm")) for d in data["layers"]]
         sites = [Site(d["position"], d["activation"], d["removable"], d.get("barrier"))
                  for d in data["sites"]]
         blocks = [ResidualBlock(a, b) for a, b in data.get("residual_blocks", [])]
-        return cls(data["model"], layers, sites, blocks, data.get("fixed_modules", []),
+        return cls(model, layers, sites, blocks, data.get("fixed_modules", []),
                    data.get("strided_merge", "pointwise"), data.get("output_activation"))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> ChainSpace:
         try:
             return cls.from_dict(read_json(path, "chain space"))
-        except (KeyError, TypeError, AttributeError) as exc:  # a hand-edited file lacking a field
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited file lacking a field
             raise DepthshrinkError(f"{path} is not a complete chain space ({type(exc).__name__}: {exc}): "
                                    "trace it again with 'depthshrink space'") from None

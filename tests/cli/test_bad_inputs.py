@@ -259,3 +259,36 @@ def test_importance_refuses_to_write_its_scores_over_the_base_checkpoint(good, t
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"--out {base} is the --weights" in lines[0], lines
     assert base.read_bytes() == before
+
+
+@pytest.mark.parametrize("garble,said", [
+    (lambda d: d["layers"][0].pop("padding"), "KeyError: 'padding'"),  # was read as padding 0: inf in the predictor
+    (lambda d: d["layers"][0].update(kernel_size="3"), "kernel_size must be whole numbers"),
+    (lambda d: d["layers"][0].update(stride=0), "stride must be whole numbers"),
+    (lambda d: d.update(residual_blocks=[[1, 2, 3]]), "ValueError: too many values to unpack"),
+    (lambda d: d.update(model=None), "its model must be an object"),
+    (lambda d: d["model"].pop("in_channels"), "its model must be an object with whole in_channels"),
+])
+def test_a_garbled_space_is_one_line(good, tmp_path, capsys, garble, said):
+    """Each ended in a traceback (or, without padding, a search on wrong shapes)."""
+    import json
+
+    data = json.loads(good["space"].read_text())
+    garble(data)
+    (tmp_path / "space.json").write_text(json.dumps(data))
+    assert main(["search", "--space", str(tmp_path / "space.json"), "--lut", str(good["lut"]), "--importance",
+                 str(good["importance"]), "--latency-budget", "1.2x", "--out", str(tmp_path / "m.json")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "is not a complete chain space" in lines[0] and said in lines[0], lines
+
+
+def test_masks_whose_model_is_no_object_are_one_line(good, tmp_path, capsys):
+    import json
+
+    data = json.loads(good["masks"].read_text())
+    data["model"] = [1, 2]
+    (tmp_path / "masks.json").write_text(json.dumps(data))
+    assert main(["finetune", "--masks", str(tmp_path / "masks.json"), "--weights", str(good["checkpoint"]),
+                 "--data", "synthetic", "--out", str(tmp_path / "ft")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "its model must be an object, not list" in lines[0], lines
