@@ -144,7 +144,11 @@ def build_model(name: str, *, width_mult: float | None = None, in_channels: int 
         if entry is None:
             raise DepthshrinkError(f"unknown model '{name}'; known models: {', '.join(list_models())} "
                                    "(or give package.module:factory)")
-        model = entry.builder(**entry.defaults, **_accepted(entry.builder, options))
+        try:
+            model = entry.builder(**entry.defaults, **_accepted(entry.builder, options))
+        except (OverflowError, MemoryError) as exc:  # --width-mult 1e308: channels past any count
+            raise DepthshrinkError(f"{name} cannot be built with width multiplier {width_mult}: "
+                                   f"{type(exc).__name__}") from None
     if not isinstance(model, nn.Module):
         raise DepthshrinkError(f"--model {name} returned {type(model).__name__}, not a torch.nn.Module")
     return model

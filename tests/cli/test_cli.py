@@ -58,6 +58,8 @@ def test_space_takes_a_factory_and_weights(tmp_path):
     (["--model", "mobilenet_v2", "--resolution", "16"], "use at least 32"),
     (["--model", "mobilenet_v2_small", "--resolution", "4"], "use at least 8"),
     (["--model", "tiny_mobilenet", "--resolution", "16", "--weights", "missing.pt"], "weights file not found"),
+    (["--model", "mobilenet_v2", "--resolution", "32", "--width-mult", "1e308"],  # OverflowError's traceback
+     "mobilenet_v2 cannot be built with width multiplier 1e+308: OverflowError"),
 ])
 def test_user_errors_are_one_line_and_write_nothing(tmp_path, args, message):
     out = tmp_path / "space.json"
