@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import DepthshrinkError
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args.handler(args) or 0)
         _close_process_group()
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
         return code
+    except BrokenPipeError:  # `depthshrink ... | head -1`: the reader has gone, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush finds a sink
+        return 141  # as a shell reports a process killed by SIGPIPE
     except DepthshrinkError as exc:
         print(f"depthshrink {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,6 +1,7 @@
 """The command line: help without extras, the space subcommand, one-line errors, nothing written on failure."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -73,3 +74,15 @@ def test_unwritable_output_is_a_user_error(tmp_path):
     result = _run("space", "--model", "tiny_mobilenet", "--resolution", "16",
                   "--out", str(tmp_path / "no" / "such" / "space.json"))
     assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+def test_output_piped_to_a_reader_that_has_gone_is_no_traceback(tmp_path):
+    """``depthshrink lut merge ... | head -1`` ended in a BrokenPipeError traceback."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the command prints
+    result = subprocess.run([sys.executable, "-m", "depthshrink.cli.main", "space", "--model", "tiny_mobilenet",
+                             "--resolution", "16", "--out", str(tmp_path / "space.json")],
+                            stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    assert result.returncode == 141 and result.stderr == "", result.stderr
+    assert (tmp_path / "space.json").exists()
