@@ -351,3 +351,23 @@ def test_a_table_given_twice_is_read_once():
     shipped = ROOT / "lut" / "mobilenet_v2_small_x0.5_28_b1_onnxruntime_cpu.csv"
     once, twice = LatencyTable.read(shipped), LatencyTable.read(shipped, shipped)
     assert len(twice.frame) == len(once.frame) and twice.frame.equals(once.frame)
+
+
+def _one_setting(rows: list[dict]) -> pd.DataFrame:
+    base = {"device": "cpu", "backend": "onnxruntime", "precision": "fp32", "batch_size": 1, "threads": 1,
+            "op": "conv", "in_channels": 8, "out_channels": 16, "kernel_size": 3, "stride": 1, "groups": 1,
+            "height": 14, "width": 14, "padding": 1, "activation": "relu6", "residual_add": 0}
+    return pd.DataFrame([{**base, **row} for row in rows])
+
+
+def test_a_configuration_two_models_measured_is_looked_up_by_its_first_row():
+    table = LatencyTable(_one_setting([{"model": "a", "latency_ms": 1.0, "call_overhead_ms": 0.01},
+                                       {"model": "b", "latency_ms": 2.0, "call_overhead_ms": 0.01}]))
+    assert table.conv_latency_ms(ConvShape(8, 16, 3, 1, 1, 14, 14, 1), "relu6", False) == 1.0
+
+
+def test_the_call_overhead_is_the_median_of_the_rows():
+    """One row timed while the machine stalled must not move every sum (the mean would give 0.04 ms)."""
+    table = LatencyTable(_one_setting([{"model": "a", "latency_ms": 1.0, "call_overhead_ms": value, "height": h}
+                                       for value, h in ((0.01, 14), (0.01, 7), (0.10, 28))]))
+    assert table.call_overhead_ms == pytest.approx(0.01)

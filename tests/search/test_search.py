@@ -289,3 +289,35 @@ def test_missing_rows_are_predicted_and_marked_or_refused(shipped, capsys, tmp_p
     assert predicted == {k for k, span in space.spans.items() if span.shape.kernel_size >= 9}
     assert all(problem.span_ms[k] > 0 for k in predicted)
     assert _search(folder, str(thinned), "2.2ms") == 0
+
+
+def test_of_equally_important_networks_the_one_with_most_slack_is_chosen():
+    """Several devices: between [10, 1] and [1, 10] against limits [20, 10], the largest share of a
+    limit used is 0.5 against 1.0: the first leaves every device slack."""
+    import numpy as np
+
+    from depthshrink.search.pareto import ParetoDP
+
+    dp = ParetoDP([0, 2], {(0, 2): np.array([[10, 1], [1, 10]], dtype=np.int64)}, {})
+    assert dp.surface_cost[dp.best_within(np.array([20.0, 10.0]))].tolist() == [10, 1]
+
+
+def test_span_latencies_are_rounded_up_to_whole_picoseconds():
+    from depthshrink.search.units import picoseconds
+
+    assert picoseconds({(0, 1): 0.0123456789}) == {(0, 1): 12345679}
+    assert picoseconds({(0, 1): 0.123456}) == {(0, 1): 123456000}
+
+
+def test_depthshrinker_takes_a_budget_equal_to_the_originals_latency_without_removing_anything(shipped):
+    """DepthShrinker's top-k compared a network's latency to the budget with <: a budget exactly at the
+    original's latency merged blocks it did not need to."""
+    from depthshrink.lut.table import LatencyTable
+    from depthshrink.search.problem import build_problem, read_importance
+    from depthshrink.search.run import _blocks_solution, solve_depthshrinker
+
+    folder, lut = shipped
+    space = ChainSpace.from_json(folder / "space.json")
+    problem = build_problem(space, LatencyTable.read(lut).select(), read_importance(folder / "imp.csv", space))
+    exact = _blocks_solution(problem, []).latency_ms + problem.fixed_ms + problem.overhead_ms
+    assert solve_depthshrinker(problem, Budget(latency_ms=exact)).masks.removed_activations == []

@@ -83,3 +83,12 @@ def test_then_affine_and_depthwise_maps_stay_compact():
     assert torch.allclose(_apply(kernels.densified(m), x, 0), expected)
     dense = kernels.then_conv(m, _rand(5, 4, 1, 1, seed=4), None, 1, groups=1)
     assert not dense.diagonal and dense.weight.shape == (5, 4, 3, 3)
+
+
+def test_a_shift_refuses_a_map_that_reads_its_first_column_though_not_its_first_row():
+    """The check looked at the leading rows only: a kernel reading the padding column was shifted
+    as if it read none (the merge's own check refused the network later, not here)."""
+    w = torch.zeros(2, 2, 3, 3, dtype=torch.float64)
+    w[:, :, 1:, 0] = 1.0
+    with pytest.raises(ValueError):
+        kernels.shifted(kernels.conv_map(w, None, 1, 1), -1)

@@ -321,3 +321,23 @@ def test_a_residual_block_that_strides_inside_is_no_block_a_span_folds():
     space = _space(model, 5)
     assert space.residual_blocks == [] and space.span_problem(0, 2) is None
     _check(model, space, masks_for(space, [(0, 2)], remove_all=True), 1e-5)
+
+
+def test_merge_refuses_a_result_that_differs_from_the_unmerged_network(monkeypatch):
+    """The merge's own check, with a conv built one bias off."""
+    from depthshrink.shrink import merge as merge_module
+
+    model = randomize(HandNet(), seed=1).eval()
+    space = depthshrink.trace(model, torch.zeros(1, 3, 19, 19))
+    shrunk = depthshrink.apply_masks(model, space, masks_for(space, block_segments(space)[:1])).eval()
+    built = merge_module._to_conv
+
+    def one_bias_off(*args):
+        conv = built(*args)
+        with torch.no_grad():
+            conv.bias += 1.0
+        return conv
+
+    monkeypatch.setattr(merge_module, "_to_conv", one_bias_off)
+    with pytest.raises(DepthshrinkError, match="differs from the unmerged"):
+        depthshrink.merge(shrunk)

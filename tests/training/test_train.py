@@ -413,3 +413,21 @@ def test_resume_refuses_other_data_of_the_same_size(tmp_path):
                                                                                progress=False))
     same = DataSpec(str(tmp_path / "b" / ".." / "a"))  # the same folder, spelled otherwise
     train_network(model, same, config, RunOptions(tmp_path / "run", resume=True, progress=False))
+
+
+def test_distillation_weighs_soft_and_hard_targets_to_one():
+    import math
+
+    from depthshrink.training.train import distillation_loss
+
+    logits, teacher, labels = torch.tensor([[math.log(3.0), 0.0]]), torch.zeros(1, 2), torch.tensor([0])
+    hard, soft = -math.log(0.75), -(0.5 * math.log(0.75) + 0.5 * math.log(0.25))
+    loss = distillation_loss(logits, labels, teacher, TrainConfig(distill_weight=0.5, label_smoothing=0.0))
+    assert float(loss) == pytest.approx(0.5 * soft + 0.5 * hard)  # 0.56233
+
+
+def test_the_cosine_schedule_spans_every_epoch(tmp_path):
+    train(TinyNet(), synthetic(32, seed=1), TrainConfig(epochs=2, batch_size=16, lr=0.1), tmp_path,
+          progress=False, device="cpu")
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rates[0] == pytest.approx(0.05) and rates[1] == pytest.approx(0.0, abs=1e-12)
