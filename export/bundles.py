@@ -47,6 +47,9 @@ def _make_folder(folder: str | os.PathLike) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DepthshrinkError(f"cannot create bundle folder {folder}: {exc.strerror}") from None
+    # a bundle exported again: its files are rewritten before its manifest, so the old manifest goes
+    # first (killed half-way, the folder is no bundle, not an old manifest naming the new files)
+    (folder / MANIFEST).unlink(missing_ok=True)
     return folder
 
 

@@ -100,6 +100,25 @@ def test_bundles_of_two_batch_sizes_share_a_folder(tmp_path):
         assert graph_input.type.tensor_type.shape.dim[0].dim_value == 4
 
 
+def test_a_bundle_exported_again_and_killed_half_way_is_no_bundle(tmp_path, monkeypatch):
+    """The fixed part and networks were rewritten before the manifest: a re-export killed between them
+    left the old manifest naming files of the new export."""
+    import depthshrink.export.bundles as bundles
+    from depthshrink.profiler.bundle import load_bundle
+
+    model, space = _tiny_space()
+    export_bundle(model, space, 1, tmp_path, networks=False, progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundles, "export_onnx", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(model, space, 1, tmp_path, networks=False, progress=False)
+    with pytest.raises(DepthshrinkError, match="is not a profiling bundle"):
+        load_bundle(tmp_path)
+
+
 def test_session_measures_once_resumes_and_validates(tmp_path):
     from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
 
