@@ -170,6 +170,9 @@ def _main_path(gm: fx.GraphModule, kinds: dict[fx.Node, Kind]) -> list[fx.Node]:
 
     def main_input(node: fx.Node, inputs: list[fx.Node]) -> fx.Node:
         same = [a for a in inputs if _shape(a) == _shape(node)] or inputs
+        # x * gate(x) on a 1x1 map: both inputs have the output's shape and the gate has more convs
+        # behind it; the trunk is x (the gate stays off the chain at every resolution)
+        same = [a for a in same if gate_of(a) is None] or same
         return max(same, key=lambda a: len(convs_behind[a]))
 
     output = next(n for n in reversed(gm.graph.nodes) if n.op == "output")
@@ -196,7 +199,10 @@ def _parse_site(site: SiteNodes, conv: fx.Node, path: list[fx.Node], pos: dict, 
                     and u in pos and kinds[u] is Kind.ADD and path[pos[u] - 1] is not node]
         site.shortcuts = (site.shortcuts or []) + [(node, u) for u in shortcut]
         extra = [u for u in node.users if u is not successor and u not in shortcut]
-        if extra:
+        gates = [gate_of(u) for u in extra if gate_of(u) is not None]
+        if gates:
+            block(f"the output of {describe(node, gm)} feeds the squeeze-and-excitation gate '{gates[0]}'")
+        elif extra:
             block(f"the output of {describe(node, gm)} has {len(node.users)} users")
     for index, node in enumerate(site.nodes):
         kind = kinds[node]

@@ -305,8 +305,21 @@ def test_a_squeeze_and_excitation_gate_is_a_barrier_without_a_warning_to_declare
         warnings.simplefilter("error", UserWarning)
         space = depthshrink.trace(build_model("mobilenet_v3_small").eval(), torch.zeros(1, 3, 32, 32))
     gates = [s for s in space.sites if s.barrier and "squeeze-and-excitation gate" in s.barrier]
-    assert [s.position for s in gates] == [27, 32, 37] and "gate 'features.9.block.2'" in gates[0].barrier
-    assert sum(s.barrier is not None for s in space.sites) == 12  # each gate's input has 2 users: barriers too
+    assert [s.position for s in gates] == [1, 10, 13, 16, 19, 22, 25, 28, 31]  # the nine SE blocks' inputs
+    assert gates[6].barrier == ("the output of 'features.9.block.1.2' (Hardswish) feeds the squeeze-and-excitation "
+                                "gate 'features.9.block.2'")
+    assert sum(s.barrier is not None for s in space.sites) == 9
+
+
+def test_a_gate_on_a_1x1_map_stays_off_the_chain():
+    """At 32 px the last three SE blocks run on 1x1 maps, where x and gate(x) have one shape and the
+    gate has more convs behind it: the chain took the gate's fc1/fc2 as layers (38 at 32 px, 32 at 64)."""
+    model = build_model("mobilenet_v3_small").eval()
+    small, large = (depthshrink.trace(model, torch.zeros(1, 3, r, r)) for r in (32, 64))
+    assert small.num_layers == large.num_layers == 32
+    assert [layer.module for layer in small.layers] == [layer.module for layer in large.layers]
+    assert not any("fc" in layer.module for layer in small.layers)
+    assert {"features.11.block.2.fc1", "features.11.block.2.fc2"} <= set(small.fixed_modules)
 
 
 class _Warns(nn.Module):

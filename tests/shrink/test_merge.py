@@ -148,7 +148,8 @@ def test_squeeze_excitation_networks_merge_around_their_gates(name, resolution):
         warnings.simplefilter("ignore")  # every SE gate is reported as a barrier
         space = _space(model, resolution)
     gated = [s.position for s in space.sites if s.barrier]
-    assert gated and all("mul" in s.barrier or "users" in s.barrier for s in space.sites if s.barrier)
+    assert gated and all("squeeze-and-excitation gate" in s.barrier or "users" in s.barrier
+                         for s in space.sites if s.barrier)
     segments = maximal_segments(space)
     assert not any(s < p < e for s, e in segments for p in gated)
     _check(model, space, masks_for(space, segments, remove_all=True), 1e-4)

@@ -40,7 +40,7 @@ CASES = {  # label: (factory, input size[, strided_merge])
     "efficientnet_lite0": (_zoo("efficientnet_lite0"), 64),
     "efficientnet_lite0_small": (_zoo("efficientnet_lite0_small"), 32),
     "mobilenet_v3_large": (_zoo("mobilenet_v3_large"), 64),
-    "mobilenet_v3_small": (_zoo("mobilenet_v3_small"), 32),  # 1x1 maps at the end: SE branches join the chain
+    "mobilenet_v3_small": (_zoo("mobilenet_v3_small"), 32),  # 1x1 maps at the end: SE gates on them
     "tiny_mobilenet": (lambda: build_model("tiny_mobilenet"), 16),
     "hand": (HandNet, 19),
     "tv_efficientnet_b0": (lambda: EfficientNet(0.25), 64),
