@@ -51,8 +51,8 @@ def fixed_part(model: nn.Module, space: ChainSpace) -> FixedPart:
     gaps = [n for n in gm.graph.nodes if order[start] < order[n] < order[end] and n.op in computed
             and n not in covered and classify(n, gm) is not Kind.PASS]
     gap_set = set(gaps)
-    read = list(dict.fromkeys(a for n in gaps for a in n.all_input_nodes
-                              if a not in gap_set and order[start] < order[a] <= order[end]))
+    read = list(dict.fromkeys(a for n in gaps for a in n.all_input_nodes  # parameters are copied, not read
+                              if a not in gap_set and a.op in computed and order[start] < order[a] <= order[end]))
 
     graph = fx.Graph()
     image, chain_output = graph.placeholder("input"), graph.placeholder("chain_output")

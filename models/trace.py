@@ -171,8 +171,10 @@ def _main_path(gm: fx.GraphModule, kinds: dict[fx.Node, Kind]) -> list[fx.Node]:
     def main_input(node: fx.Node, inputs: list[fx.Node]) -> fx.Node:
         same = [a for a in inputs if _shape(a) == _shape(node)] or inputs
         # x * gate(x) on a 1x1 map: both inputs have the output's shape and the gate has more convs
-        # behind it; the trunk is x (the gate stays off the chain at every resolution)
-        same = [a for a in same if gate_of(a) is None] or same
+        # behind it; the trunk is x (the gate stays off the chain at every resolution). Only at the
+        # gate's own product: a residual add after an SE block follows the block as before
+        own = gate_of(node)
+        same = [a for a in same if own is None or gate_of(a) != own] or same
         return max(same, key=lambda a: len(convs_behind[a]))
 
     output = next(n for n in reversed(gm.graph.nodes) if n.op == "output")

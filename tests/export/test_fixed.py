@@ -60,3 +60,38 @@ def test_the_bundle_exports_the_fixed_part_with_its_gap_inputs_and_onnx_runtime_
     feeds = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)
              for name, shape in entry.inputs.items()}
     assert len(session.run(None, feeds)) == 11
+
+
+class _LayerScale(torch.nn.Module):
+    """``gamma * x`` inside the chain: a parameter read by an op no row times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        def cbr(i, o, k=3, s=1):
+            return torch.nn.Sequential(torch.nn.Conv2d(i, o, k, s, k // 2, bias=False), torch.nn.BatchNorm2d(o),
+                                       torch.nn.ReLU())
+        self.stem, self.a, self.b, self.c, self.head = cbr(3, 8, s=2), cbr(8, 8), cbr(8, 8), cbr(8, 8), cbr(8, 16, 1)
+        self.gamma = torch.nn.Parameter(torch.ones(8, 1, 1))
+
+    def forward(self, x):
+        x = self.a(self.stem(x))
+        x = self.gamma * x  # gamma read here, inside the chain (first, it would be read before the stem)
+        return self.head(self.c(self.b(x))).mean((2, 3))
+
+
+def test_a_parameter_read_inside_the_chain_is_copied_not_made_an_input(tmp_path):
+    """The parameter became a gap input the graph never used: ONNX dropped it, the manifest kept it,
+    and ONNX Runtime refused the fixed part ("Invalid input name: gap_input0")."""
+    import warnings
+
+    model = _LayerScale().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the product is a barrier
+        space = depthshrink.trace(model, torch.zeros(1, 3, 32, 32), model_info={"name": "layerscale"})
+    entry = next(e for e in export_bundle(model, space, 2, tmp_path, networks=False, progress=False).entries
+                 if e.op == "fixed")
+    session = session_from_onnx(tmp_path / entry.file)
+    assert [i.name for i in session.get_inputs()] == list(entry.inputs) == ["input", "chain_output", "gap_input0"]
+    assert entry.inputs["gap_input0"] == [2, 8, 16, 16]
+    feeds = {name: np.zeros(shape, np.float32) for name, shape in entry.inputs.items()}
+    assert len(session.run(None, feeds)) == 3

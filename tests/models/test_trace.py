@@ -311,6 +311,36 @@ def test_a_squeeze_and_excitation_gate_is_a_barrier_without_a_warning_to_declare
     assert sum(s.barrier is not None for s in space.sites) == 9
 
 
+class _SEResidual(nn.Module):
+    """x + se(bn(conv(relu(bn(conv(x)))))), three times: a residual add whose branch ends in a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from depthshrink.models.mobilenetv3 import SqueezeExcitation
+
+        def block():
+            return nn.ModuleDict({"body": nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
+                                                        nn.ReLU(), nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16)),
+                                  "se": SqueezeExcitation(16, 4)})
+        self.stem, self.head = nn.Conv2d(3, 16, 3, 2, 1), nn.Conv2d(16, 32, 1)
+        self.blocks = nn.ModuleList(block() for _ in range(3))
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        for block in self.blocks:
+            x = x + block["se"](block["body"](x))
+        return self.head(x).mean((2, 3))
+
+
+def test_a_residual_add_after_a_gate_follows_the_block_not_the_shortcut():
+    """The 1x1-map rule (below) first dropped every input made inside a gate at any node: here the add's
+    branch, so the chain lost every block conv ("2 convolutions on its main path")."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        space = depthshrink.trace(_SEResidual().eval(), torch.zeros(1, 3, 32, 32))
+    assert [layer.module for layer in space.layers] == [f"blocks.{b}.body.{i}" for b in range(3) for i in (0, 3)]
+
+
 def test_a_gate_on_a_1x1_map_stays_off_the_chain():
     """At 32 px the last three SE blocks run on 1x1 maps, where x and gate(x) have one shape and the
     gate has more convs behind it: the chain took the gate's fc1/fc2 as layers (38 at 32 px, 32 at 64)."""
