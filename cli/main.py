@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         _close_process_group()
         sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
         return code
-    except BrokenPipeError:  # `depthshrink ... | head -1`: the reader has gone, which is no error of ours
+    except BrokenPipeError:
+        if not _reader_gone():  # another pipe or socket broke: a bug or the system's, keep its traceback
+            raise
+        # `depthshrink ... | head -1`: the reader of our output has gone, which is no error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush finds a sink
         return 141  # as a shell reports a process killed by SIGPIPE
     except DepthshrinkError as exc:
@@ -78,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"depthshrink {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):  # no poll (Windows), or stdout is no file
+        return False
 
 
 def _close_process_group() -> None:

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     tables = {f"LUT {i}": path for i, path in enumerate((p for luts in args.lut for p in luts), 1)}
     validations = {f"validation of {name}": Path(path).with_suffix(".validation.json") for name, path in tables.items()}
     refuse_overwriting({"--out": out, "--frontier": frontier},
-                       {"--space": args.space, "--importance": args.importance, **tables, **validations})
+                       {"--space": args.space, "--importance": args.importance, "--weights": args.weights, **tables,
+                        **validations})
     for path in (out, frontier):
         if not path.parent.is_dir() or path.is_dir():
             raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else

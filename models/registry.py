@@ -146,9 +146,14 @@ def build_model(name: str, *, width_mult: float | None = None, in_channels: int 
                                    "(or give package.module:factory)")
         try:
             model = entry.builder(**entry.defaults, **_accepted(entry.builder, options))
-        except (OverflowError, MemoryError) as exc:  # --width-mult 1e308: channels past any count
-            raise DepthshrinkError(f"{name} cannot be built with width multiplier {width_mult}: "
-                                   f"{type(exc).__name__}") from None
+        except (OverflowError, MemoryError, TypeError, RuntimeError) as exc:
+            # --width-mult 1e308 or 1e20, --in-channels 10**23: channel counts past any tensor or memory
+            first = (str(exc).splitlines() or [""])[0]
+            if not isinstance(exc, (OverflowError, MemoryError)) and "overflow" not in first.lower() \
+                    and "allocate" not in first:
+                raise
+            given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v is not None)
+            raise DepthshrinkError(f"{name} cannot be built with {given}: {type(exc).__name__}: {first[:120]}") from None
     if not isinstance(model, nn.Module):
         raise DepthshrinkError(f"--model {name} returned {type(model).__name__}, not a torch.nn.Module")
     return model

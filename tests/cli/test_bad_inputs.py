@@ -292,3 +292,14 @@ def test_masks_whose_model_is_no_object_are_one_line(good, tmp_path, capsys):
                  "--data", "synthetic", "--out", str(tmp_path / "ft")]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "its model must be an object, not list" in lines[0], lines
+
+
+def test_search_refuses_to_write_its_masks_over_the_weights_it_loads(good, tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    shutil.copy(good["state_dict"], weights)
+    before = weights.read_bytes()
+    assert main(["search", *MODEL, "--weights", str(weights), "--lut", str(good["lut"]), "--importance",
+                 str(good["importance"]), "--latency-budget", "1.2x", "--out", str(weights)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--out {weights} is the --weights this command reads" in lines[0], lines
+    assert weights.read_bytes() == before

@@ -60,7 +60,9 @@ def test_space_takes_a_factory_and_weights(tmp_path):
     (["--model", "mobilenet_v2_small", "--resolution", "4"], "use at least 8"),
     (["--model", "tiny_mobilenet", "--resolution", "16", "--weights", "missing.pt"], "weights file not found"),
     (["--model", "mobilenet_v2", "--resolution", "32", "--width-mult", "1e308"],  # OverflowError's traceback
-     "mobilenet_v2 cannot be built with width multiplier 1e+308: OverflowError"),
+     "mobilenet_v2 cannot be built with --width-mult 1e+308: OverflowError"),
+    (["--model", "mobilenet_v2", "--resolution", "32", "--width-mult", "1e20"],  # torch's TypeError
+     "mobilenet_v2 cannot be built with --width-mult 1e+20: TypeError: empty(): argument 'size'"),
 ])
 def test_user_errors_are_one_line_and_write_nothing(tmp_path, args, message):
     out = tmp_path / "space.json"
@@ -86,3 +88,16 @@ def test_output_piped_to_a_reader_that_has_gone_is_no_traceback(tmp_path):
     os.close(write)
     assert result.returncode == 141 and result.stderr == "", result.stderr
     assert (tmp_path / "space.json").exists()
+
+
+def test_a_broken_pipe_that_is_not_standard_output_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    """Exit 141 in silence is for a reader of our output that has gone; another broken pipe is a bug's."""
+    import depthshrink.cli.space as space_command
+    from depthshrink.cli.main import main
+
+    def broken(args):
+        raise BrokenPipeError("a worker's pipe")
+
+    monkeypatch.setattr(space_command, "run", broken)
+    with pytest.raises(BrokenPipeError, match="a worker's pipe"):
+        main(["space", "--model", "tiny_mobilenet", "--resolution", "16", "--out", str(tmp_path / "s.json")])
