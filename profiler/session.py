@@ -22,7 +22,7 @@ from ..contracts.files import FileLock
 from ..errors import DepthshrinkError
 from ..lut.predictor import MIN_ROWS, cross_validate
 from ..lut.sampling import most_uncertain, seed_order
-from ..lut.table import LatencyTable, NoRowsOfSetting, row_key
+from ..lut.table import LatencyTable, NoRowsOfSetting, read_lut, row_key
 from ..lut.transfer import priors_for
 from ..lut.writer import LutWriter
 from .base import Backend, CacheFlush
@@ -69,6 +69,7 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     _check_timed_alike(lut_path, backend, settings)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
+    _check_fixed_row_current(bundle, lut_path, backend, settings)
     pending = [e for e in todo if row_key(row_of(e, bundle, backend, settings)) not in done]
     began = time.perf_counter()
     flush = _cache_flush(bundle, backend, lut_path, settings, modules) if pending else None
@@ -99,6 +100,26 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     recorder.log.close()
     return ProfileReport(pd.DataFrame(recorder.rows), len(todo) - len(pending), time.perf_counter() - began, flush,
                   recorder.networks.result())
+
+
+FIXED_PART_TIMES_GAPS = "2026-12-06T18:48:00+00:00"  # since then the fixed part times ops at barriers (SE gates)
+
+
+def _check_fixed_row_current(bundle: Bundle, lut_path: str | Path, backend: Backend, settings: Settings) -> None:
+    """Refuse to extend a table whose fixed-part row of a network with ops at its barriers (the fixed
+    entry's inputs beyond the image and the chain's output) was measured before the fixed part timed
+    them: that row lacks them, and extending keeps it."""
+    entry = next((e for e in bundle.entries if e.op == "fixed"), None)
+    if entry is None or len(entry.inputs) <= 2 or not Path(lut_path).exists():
+        return
+    frame = read_lut(lut_path)
+    key = row_key(row_of(entry, bundle, backend, settings))
+    rows = frame[[row_key(row) == key for row in frame.to_dict("records")]]
+    old = rows[rows["measured_at"].astype(str) < FIXED_PART_TIMES_GAPS] if "measured_at" in rows else rows.iloc[:0]
+    if not old.empty:
+        raise DepthshrinkError(f"{lut_path}'s fixed-part row of {bundle.model_label} was measured "
+                               f"{old['measured_at'].iloc[0]}, before the fixed part timed the ops at the chain's barriers "
+                               f"(squeeze-and-excitation gates): profile into a new LUT, or delete that row")
 
 
 def _check_timed_alike(lut_path: str | Path, backend: Backend, settings: Settings) -> None:

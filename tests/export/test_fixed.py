@@ -24,8 +24,8 @@ def _called(module: torch.fx.GraphModule) -> set[str]:
                                                   ("efficientnet_lite0", 64, 0)])
 def test_every_module_with_weights_is_timed_by_a_row_or_the_fixed_part(name, resolution, gaps):
     """MobileNetV3's squeeze-and-excitation gates sit inside the chain at barriers: no row timed
-    them and the fixed part (stem and head only) did not either, so a LUT summed a network 20-40%
-    short of its measured latency (`profile-device --model mobilenet_v3_small --validate`)."""
+    them and the fixed part (stem and head only) did not either, so a LUT summed MobileNetV3-Small at
+    64 px about 19% short of its measured latency (`profile-device ... --validate`, docs/profiling.md)."""
     model, space = _space(name, resolution)
     fixed = fixed_part(model, space)
     rows = {layer.module for layer in space.layers} | {layer.batchnorm for layer in space.layers if layer.batchnorm}

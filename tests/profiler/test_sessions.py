@@ -458,3 +458,24 @@ def test_auto_says_when_the_tables_earlier_rows_do_not_record_their_flush(tmp_pa
     assert len(resumed.measured) == 3 and not resumed.cache_flush.kept
     assert resumed.cache_flush.unrecorded_rows == len(old) - 3
     assert f"the LUT's {len(old) - 3} earlier rows of this setting do not record theirs" in resumed.cache_flush.describe()
+
+
+def test_a_fixed_row_measured_before_the_fixed_part_timed_the_gates_is_not_extended(tmp_path):
+    """Extending a MobileNetV3 table measured before 2026-12-06 kept its fixed row, which lacks the SE gates."""
+    from depthshrink.lut.table import COLUMNS
+    from depthshrink.lut.writer import LutWriter
+    from depthshrink.profiler.onnxruntime import OnnxRuntimeBackend
+    from depthshrink.profiler.recording import row_of
+
+    model = build_model("mobilenet_v3_small").eval()
+    space = depthshrink.trace(model, torch.zeros(1, 3, 64, 64), model_info={"name": "mobilenet_v3_small"})
+    bundle = export_bundle(model, space, 1, tmp_path / "bundle", networks=False, progress=False)
+    backend, settings = OnnxRuntimeBackend(1, CacheFlush.OFF), Settings("cpu-test", 1, FAST, progress=False)
+    fixed = row_of(next(e for e in bundle.entries if e.op == "fixed"), bundle, backend, settings)
+    lut = tmp_path / "lut.csv"
+    LutWriter(lut).append({**dict.fromkeys(COLUMNS), **fixed, "latency_ms": 0.08, "cache_flush": 0,
+                           "timing_method": "host-clock", "measured_at": "2026-12-05T10:00:00+00:00"})
+    with pytest.raises(DepthshrinkError, match=r"fixed-part row of mobilenet_v3_small@1x,1000cls was measured "
+                                               r"2026-12-05T10:00:00\+00:00, before the fixed part timed"):
+        profile(bundle, backend, lut, settings)
+    assert len(read_lut(lut)) == 1

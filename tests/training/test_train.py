@@ -431,3 +431,25 @@ def test_the_cosine_schedule_spans_every_epoch(tmp_path):
           progress=False, device="cpu")
     rates = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rates[0] == pytest.approx(0.05) and rates[1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_checkpoint_written_before_runs_recorded_their_data_resumes(tmp_path):
+    """Older checkpoints name no data: they resume as before (only the data's size is compared)."""
+    from depthshrink.models.build import ModelSpec
+    from depthshrink.training.data import DataSpec
+    from depthshrink.training.runs import RunOptions, train_network
+    from depthshrink.training.train import save_checkpoint
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", np.random.default_rng(0).integers(0, 256, (40, 16, 16)))
+    write_idx(folder / "train-labels-idx1-ubyte", np.arange(40) % 10)
+    model = ModelSpec("tiny_mobilenet", 16, in_channels=1, num_classes=10)
+    config = TrainConfig(epochs=2, batch_size=12, lr=0.05)
+    run = tmp_path / "run"
+    train_network(model, DataSpec(str(folder)), config, RunOptions(run, progress=False))
+    state = load_checkpoint(run / "last.pt")
+    del state["spec"]["data"]
+    save_checkpoint(run / "last.pt", state)
+    train_network(model, DataSpec(str(folder)), config, RunOptions(run, resume=True, progress=False))
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
