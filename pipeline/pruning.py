@@ -46,7 +46,7 @@ def _base(pipeline) -> nn.Module:
 
 def train_pruned(pipeline, network, seed: int, out) -> None:
     """Prune the base and finetune it (distilling from the base) into ``out``, resumable like ``finetune``."""
-    from ..training.data import load_split
+    from ..training.data import data_identity, load_split
     from ..training.train import train
 
     base = _base(pipeline)
@@ -54,7 +54,7 @@ def train_pruned(pipeline, network, seed: int, out) -> None:
     config = pipeline.finetune_config(seed)  # the same schedule as the shrunk networks, weight decay included
     data = load_split(pipeline.data, "train", pipeline.model_info)
     spec = {"pruning": {"method": "torch-pruning L1 magnitude", "round_to": ROUND_TO, "ratio": network.pruning_ratio,
-                        "base": str(pipeline.base)}}
+                        "base": str(pipeline.base)}, "data": data_identity(pipeline.data)}
     print(f"\n== {network.name}: L1 channel pruning at ratio {network.pruning_ratio:g}, "
           f"{sum(p.numel() for p in base.parameters()):,} -> {sum(p.numel() for p in model.parameters()):,} "
           "parameters, finetuned with the shrunk networks' schedule", flush=True)

@@ -13,6 +13,7 @@ from depthshrink import DepthshrinkError
 from depthshrink.cli.main import main
 from depthshrink.pipeline.config import PipelineConfig
 from depthshrink.pipeline.networks import RESULT_COLUMNS
+from depthshrink.training.train import load_checkpoint
 
 
 def test_config_round_trips_through_toml():
@@ -160,6 +161,8 @@ def test_a_tiny_run_end_to_end_then_resumed(tmp_path, capsys):
         assert (run / name).exists(), name
     assert PipelineConfig.read(run / "config.toml").model.name == "tiny_mobilenet"
     assert json.loads((run / "device.json").read_text())["peak_flops_per_s"] > 1e8
+    for trained in ("baselines/pruned-0.5", "baselines/width-0.5", "finetune/dp-1x"):  # a resume checks its data
+        assert load_checkpoint(run / trained / "last.pt")["spec"]["data"] == {"source": "synthetic", "subset": 512}
     capsys.readouterr()
 
     stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and "report" not in p.parts}
