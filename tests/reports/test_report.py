@@ -408,3 +408,20 @@ def test_the_frontier_is_labelled_with_the_unit_of_its_importance(tmp_path, spac
     pd.DataFrame({"start": [0], "end": [3], "importance": [-0.4], "method": ["masks"],
                   "unit": ["mask score"]}).to_csv(run / "importance.csv", index=False)
     assert load_run(run).importance_unit == "mask score"
+
+
+def test_a_figure_killed_while_written_leaves_no_file(tmp_path):
+    """Figures were written in place: a savefig that failed half-way left a torn PNG behind."""
+    from depthshrink.reports.plots import pyplot, save
+
+    figure = pyplot().figure()
+
+    def torn(path, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    figure.savefig = torn
+    with pytest.raises(KeyboardInterrupt):
+        save(figure, tmp_path / "plot.png")
+    assert list(tmp_path.iterdir()) == []
