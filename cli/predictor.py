@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from .common import add_setting_arguments, positive_int, setting_filters
 
@@ -28,16 +27,15 @@ def _at_least_two(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..contracts.files import check_file_target
     from ..errors import DepthshrinkError
     from ..lut.predictor import cross_validate, fold_count
     from ..lut.table import LatencyTable, is_corpus
     from ..lut.transfer import priors_for
 
-    if args.plot and Path(args.plot).suffix.lower() != ".png":
-        raise DepthshrinkError(f"--plot {args.plot}: the parity plot is a PNG, name it *.png")
-    if args.plot and (Path(args.plot).is_dir() or not Path(args.plot).parent.is_dir()):
-        raise DepthshrinkError(f"cannot write {args.plot}: " + ("it is a folder" if Path(args.plot).is_dir()
-                                                                else f"folder {Path(args.plot).parent} does not exist"))
+    if args.plot:
+        if check_file_target(args.plot).suffix.lower() != ".png":
+            raise DepthshrinkError(f"--plot {args.plot}: the parity plot is a PNG, name it *.png")
 
     table = LatencyTable.read(*args.lut).select(**setting_filters(args))
     priors = priors_for(table.frame)  # the predictor the search uses: a small table leans on the shipped ones

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..contracts.files import refuse_overwriting
+from ..contracts.files import check_file_target, refuse_overwriting
 from ..errors import DepthshrinkError
 from .common import add_model_arguments, add_setting_arguments, positive_int, refuse_model_options, setting_filters
 
@@ -62,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
                        {"--space": args.space, "--importance": args.importance, "--weights": args.weights, **tables,
                         **validations})
     for path in (out, frontier):
-        if not path.parent.is_dir() or path.is_dir():
-            raise DepthshrinkError(f"cannot write {path}: " + ("it is a folder" if path.is_dir() else
-                                                               f"folder {path.parent} does not exist"))
+        check_file_target(path)
     if args.verify_rounds is not None and not args.verify:
         raise DepthshrinkError("--verify-rounds counts the rounds of --verify: give --verify too")
     if args.frontier and args.method == "depthshrinker":

@@ -22,17 +22,24 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place. A target
-    that is no regular file (``/dev/stdout``, a pipe) is written directly."""
+def check_file_target(path: str | os.PathLike) -> Path:
+    """``path`` as a file to write: refused in one line when it is a folder or its folder is missing
+    (before the work whose result it is to hold)."""
     target = Path(path)
     if target.is_dir():
         raise DepthshrinkError(f"cannot write {target}: it is a folder")
+    if not target.parent.is_dir():
+        raise DepthshrinkError(f"cannot write {target}: folder {target.parent} does not exist")
+    return target
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place. A target
+    that is no regular file (``/dev/stdout``, a pipe) is written directly."""
+    target = check_file_target(path)
     if target.exists() and not target.is_file():
         write(target)
         return
-    if not target.parent.is_dir():
-        raise DepthshrinkError(f"cannot write {target}: folder {target.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     try:
@@ -131,10 +138,7 @@ class FileLock:
         if key in FileLock._held:  # this process holds it already (an outer block): nested, not refused
             FileLock._held[key] += 1
             return self
-        if self.path.is_dir():
-            raise DepthshrinkError(f"cannot write {self.path}: it is a folder")
-        if not self.path.parent.is_dir():
-            raise DepthshrinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_file_target(self.path)
         self.created = not self.path.exists()
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:

@@ -44,7 +44,8 @@ class ConvShape:
         return self.groups > 1 and self.groups == self.in_channels == self.out_channels
 
 
-def _whole(value, least: int) -> bool:
+def whole_number(value, least: int = 1) -> bool:
+    """Whether ``value``, as JSON gave it, is an integer (not a bool) of at least ``least``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
@@ -53,7 +54,7 @@ def _conv_shape(layer: dict) -> ConvShape:
     fields = list(ConvShape.__dataclass_fields__)
     if any(name not in layer for name in fields):
         raise KeyError(next(name for name in fields if name not in layer))
-    bad = [name for name in fields if not _whole(layer[name], 0 if name == "padding" else 1)]
+    bad = [name for name in fields if not whole_number(layer[name], 0 if name == "padding" else 1)]
     if bad:
         raise TypeError(f"layer {layer.get('index')}: {', '.join(bad)} must be whole numbers")
     return ConvShape(**{name: layer[name] for name in fields})
@@ -229,7 +230,7 @@ class ChainSpace:
             raise DepthshrinkError(f"not a chain space: format is {data.get('format')!r}, "
                                    f"expected {SPACE_FORMAT!r}")
         model = data["model"]
-        if not isinstance(model, dict) or not all(_whole(model.get(k), 1) for k in ("in_channels", "height", "width")):
+        if not isinstance(model, dict) or not all(whole_number(model.get(k), 1) for k in ("in_channels", "height", "width")):
             raise TypeError("its model must be an object with whole in_channels, height and width")
         layers = [Layer(d["index"], d["module"], _conv_shape(d), d.get("batchnorm")) for d in data["layers"]]
         sites = [Site(d["position"], d["activation"], d["removable"], d.get("barrier"))

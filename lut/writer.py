@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..contracts.files import append_csv_line, cut_torn_line
+from ..contracts.files import append_csv_line, check_file_target, cut_torn_line
 from ..errors import DepthshrinkError
 from .table import COLUMNS, OPTIONAL, REQUIRED, cell_text, read_lut, row_key
 
@@ -30,8 +30,7 @@ class LutWriter:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         check_lut_name(self.path)
-        if not self.path.parent.is_dir():
-            raise DepthshrinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_file_target(self.path)
         if self.path.exists() and self.path.stat().st_size > 0:
             self.columns = _repair_and_read_header(self.path)
         else:

@@ -30,12 +30,12 @@ def shipped_base(model, source: str) -> Path | None:
     """The base network that ships under ``weights/`` (its JSON says how it was trained) for the
     model and data it was trained on (small-input MobileNetV2-0.5, 28x28 grey, 10 classes, Fashion-MNIST);
     None for another model or other data (another 28x28 grey 10-class set took it, and scored 14% there)."""
-    from ..training.data import FASHION_MNIST
+    from ..training.data import FASHION_MNIST, DataSpec, data_identity
 
     if (model.name, model.width_mult, model.resolution, model.in_channels, model.num_classes) != \
             ("mobilenet_v2_small", 0.5, 28, 1, 10):
         return None
-    if source != "fashion-mnist" and Path(source).resolve() != FASHION_MNIST.resolve():
+    if data_identity(DataSpec(source))["source"] != str(FASHION_MNIST):
         return None
     if not SHIPPED_BASE.exists():
         raise DepthshrinkError(f"the shipped base {SHIPPED_BASE} is missing: set [train] weights = \"\" to train one")

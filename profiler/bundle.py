@@ -10,13 +10,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contracts.space import ChainSpace, read_json
+from ..contracts.space import ChainSpace, ConvShape, read_json, whole_number
 from ..errors import DepthshrinkError
 
 BUNDLE_FORMAT = "depthshrink.bundle/1"
 CORPUS_FORMAT = "depthshrink.bundle/2"  # a corpus: no space, no network (older readers refuse it clearly)
 MANIFEST = "manifest.json"
-CONV_FIELDS = ("in_channels", "out_channels", "kernel_size", "stride", "groups", "height", "width", "padding")
+CONV_FIELDS = tuple(ConvShape.__dataclass_fields__)  # what a conv entry records of its shape
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,9 @@ def load_bundle(folder: str | os.PathLike) -> Bundle:
 
 def _manifest_problem(data: dict) -> str | None:
     """What makes a manifest unreadable as a bundle, or None."""
-    def whole(value, low: int = 1) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
     if not isinstance(data.get("model"), dict) or not isinstance(data.get("model_label"), str):
         return "model (a table) and model_label (a text) are needed"
-    if not whole(data.get("batch_size")):
+    if not whole_number(data.get("batch_size")):
         return f"batch_size must be a positive integer, not {data.get('batch_size')!r}"
     if not isinstance(data.get("entries"), list) or not data["entries"]:
         return "entries must be a non-empty list"
@@ -99,13 +96,13 @@ def _manifest_problem(data: dict) -> str | None:
             return f"entry {item['key']}: op {item['op']!r} is not conv, fixed or network"
         inputs = item.get("inputs")
         if not isinstance(inputs, dict) or not inputs or not all(
-                isinstance(shape, list) and shape and all(whole(d) for d in shape) for shape in inputs.values()):
+                isinstance(shape, list) and shape and all(whole_number(d) for d in shape) for shape in inputs.values()):
             return f"entry {item['key']}: inputs must map names to shapes of positive integers"
         if any(shape[0] != data["batch_size"] for shape in inputs.values()):  # ONNX files of another batch
             return f"entry {item['key']}: its inputs are not of batch {data['batch_size']}, the manifest's"
-        if item["op"] == "conv" and not all(whole(item.get(k), 0 if k == "padding" else 1) for k in CONV_FIELDS):
+        if item["op"] == "conv" and not all(whole_number(item.get(k), 0 if k == "padding" else 1) for k in CONV_FIELDS):
             return f"entry {item['key']}: {', '.join(CONV_FIELDS)} must be integers (padding from 0, others from 1)"
         if item["op"] == "network" and not (isinstance(item.get("segments"), list) and all(
-                isinstance(s, list) and len(s) == 2 and all(whole(x, 0) for x in s) for s in item["segments"])):
+                isinstance(s, list) and len(s) == 2 and all(whole_number(x, 0) for x in s) for s in item["segments"])):
             return f"entry {item['key']}: segments must be [start, end] pairs of integers"
     return None

@@ -69,7 +69,7 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
     _check_timed_alike(lut_path, backend, settings)
     done = writer.existing_keys()
     todo = [e for e in bundle.entries if e.op in ("conv", "fixed")]
-    _check_fixed_row_current(bundle, lut_path, backend, settings)
+    _check_fixed_row_current(bundle, lut_path, backend, settings, done)
     pending = [e for e in todo if row_key(row_of(e, bundle, backend, settings)) not in done]
     began = time.perf_counter()
     flush = _cache_flush(bundle, backend, lut_path, settings, modules) if pending else None
@@ -105,15 +105,16 @@ def _profile(bundle: Bundle, backend: Backend, lut_path: str | Path, settings: S
 FIXED_PART_TIMES_GAPS = "2026-12-06T18:48:00+00:00"  # since then the fixed part times ops at barriers (SE gates)
 
 
-def _check_fixed_row_current(bundle: Bundle, lut_path: str | Path, backend: Backend, settings: Settings) -> None:
+def _check_fixed_row_current(bundle: Bundle, lut_path: str | Path, backend: Backend, settings: Settings,
+                             done: set[tuple]) -> None:
     """Refuse to extend a table whose fixed-part row of a network with ops at its barriers (the fixed
     entry's inputs beyond the image and the chain's output) was measured before the fixed part timed
-    them: that row lacks them, and extending keeps it."""
+    them: that row lacks them, and extending keeps it. ``done``: the keys of the table's rows."""
     entry = next((e for e in bundle.entries if e.op == "fixed"), None)
-    if entry is None or len(entry.inputs) <= 2 or not Path(lut_path).exists():
+    key = None if entry is None or len(entry.inputs) <= 2 else row_key(row_of(entry, bundle, backend, settings))
+    if key not in done:  # no such network, no op at its barriers, or its fixed row still to measure
         return
     frame = read_lut(lut_path)
-    key = row_key(row_of(entry, bundle, backend, settings))
     rows = frame[[row_key(row) == key for row in frame.to_dict("records")]]
     old = rows[rows["measured_at"].astype(str) < FIXED_PART_TIMES_GAPS] if "measured_at" in rows else rows.iloc[:0]
     if not old.empty:

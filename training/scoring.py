@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..contracts.files import refuse_overwriting
+from ..contracts.files import check_file_target, refuse_overwriting
 from ..errors import DepthshrinkError
 from .data import DataSpec, check_fits, load_split, sample
 from .ranks import check_seed
@@ -47,11 +47,7 @@ def score_importance(options: ImportanceOptions, weights: str | os.PathLike, dat
     torchrun every rank scores its share and rank 0 writes the table (others return ``None``)."""
     from ..shrink.rebuild import load_base_network
 
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise DepthshrinkError(f"cannot write {out}: folder {out.parent} does not exist")
-    if out.is_dir():  # refused before the scoring, not after it
-        raise DepthshrinkError(f"cannot write {out}: it is a folder (name the importance .csv to write)")
+    out = check_file_target(out)  # refused before the scoring, not after it
     refuse_overwriting({"--out": out}, {"--weights": weights})
     base, space = load_base_network(weights)
     train_data = load_split(data, "train", space.model)
